@@ -1,0 +1,21 @@
+"""pyrovae: variational autoencoders as Pyro programs, every part swappable by configuration.
+
+    from pyrovae import VAE, VAEConfig, train, load_dataset
+    cfg = VAEConfig(latent_dim=50, hidden=(400,), likelihood="bernoulli", elbo="meanfield")
+    run = train(cfg, load_dataset("mnist", binarize="dynamic"), epochs=10, out="runs/mnist")
+
+Data flow: ``data`` -> ``model`` (from ``priors``, ``likelihoods``, ``nets``) -> ``objectives``
+-> ``training`` -> ``evaluation`` -> ``reports``; ``cli`` is a thin layer over this API.
+"""
+
+__version__ = "0.1.0"
+
+from .config import DataConfig, RunConfig, TrainConfig, VAEConfig, load_config  # noqa: E402
+from .data import Dataset, load_dataset  # noqa: E402
+from .errors import PyroVAEError  # noqa: E402
+from .evaluation import evaluate_elbo  # noqa: E402
+from .model import VAE  # noqa: E402
+from .training import Run, load, train  # noqa: E402
+
+__all__ = ["VAE", "VAEConfig", "DataConfig", "TrainConfig", "RunConfig", "Dataset", "Run",
+           "PyroVAEError", "train", "load", "load_dataset", "load_config", "evaluate_elbo"]

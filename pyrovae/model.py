@@ -1,0 +1,108 @@
+"""The VAE as a pair of Pyro programs: ``model`` p(x, z) and ``guide`` q(z|x).
+
+For a minibatch x of B data points (flattened to [B, D]) out of a data set of N::
+
+    model(x):  for each i in plate("data", N, subsample of size B):
+                   z_i ~ p(z)                     scaled by beta      z: [B, L]
+                   x_i ~ p(x | decoder(z_i))      observed            x: [B, D]
+    guide(x):  for each i in the same plate:
+                   z_i ~ q(z|x_i) = N(mu(x_i), diag(sigma(x_i)^2))   scaled by beta
+
+The plate scales every log-density by N / B, so an ELBO estimator run on the minibatch is an
+unbiased estimate of the full-data objective
+
+    sum_i  E_q[log p(x_i|z)] - beta * KL(q(z|x_i) || p(z)),
+
+i.e. N times the per-point ELBO that pyrovae reports. beta multiplies the latent site ``z`` in
+both programs (``poutine.scale``), so Trace_ELBO's Monte Carlo term beta*(log p(z) - log q(z))
+and TraceMeanField_ELBO's analytic -beta*KL are both exactly beta times the KL term.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+
+import pyro
+import pyro.distributions as dist
+import torch
+from pyro import poutine
+from pyro.nn import PyroModule
+from pyro.nn.module import to_pyro_module_
+
+from .config import VAEConfig
+from .likelihoods import make_likelihood
+from .nets import make_decoder, make_encoder
+from .priors import make_prior
+from .rng import seeded
+
+_instance_ids = itertools.count()
+
+
+class VAE(PyroModule):
+    """A variational autoencoder built from a :class:`VAEConfig` for data of ``input_shape``.
+
+    ``input_shape`` is (C, H, W) for images or (D,) for vectors; the model always sees x
+    flattened to [B, D] with D = prod(input_shape). Parameters live in this module (and, as
+    Pyro requires for its JIT objectives, in Pyro's param store under a name unique to this
+    instance, so several VAEs can coexist in one process).
+    """
+
+    def __init__(self, config: VAEConfig, input_shape):
+        super().__init__(name=f"vae{next(_instance_ids)}")
+        self.config = config
+        self.input_shape = tuple(int(s) for s in input_shape)
+        self.input_dim = math.prod(self.input_shape)
+        self.beta = float(config.beta)
+        self.likelihood = make_likelihood(config.likelihood, config.sigma)
+        self.encoder = make_encoder(config, self.input_shape)
+        self.decoder = make_decoder(config, self.input_shape, self.likelihood.params_per_pixel)
+        self.prior = make_prior(config.prior, config.latent_dim)
+        to_pyro_module_(self)  # route submodule parameters through pyro.param (for JIT ELBOs)
+
+    def _plate(self, x: torch.Tensor, n_data: int | None):
+        """The data plate over the B rows of x, scaled by N / B when the data set has N rows."""
+        b = x.shape[0]
+        subsample = torch.arange(b, device=x.device)
+        return pyro.plate("data", size=n_data or b, subsample=subsample, dim=-1)
+
+    def model(self, x: torch.Tensor, n_data: int | None = None) -> torch.Tensor:
+        """p(z) p(x|z) with x observed; x: [B, D]. Returns the decoder output [B, K*D]."""
+        with self._plate(x, n_data):
+            with poutine.scale(scale=self.beta):
+                z = pyro.sample("z", self.prior())
+            out = self.decoder(z)
+            pyro.sample("x", self.likelihood(out), obs=x)
+        return out
+
+    def guide(self, x: torch.Tensor, n_data: int | None = None) -> torch.Tensor:
+        """q(z|x) = N(mu(x), diag(sigma(x)^2)); x: [B, D]. Returns z: [B, L]."""
+        with self._plate(x, n_data):
+            loc, scale = self.encoder(x)
+            with poutine.scale(scale=self.beta):
+                return pyro.sample("z", dist.Normal(loc, scale, validate_args=False).to_event(1))
+
+    # ---- deterministic helpers for using a trained model (no Pyro effects) -------------------
+
+    @torch.no_grad()
+    def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Posterior mean and standard deviation of q(z|x): x [B, D] -> ([B, L], [B, L])."""
+        return self.encoder(x.reshape(x.shape[0], -1))
+
+    @torch.no_grad()
+    def decode(self, z: torch.Tensor) -> torch.Tensor:
+        """Mean of p(x|z): z [..., L] -> E[x|z] [..., D]."""
+        return self.likelihood.mean(self.decoder(z))
+
+    @torch.no_grad()
+    def reconstruct(self, x: torch.Tensor) -> torch.Tensor:
+        """E[x | z = posterior mean of q(z|x)]: x [B, D] -> [B, D]."""
+        return self.decode(self.encode(x)[0])
+
+    @torch.no_grad()
+    def sample(self, n: int, seed: int | None = None) -> torch.Tensor:
+        """Decoder means E[x|z] of n draws z ~ p(z) (repeatable when ``seed`` is given): [n, D]."""
+        if seed is None:
+            return self.decode(self.prior().sample((n,)))
+        with seeded(seed):
+            return self.decode(self.prior().sample((n,)))

@@ -1,0 +1,70 @@
+"""Convolutional encoder and decoder for images of shape (C, H, W).
+
+Each encoder layer is a 3x3 convolution with stride 2 (H -> ceil(H/2)); the decoder mirrors it
+with 3x3 transposed convolutions (h -> 2h) and crops the result to (H, W), so any image size
+works (28x28: 28 -> 14 -> 7 and back; 8x8: 8 -> 4 -> 2 and back).
+"""
+
+from __future__ import annotations
+
+import math
+
+from torch import nn
+
+from .mlp import activation, gaussian_head
+
+
+def _downsampled(size: int, layers: int) -> int:
+    for _ in range(layers):
+        size = (size + 1) // 2
+    return size
+
+
+class ConvEncoder(nn.Module):
+    """x [B, C*H*W] -> convs -> flatten -> linear -> (loc, scale), each [B, L]."""
+
+    def __init__(self, image_shape, channels, latent_dim: int, act: str = "relu"):
+        super().__init__()
+        self.image_shape = tuple(image_shape)
+        c, h, w = self.image_shape
+        layers: list[nn.Module] = []
+        for c_out in channels:
+            layers += [nn.Conv2d(c, c_out, 3, stride=2, padding=1), activation(act)]
+            c = c_out
+        self.convs = nn.Sequential(*layers)
+        flat = c * _downsampled(h, len(channels)) * _downsampled(w, len(channels))
+        self.head = nn.Linear(flat, 2 * latent_dim)
+
+    def forward(self, x):
+        h = self.convs(x.reshape(-1, *self.image_shape))
+        return gaussian_head(self.head(h.flatten(1)))
+
+
+class ConvDecoder(nn.Module):
+    """z [..., L] -> linear -> transposed convs -> crop to (H, W) -> out [..., K*C*H*W]."""
+
+    def __init__(self, image_shape, channels, latent_dim: int, act: str = "relu",
+                 params_per_pixel: int = 1):
+        super().__init__()
+        self.image_shape = tuple(image_shape)
+        self.params_per_pixel = params_per_pixel
+        c, h, w = self.image_shape
+        rev = list(reversed(tuple(channels)))
+        self.start = (rev[0], _downsampled(h, len(rev)), _downsampled(w, len(rev)))
+        self.fc = nn.Sequential(nn.Linear(latent_dim, math.prod(self.start)), activation(act))
+        layers: list[nn.Module] = []
+        for i, c_in in enumerate(rev):
+            last = i == len(rev) - 1
+            c_out = params_per_pixel * c if last else rev[i + 1]
+            layers.append(nn.ConvTranspose2d(c_in, c_out, 3, stride=2, padding=1,
+                                             output_padding=1))
+            if not last:
+                layers.append(activation(act))
+        self.deconvs = nn.Sequential(*layers)
+
+    def forward(self, z):
+        batch = z.shape[:-1]
+        h = self.fc(z.reshape(-1, z.shape[-1])).reshape(-1, *self.start)
+        _, height, width = self.image_shape
+        out = self.deconvs(h)[..., :height, :width]
+        return out.reshape(*batch, -1)

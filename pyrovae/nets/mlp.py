@@ -1,0 +1,60 @@
+"""Fully connected encoder and decoder."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+_ACTIVATIONS = {"relu": nn.ReLU, "softplus": nn.Softplus, "tanh": nn.Tanh, "elu": nn.ELU,
+                "leaky_relu": nn.LeakyReLU, "gelu": nn.GELU}
+
+MIN_SCALE = 1e-4  # floor on the encoder's standard deviation, keeps log q(z|x) finite
+
+
+def activation(name: str) -> nn.Module:
+    """A fresh activation module called ``name``."""
+    return _ACTIVATIONS[name]()
+
+
+def mlp(sizes: list[int], act: str) -> nn.Sequential:
+    """Linear layers between consecutive ``sizes`` with ``act`` between them (not after the last)."""
+    layers: list[nn.Module] = []
+    for i, (n_in, n_out) in enumerate(zip(sizes[:-1], sizes[1:])):
+        layers.append(nn.Linear(n_in, n_out))
+        if i < len(sizes) - 2:
+            layers.append(activation(act))
+    return nn.Sequential(*layers)
+
+
+def gaussian_head(h: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Split [..., 2L] into loc [..., L] and scale = softplus(.) + MIN_SCALE [..., L]."""
+    loc, raw = h.chunk(2, dim=-1)
+    return loc, F.softplus(raw) + MIN_SCALE
+
+
+class MLPEncoder(nn.Module):
+    """x [B, D] -> hidden layers -> (loc, scale) of q(z|x), each [B, L]."""
+
+    def __init__(self, input_shape, hidden, latent_dim: int, act: str = "softplus"):
+        super().__init__()
+        self.input_dim = math.prod(input_shape)
+        self.net = mlp([self.input_dim, *hidden, 2 * latent_dim], act)
+
+    def forward(self, x):
+        return gaussian_head(self.net(x))
+
+
+class MLPDecoder(nn.Module):
+    """z [..., L] -> hidden layers (encoder's, reversed) -> out [..., K * D]."""
+
+    def __init__(self, input_shape, hidden, latent_dim: int, act: str = "softplus",
+                 params_per_pixel: int = 1):
+        super().__init__()
+        out_dim = params_per_pixel * math.prod(input_shape)
+        self.net = mlp([latent_dim, *reversed(tuple(hidden)), out_dim], act)
+
+    def forward(self, z):
+        return self.net(z)

@@ -1,0 +1,64 @@
+"""PNG pictures of a VAE and its training run."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import torch  # noqa: E402
+from torchvision.utils import make_grid, save_image  # noqa: E402
+
+
+def _as_images(x: torch.Tensor, shape) -> torch.Tensor:
+    """[N, D] -> [N, C, H, W] for image data; vectors become a 1-pixel-high strip."""
+    shape = tuple(shape)
+    if len(shape) != 3:
+        shape = (1, 1, math.prod(shape))
+    return x.detach().float().cpu().reshape(-1, *shape)
+
+
+def save_image_grid(x: torch.Tensor, shape, path: str | Path, nrow: int = 8,
+                    scale: float = 4.0) -> None:
+    """Save rows of x [N, D] as a grid of images, values clipped to [0, 1]; small images are
+    enlarged ``scale`` times (nearest neighbour) so 8x8 digits stay readable."""
+    images = _as_images(x, shape).clamp(0, 1)
+    grid = make_grid(images, nrow=nrow, padding=1, pad_value=0.5)
+    if images.shape[-1] < 28 and scale > 1:
+        grid = torch.nn.functional.interpolate(grid[None], scale_factor=scale, mode="nearest")[0]
+    save_image(grid, str(path))
+
+
+def save_samples(vae, path: str | Path, n: int = 64, seed: int = 0) -> None:
+    """An 8-wide grid of E[x|z] for n draws z ~ p(z)."""
+    save_image_grid(vae.sample(n, seed=seed), vae.input_shape, path, nrow=8)
+
+
+def save_reconstructions(vae, x: torch.Tensor, path: str | Path, n: int = 32) -> float:
+    """Originals (odd columns) beside their reconstructions (even columns), 8 pairs per row.
+
+    Returns the mean squared error per pixel between the n originals and reconstructions.
+    """
+    x = x[:n]
+    recon = vae.reconstruct(x)
+    pairs = torch.stack([x, recon], dim=1).reshape(2 * len(x), -1)
+    save_image_grid(pairs, vae.input_shape, path, nrow=16)
+    return float(((recon - x) ** 2).mean())
+
+
+def save_elbo_curves(history: list[dict], path: str | Path) -> None:
+    """Train and test ELBO (nats per data point) against epoch."""
+    epochs = [row["epoch"] for row in history]
+    fig, ax = plt.subplots(figsize=(6, 4))
+    ax.plot(epochs, [row["train_elbo"] for row in history], "o-", label="train")
+    ax.plot(epochs, [row["test_elbo"] for row in history], "s-", label="test")
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("ELBO (nats per data point)")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)

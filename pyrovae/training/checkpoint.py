@@ -1,0 +1,64 @@
+"""Checkpoints: model and optimizer state with the run's config, loaded without running code.
+
+A checkpoint is one file written by ``torch.save`` holding only tensors, numbers, strings and
+containers of them, and read back with ``torch.load(weights_only=True)``, whose restricted
+unpickler refuses anything else, so a crafted checkpoint cannot execute code on load::
+
+    {"format": "pyrovae-checkpoint", "format_version": 1, "pyrovae_version": str,
+     "config": RunConfig.to_dict(), "input_shape": [..], "model": state_dict,
+     "optimizer": state_dict, "epoch": int, "step": int}
+"""
+
+from __future__ import annotations
+
+import io
+import pickle
+import zipfile
+from pathlib import Path
+
+import torch
+
+from ..errors import CheckpointError
+from ..files import atomic_write
+
+FORMAT = "pyrovae-checkpoint"
+FORMAT_VERSION = 1
+CHECKPOINT_NAME = "checkpoint.pt"
+
+
+def save_checkpoint(path: str | Path, payload: dict) -> None:
+    """Atomically write ``payload`` (see module docstring) to ``path``."""
+    from .. import __version__
+
+    buf = io.BytesIO()
+    torch.save({"format": FORMAT, "format_version": FORMAT_VERSION,
+                "pyrovae_version": __version__, **payload}, buf)
+    atomic_write(path, buf.getvalue())
+
+
+def load_checkpoint(path: str | Path, device="cpu") -> dict:
+    """Read and check a checkpoint file; raise :class:`CheckpointError` if it is not one."""
+    path = Path(path)
+    if path.is_dir():
+        path = path / CHECKPOINT_NAME
+    if not path.is_file():
+        raise CheckpointError(f"no checkpoint at '{path}': is this a pyrovae run folder?")
+    try:
+        payload = torch.load(path, map_location=device, weights_only=True)
+    except pickle.UnpicklingError as err:
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise CheckpointError(f"refusing to load '{path}': it holds objects other than tensors "
+                              f"and plain data, which could run code ({first[:120]})") from None
+    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError) as err:
+        raise CheckpointError(f"'{path}' is truncated or corrupt ({type(err).__name__}); use an "
+                              f"earlier checkpoint or retrain") from None
+    if not isinstance(payload, dict) or payload.get("format") != FORMAT:
+        raise CheckpointError(f"'{path}' is not a pyrovae checkpoint")
+    version = payload.get("format_version")
+    if not isinstance(version, int) or version > FORMAT_VERSION:
+        raise CheckpointError(f"'{path}' has checkpoint format {version}, newer than this "
+                              f"pyrovae reads ({FORMAT_VERSION}); upgrade pyrovae")
+    for key in ("config", "input_shape", "model"):
+        if key not in payload:
+            raise CheckpointError(f"'{path}' lacks '{key}'; it is incomplete or corrupt")
+    return payload

@@ -1,0 +1,99 @@
+"""A run folder and the :class:`Run` object that the API returns for it.
+
+    RUN/config.toml          the resolved config (reads back with ``pyrovae.load_config``)
+    RUN/checkpoint.pt        model + optimizer state + config (see ``checkpoint.py``)
+    RUN/history.csv          one row per epoch
+    RUN/metrics.json         final numbers and versions
+    RUN/samples.png, RUN/reconstructions.png, RUN/elbo.png
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from ..config import RunConfig, load_config, to_toml
+from ..errors import CheckpointError, ConfigError
+from ..files import read_csv
+from ..model import VAE
+from .checkpoint import CHECKPOINT_NAME, load_checkpoint
+
+RUN_FILES = ("config.toml", CHECKPOINT_NAME, "metrics.json", "history.csv")
+
+
+@dataclass
+class Run:
+    """A trained (or loaded) VAE with its config, per-epoch history and final metrics."""
+
+    vae: VAE
+    config: RunConfig
+    path: Path | None = None
+    history: list[dict] = field(default_factory=list)
+    metrics: dict = field(default_factory=dict)
+
+    def __repr__(self):
+        elbo = self.metrics.get("test_elbo")
+        shown = f", test_elbo={elbo:.2f}" if elbo is not None else ""
+        return f"Run(path={str(self.path)!r}{shown})"
+
+
+def prepare_run_dir(out: str | Path, config: RunConfig, force: bool = False) -> Path:
+    """Create ``out``; refuse (unless ``force``) if it already holds a run's files."""
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise CheckpointError(f"--out '{out}' is a file, not a folder")
+    existing = [name for name in RUN_FILES if (out / name).exists()]
+    if existing and not force:
+        raise CheckpointError(f"'{out}' already holds a run ({', '.join(existing)}); choose "
+                              f"another --out, or pass --force (force=True) to overwrite it")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise CheckpointError(f"cannot create run folder '{out}': {err.strerror}") from None
+    return out
+
+
+def load(path: str | Path, device: str = "cpu") -> Run:
+    """Load a run folder (or a checkpoint file) written by :func:`pyrovae.train`.
+
+    Reads only tensors and plain data (never executes code from the files).
+    """
+    path = Path(path)
+    payload = load_checkpoint(path, device=device)
+    try:
+        config = RunConfig.from_dict(payload["config"])
+    except ConfigError as err:
+        raise CheckpointError(f"'{path}' holds an invalid config: {err}") from None
+    run_dir = path if path.is_dir() else path.parent
+    saved_config = run_dir / "config.toml"
+    if saved_config.is_file() and load_config(saved_config) != config:
+        raise CheckpointError(f"'{saved_config}' does not match the checkpoint's config; the "
+                              f"folder mixes files of different runs")
+    vae = VAE(config.model, payload["input_shape"])
+    try:
+        vae.load_state_dict(payload["model"])
+    except RuntimeError as err:
+        first = str(err).splitlines()[0]
+        raise CheckpointError(f"'{path}' does not fit its own config ({first})") from None
+    vae.to(device).eval()
+    history = read_csv(run_dir / "history.csv") if (run_dir / "history.csv").is_file() else []
+    metrics_file = run_dir / "metrics.json"
+    metrics = json.loads(metrics_file.read_text()) if metrics_file.is_file() else {}
+    return Run(vae, config, run_dir, history, metrics)
+
+
+def config_text(config: RunConfig) -> str:
+    return "# pyrovae run config (resolved: every key, defaults included)\n" + to_toml(config)
+
+
+def describe_device(device: str) -> torch.device:
+    """The torch device for ``device``, or a clear error when this machine lacks it."""
+    from ..errors import DeviceError
+
+    if device == "cuda" and not torch.cuda.is_available():
+        raise DeviceError("device = \"cuda\" but this machine has no usable CUDA GPU; set "
+                          "[train] device = \"cpu\" (or --set device=cpu)")
+    return torch.device(device)
