@@ -94,6 +94,7 @@ def train(config: VAEConfig | RunConfig, data: Dataset, out: str | Path | None =
     if out_dir is not None:
         atomic_write(out_dir / "config.toml", config_text(config))
 
+    model, guide = vae.model, vae.guide  # bound once: JIT objectives key graphs on their ids
     history: list[dict] = []
     step, start = 0, time.perf_counter()
     bar = tqdm(total=tc.epochs * steps_per_epoch, disable=not tc.progress, unit="step",
@@ -109,14 +110,13 @@ def train(config: VAEConfig | RunConfig, data: Dataset, out: str | Path | None =
             xb = x_epoch[order[i * bsz:(i + 1) * bsz]]
             with pyro.validation_enabled(step == 0):  # validate the first step only
                 if differentiable:
-                    loss = elbo.differentiable_loss(vae.model, vae.guide, xb, n_data=n)
+                    loss = elbo.differentiable_loss(model, guide, xb, n_data=n)
                     optimizer.zero_grad(set_to_none=True)
                     loss.backward()
                     loss = loss.detach()
                 else:
                     optimizer.zero_grad(set_to_none=True)
-                    loss = torch.as_tensor(elbo.loss_and_grads(vae.model, vae.guide, xb,
-                                                               n_data=n))
+                    loss = torch.as_tensor(elbo.loss_and_grads(model, guide, xb, n_data=n))
             optimizer.step()
             loss_sum += loss
             step += 1
