@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
 import tomllib
 import types
 import typing
@@ -62,13 +63,16 @@ class VAEConfig:
 
     def __post_init__(self):
         check_fields(self, "model")
+        if self.network == "conv" and not self.channels:
+            raise ConfigError("model.channels = [] is empty but network = \"conv\" needs at "
+                              "least one layer, e.g. channels = [32, 64]")
 
 
 @dataclass
 class DataConfig:
     """Where the data come from and how they are preprocessed."""
 
-    name: str = _f("mnist", "mnist | fashion-mnist | digits | a .npy/.npz file | a folder")
+    name: str = _f("mnist", "mnist | fashion-mnist | digits | a .npy/.npz file")
     path: str = _f("", "root folder of torchvision MNIST/FashionMNIST files (optional)")
     binarize: str = _f("dynamic", "none | static (one fixed draw) | dynamic (new draw each epoch)",
                        choices=BINARIZE)
@@ -92,6 +96,8 @@ class TrainConfig:
     eval_batch_size: int = _f(1000, "batch size when evaluating", min=1)
     log_every: int = _f(50, "steps between progress-bar loss updates (each one syncs)", min=1)
     progress: bool = _f(True, "show a tqdm progress bar")
+    checkpoint_every: int = _f(0, "also checkpoint every N steps (0 = at epoch ends only)", min=0)
+    clip_norm: float = _f(0.0, "clip the gradient norm to this value (0 = no clipping)", min=0.0)
 
     def __post_init__(self):
         check_fields(self, "train")
@@ -129,7 +135,13 @@ SECTIONS: dict[str, type] = {"model": VAEConfig, "data": DataConfig, "train": Tr
 
 def _unknown_message(key: str, valid, what: str = "key") -> str:
     near = difflib.get_close_matches(key, list(valid), n=1, cutoff=0.6)
-    hint = f"; did you mean '{near[0]}'?" if near else ""
+    if not near and "." not in key:  # a bare --set key such as 'epoch': compare field names
+        by_name: dict[str, list[str]] = {}
+        for full in valid:
+            by_name.setdefault(full.rsplit(".", 1)[-1], []).append(full)
+        close = difflib.get_close_matches(key, list(by_name), n=1, cutoff=0.6)
+        near = by_name[close[0]] if close else []
+    hint = "; did you mean " + " or ".join(f"'{n}'" for n in near) + "?" if near else ""
     return f"unknown config {what} '{key}'{hint} (valid: {', '.join(valid)})"
 
 
@@ -165,6 +177,8 @@ def coerce(value: Any, annotation, where: str) -> Any:
     if annotation is float:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ConfigError(f"{where} must be a number, got {value!r}")
+        if isinstance(value, float) and not math.isfinite(value):
+            raise ConfigError(f"{where} must be a finite number, got {value!r}")
         return float(value)
     if annotation is str:
         if not isinstance(value, str):
@@ -225,7 +239,10 @@ def apply_overrides(config: RunConfig, assignments: list[str]) -> RunConfig:
             if not matches:
                 raise ConfigError(_unknown_message(key, list(all_keys)))
             section, name = all_keys[matches[0]]
-        raw[section][name] = parse_value(text)
+        value = parse_value(text)
+        if _field_type(SECTIONS[section], name) is str and not isinstance(value, str):
+            value = text  # e.g. data.path=2024 or data.name=inf: a name, not a number
+        raw[section][name] = value
     return RunConfig.from_dict(raw)
 
 
@@ -233,11 +250,14 @@ def load_config(path: str | Path, overrides: list[str] | None = None) -> RunConf
     """Read a TOML config file (sections [model], [data], [train]) and apply ``overrides``."""
     path = Path(path)
     if not path.is_file():
-        raise ConfigError(f"config file '{path}' does not exist (see configs/ for examples)")
+        problem = "is a folder, not a file" if path.is_dir() else "does not exist"
+        raise ConfigError(f"config file '{path}' {problem} (see configs/ for examples)")
     try:
-        raw = tomllib.loads(path.read_text())
+        raw = tomllib.loads(path.read_bytes().decode("utf-8"))  # TOML is UTF-8 on every OS
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as err:
         raise ConfigError(f"config file '{path}' is not valid TOML: {err}") from None
+    except OSError as err:
+        raise ConfigError(f"cannot read config file '{path}': {err.strerror}") from None
     config = RunConfig.from_dict(raw)
     return apply_overrides(config, overrides or [])
 
@@ -252,6 +272,7 @@ def _toml_value(value: Any) -> str:
     if value is None:
         raise ConfigError("TOML has no null; use a default instead of None")
     escaped = str(value).replace("\\", "\\\\").replace('"', '\\"')
+    escaped = "".join(c if c >= " " and c != "\x7f" else f"\\u{ord(c):04x}" for c in escaped)
     return f'"{escaped}"'
 
 

@@ -85,12 +85,12 @@ def _as_images(x: np.ndarray, what: str) -> tuple[np.ndarray, tuple[int, ...]]:
     """[N, D] vectors, [N, H, W] or [N, C, H, W] / [N, H, W, C] images -> ([N, D], shape)."""
     if x.ndim == 2:
         return x, (x.shape[1],)
-    if x.ndim == 3:
-        return x.reshape(len(x), -1), (1, *x.shape[1:])
+    if x.ndim == 3:  # reshape with an explicit D: -1 is ambiguous when N = 0
+        return x.reshape(len(x), x.shape[1] * x.shape[2]), (1, *x.shape[1:])
     if x.ndim == 4:
         if x.shape[1] not in (1, 3, 4) and x.shape[-1] in (1, 3, 4):
             x = np.moveaxis(x, -1, 1)  # NHWC -> NCHW
-        return x.reshape(len(x), -1), tuple(x.shape[1:])
+        return x.reshape(len(x), int(np.prod(x.shape[1:]))), tuple(x.shape[1:])
     raise DataError(f"{what} has shape {x.shape}; expected [N, D] vectors or [N, H, W] / "
                     f"[N, C, H, W] images")
 
@@ -120,6 +120,9 @@ def validate_values(x: torch.Tensor, binarize: str, what: str) -> None:
     """Non-empty, finite, and in [0, 1] when it is to be binarized."""
     if x.shape[0] == 0:
         raise DataError(f"{what} is empty (0 examples); check the file or train_size/test_size")
+    if x.numel() == 0:
+        raise DataError(f"{what} has 0 values per example (shape {tuple(x.shape)}); check the "
+                        f"file")
     if not torch.isfinite(x).all():
         bad = int((~torch.isfinite(x)).any(dim=1).sum())
         raise DataError(f"{what} has NaN or inf values in {bad} examples; clean or drop them")
@@ -140,11 +143,12 @@ def from_arrays(name: str, raw: sources.RawData, binarize: str = "none", seed: i
         what = f"{name} {split} data"
         x = np.asarray(x)
         flat, shape = _as_images(_to_unit_float(x, what), what)
+        labels = _labels(y, len(flat), what)  # checked against all examples, before the cut
         if limit:
-            flat, y = flat[:limit], None if y is None else np.asarray(y)[:limit]
+            flat, labels = flat[:limit], None if labels is None else labels[:limit]
         tensor = torch.from_numpy(np.ascontiguousarray(flat))
         validate_values(tensor, binarize, what)
-        parts[split] = (tensor, _labels(y, len(flat), what), shape)
+        parts[split] = (tensor, labels, shape)
     (train_x, train_y, shape), (test_x, test_y, test_shape) = parts["train"], parts["test"]
     if shape != test_shape:
         raise DataError(f"{name}: train examples have shape {shape} but test examples "

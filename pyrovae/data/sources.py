@@ -12,6 +12,7 @@ import hashlib
 import importlib.util
 import io
 import pickle
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -87,12 +88,18 @@ def read_torchvision(kind: str, root: str) -> RawData:
     root_path = Path(root)
     if root_path.name == cls.__name__:
         root_path = root_path.parent
+    raw = root_path / cls.__name__ / "raw"
     try:
         train = cls(str(root_path), train=True, download=False)
         test = cls(str(root_path), train=False, download=False)
-    except RuntimeError:
-        raise DataError(f"no {cls.__name__} files under '{root}' (expected "
-                        f"{root_path / cls.__name__ / 'raw'}/*-ubyte[.gz]); point [data] path at "
+    except (RuntimeError, AssertionError, ValueError, TypeError):
+        missing = [Path(f).stem for f, _ in cls.resources if not (raw / Path(f).stem).is_file()]
+        if not missing:  # the files are there but torchvision could not parse them
+            raise DataError(f"cannot read the {cls.__name__} files in {raw}: they are truncated "
+                            f"or corrupt; delete them and download them again") from None
+        gz = "; gunzip the .gz files there" if (raw / f"{missing[0]}.gz").is_file() else ""
+        raise DataError(f"no {cls.__name__} files under '{root}' (expected {raw}/{missing[0]} "
+                        f"and the other uncompressed *-ubyte files{gz}); point [data] path at "
                         f"the folder torchvision downloaded into") from None
     return RawData(train.data.numpy(), test.data.numpy(),
                    train.targets.numpy().astype(np.int64), test.targets.numpy().astype(np.int64))
@@ -124,27 +131,35 @@ def read_array_file(path: str, seed: int = 0, test_fraction: float = 0.1) -> Raw
     if file.suffix not in (".npy", ".npz"):
         raise DataError(f"data file '{path}' is not .npy or .npz; save your array with "
                         f"numpy.save / numpy.savez")
-    try:
+    try:  # an .npz is read lazily: its arrays can fail (pickled, corrupt) when accessed
         loaded = np.load(file, allow_pickle=False)
-    except (ValueError, OSError, EOFError) as err:
+        if isinstance(loaded, np.ndarray):
+            arrays = {"x": loaded}
+        else:
+            with loaded:
+                arrays = {k: loaded[k] for k in loaded.files}
+    except (ValueError, OSError, EOFError, zipfile.BadZipFile) as err:
         raise DataError(f"cannot read '{path}' as a NumPy file ({err}); it may be corrupt or "
                         f"hold pickled objects, which are not loaded") from None
-    if isinstance(loaded, np.ndarray):
-        return _split(loaded, None, seed, test_fraction)
-    with loaded:
-        keys = set(loaded.files)
-        for xk, xtk, yk, ytk in _NPZ_KEYS:
-            if xk in keys and xtk in keys:
-                get = lambda k: loaded[k] if k in keys else None  # noqa: E731
-                return RawData(loaded[xk], loaded[xtk], get(yk), get(ytk))
-        if "x" in keys or len(keys) == 1:
-            x = loaded["x"] if "x" in keys else loaded[next(iter(keys))]
-            return _split(x, loaded["y"] if "y" in keys else None, seed, test_fraction)
+    keys = set(arrays)
+    for xk, xtk, yk, ytk in _NPZ_KEYS:
+        if xk in keys and xtk in keys:
+            return RawData(arrays[xk], arrays[xtk], arrays.get(yk), arrays.get(ytk))
+    if "x" in keys or len(keys) == 1:
+        x = arrays["x"] if "x" in keys else arrays[next(iter(keys))]
+        return _split(x, arrays.get("y"), seed, test_fraction)
     raise DataError(f"'{path}' holds arrays {sorted(keys)}; expected x_train and x_test "
                     f"(optionally y_train, y_test), or a single array x")
 
 
 def _split(x, y, seed, test_fraction) -> RawData:
+    """x [N, ...] and labels y [N] or None -> a seeded random test_fraction / rest split."""
+    if x.ndim == 0:
+        raise DataError(f"the data file holds a single number ({x.dtype}), not an array of "
+                        f"examples [N, ...]")
+    if y is not None and np.shape(y) != (len(x),):
+        raise DataError(f"labels y have shape {np.shape(y)} but there are {len(x)} examples; "
+                        f"save one label per example")
     if len(x) < 2:
         raise DataError(f"need at least 2 examples to split into train and test, got {len(x)}")
     order = np.random.default_rng(seed).permutation(len(x))

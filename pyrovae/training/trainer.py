@@ -6,6 +6,11 @@ ELBO's differentiable loss -ELBO (scaled to the whole data set by the model's pl
 back-propagates, and takes one Adam step over all parameters (one torch optimizer, not one per
 parameter). The loss is only copied to the host every ``log_every`` steps and at the end of an
 epoch; after each epoch the test ELBO is evaluated, a history row and a checkpoint written.
+
+Checkpoints (every ``checkpoint_every`` steps, at epoch ends, and on SIGINT/SIGTERM) hold the
+parameters, Adam's state, the random state and the position in the epoch, so ``resume=True``
+continues bit for bit where the run stopped. A NaN/inf loss stops training with an error that
+names the step, the parameters and the sites, before any checkpoint is overwritten.
 """
 
 from __future__ import annotations
@@ -20,19 +25,22 @@ import torch
 from tqdm.auto import tqdm
 
 from .. import __version__
-from ..config import RunConfig, VAEConfig
+from ..config import RunConfig, TrainConfig, VAEConfig
 from ..data import Dataset
-from ..errors import ConfigError
+from ..errors import CheckpointError, ConfigError
 from ..evaluation import evaluate_elbo
 from ..files import atomic_write, write_csv, write_json
 from ..model import VAE
 from ..objectives import has_differentiable_loss, make_elbo
 from ..reports import save_elbo_curves, save_reconstructions, save_samples
-from ..rng import seed_everything
-from .checkpoint import CHECKPOINT_NAME, save_checkpoint
+from ..rng import seed_everything, seeded
+from .checkpoint import CHECKPOINT_NAME, load_checkpoint, save_checkpoint
+from .guards import FiniteWatch, TrainingInterrupted, stop_on_signals
 from .run import Run, config_text, describe_device, prepare_run_dir
+from .state import capture_rng, restore_rng
 
 _PERM_SEED_OFFSET = 7919  # the data order uses a stream apart from dynamic binarization
+RESUMABLE_CHANGES = ("epochs", "progress", "log_every", "checkpoint_every", "eval_batch_size")
 
 
 def resolve_config(config: VAEConfig | RunConfig, data: Dataset, overrides: dict) -> RunConfig:
@@ -44,7 +52,7 @@ def resolve_config(config: VAEConfig | RunConfig, data: Dataset, overrides: dict
     elif not isinstance(config, RunConfig):
         raise ConfigError(f"train() needs a VAEConfig or RunConfig, got {type(config).__name__}")
     if overrides:
-        fields = set(config.train.__dataclass_fields__)
+        fields = set(TrainConfig.__dataclass_fields__)
         unknown = sorted(set(overrides) - fields)
         if unknown:
             raise ConfigError(f"unknown train() option '{unknown[0]}' (valid: "
@@ -58,8 +66,25 @@ def check_compatible(config: RunConfig, data: Dataset, vae: VAE) -> None:
     if config.train.batch_size > data.num_train:
         raise ConfigError(f"train.batch_size = {config.train.batch_size} is larger than the "
                           f"training set ({data.num_train} examples); lower it")
-    vae.likelihood.check(data.train_data(0, config.train.seed), f"{data.name} training data")
+    vae.likelihood.check(data.train_data(1, config.train.seed), f"{data.name} training data")
     vae.likelihood.check(data.test_data(), f"{data.name} test data")
+
+
+def check_resumable(saved: RunConfig, wanted: RunConfig, where: Path) -> RunConfig:
+    """The saved config with the few train keys that may change on resume taken from ``wanted``."""
+    for section in ("model", "data", "train"):
+        a, b = getattr(saved, section), getattr(wanted, section)
+        for key in a.__dataclass_fields__:
+            if getattr(a, key) != getattr(b, key) and not (section == "train"
+                                                           and key in RESUMABLE_CHANGES):
+                raise CheckpointError(
+                    f"cannot resume '{where}': its checkpoint was made with {section}.{key} = "
+                    f"{getattr(a, key)!r}, not {getattr(b, key)!r}; only train."
+                    f"{{{','.join(RESUMABLE_CHANGES)}}} may change (or start a new run)")
+    if wanted.train.epochs < saved.train.epochs:
+        raise CheckpointError(f"cannot resume '{where}' with fewer epochs ({wanted.train.epochs})"
+                              f" than it was started with ({saved.train.epochs})")
+    return replace(saved, train=wanted.train)
 
 
 def _versions() -> dict:
@@ -67,92 +92,187 @@ def _versions() -> dict:
             "python": platform.python_version()}
 
 
+class Trainer:
+    """The SVI loop of one run; :func:`train` is its public face."""
+
+    def __init__(self, config: RunConfig, data: Dataset, out_dir: Path | None):
+        self.config, self.tc, self.out_dir = config, config.train, out_dir
+        self.device = describe_device(self.tc.device)
+        seed_everything(self.tc.seed)
+        self.vae = VAE(config.model, data.shape).to(self.device)
+        self.data = data.to(self.device)
+        check_compatible(config, self.data, self.vae)
+        self.elbo = make_elbo(config.model.elbo, config.model.num_particles)
+        self.optimizer = torch.optim.Adam(self.vae.parameters(), lr=self.tc.lr)
+        self.n, self.bsz = self.data.num_train, self.tc.batch_size
+        self.steps_per_epoch = self.n // self.bsz
+        self.history: list[dict] = []
+        self.epoch, self.batch, self.step, self.seconds = 1, 0, 0, 0.0
+        self.loss_sum = torch.zeros((), device=self.device)
+        self.watch = FiniteWatch(self.device)
+        self._last_batch = self.data.train_x[:self.bsz]
+
+    # ---- checkpoints ------------------------------------------------------------------------
+
+    def save(self) -> None:
+        """Checkpoint the current position, unless a non-finite value got in."""
+        if self.out_dir is None:
+            return
+        self.watch.check(self.vae, self._last_batch, self.tc.lr)
+        save_checkpoint(self.out_dir / CHECKPOINT_NAME, {
+            "config": self.config.to_dict(), "input_shape": list(self.data.shape),
+            "model": self.vae.state_dict(), "optimizer": self.optimizer.state_dict(),
+            "epoch": self.epoch, "batch": self.batch, "step": self.step,
+            "loss_sum": self.loss_sum.detach().cpu(), "seconds": self.seconds,
+            "history": self.history, "rng": capture_rng()})
+
+    def restore(self, payload: dict) -> None:
+        """Continue from a checkpoint written by :meth:`save`."""
+        try:
+            self.vae.load_state_dict(payload["model"])
+            self.optimizer.load_state_dict(payload["optimizer"])
+        except (RuntimeError, ValueError, KeyError) as err:
+            raise CheckpointError(f"the checkpoint does not fit its config "
+                                  f"({str(err).splitlines()[0]})") from None
+        self.epoch, self.batch, self.step = payload["epoch"], payload["batch"], payload["step"]
+        self.loss_sum = payload["loss_sum"].to(self.device)
+        self.seconds, self.history = payload["seconds"], list(payload["history"])
+        restore_rng(payload["rng"])
+
+    # ---- the loop ---------------------------------------------------------------------------
+
+    def _compile(self) -> None:
+        """Trace JIT objectives once, outside the run's random stream (so resumed and
+        uninterrupted runs draw the same numbers)."""
+        if self.config.model.elbo.startswith("jit-"):
+            with seeded(0):
+                self.elbo.differentiable_loss(self.model, self.guide,
+                                              self.data.train_x[:self.bsz].round(), n_data=self.n)
+
+    def _step(self, xb: torch.Tensor) -> torch.Tensor:
+        with pyro.validation_enabled(self.step == 0):  # Pyro's checks on the first step only
+            self.optimizer.zero_grad(set_to_none=True)
+            if self.differentiable:
+                loss = self.elbo.differentiable_loss(self.model, self.guide, xb, n_data=self.n)
+                loss.backward()
+                loss = loss.detach()
+            else:
+                loss = torch.as_tensor(self.elbo.loss_and_grads(self.model, self.guide, xb,
+                                                                n_data=self.n))
+        if self.tc.clip_norm > 0:
+            torch.nn.utils.clip_grad_norm_(self.vae.parameters(), self.tc.clip_norm)
+        self.optimizer.step()
+        return loss
+
+    def _end_epoch(self, epoch_seconds: float) -> dict:
+        train_elbo = -float(self.loss_sum) / (self.steps_per_epoch * self.n)
+        # analytic KL where one exists: the same expectation as every objective, less variance
+        test = evaluate_elbo(self.vae, self.data.test_data(), self.tc.eval_batch_size,
+                             seed=self.tc.seed)
+        self.history.append({"epoch": self.epoch, "step": self.step, "train_elbo": train_elbo,
+                             "test_elbo": test["elbo"], "test_log_px_z": test["log_px_z"],
+                             "test_kl": test["kl"], "beta": self.vae.beta,
+                             "seconds": epoch_seconds})
+        self.epoch, self.batch = self.epoch + 1, 0
+        self.loss_sum = torch.zeros((), device=self.device)
+        if self.out_dir is not None:
+            write_csv(self.out_dir / "history.csv", self.history)
+        self.save()
+        return test
+
+    def run(self) -> dict:
+        self.model, self.guide = self.vae.model, self.vae.guide  # bound once: JIT keys on ids
+        self.differentiable = has_differentiable_loss(self.elbo)
+        self._compile()
+        tc, test = self.tc, None
+        done = (self.epoch - 1) * self.steps_per_epoch + self.batch
+        bar = tqdm(total=tc.epochs * self.steps_per_epoch, initial=done, disable=not tc.progress,
+                   unit="step", dynamic_ncols=True, desc="train")
+        with stop_on_signals() as stop:
+            while self.epoch <= tc.epochs:
+                start = epoch_start = time.perf_counter()
+                x_epoch = self.data.train_data(self.epoch, tc.seed)
+                gen = torch.Generator().manual_seed(tc.seed * _PERM_SEED_OFFSET + self.epoch)
+                order = torch.randperm(self.n, generator=gen).to(self.device)
+                self.vae.train()
+                while self.batch < self.steps_per_epoch:
+                    i = self.batch
+                    xb = x_epoch[order[i * self.bsz:(i + 1) * self.bsz]]
+                    self._last_batch = xb
+                    loss = self._step(xb)
+                    self.loss_sum += loss
+                    self.watch.update(loss, self.step)
+                    self.step, self.batch = self.step + 1, self.batch + 1
+                    bar.update(1)
+                    if self.step % tc.log_every == 0:
+                        self.watch.check(self.vae, xb, tc.lr)
+                        bar.set_postfix(epoch=self.epoch, elbo=f"{-float(loss) / self.n:.2f}")
+                    if stop or (tc.checkpoint_every and self.step % tc.checkpoint_every == 0):
+                        self.seconds += time.perf_counter() - start
+                        start = time.perf_counter()
+                        self.save()
+                    if stop:
+                        bar.close()
+                        self._interrupted(stop.signum)
+                self.seconds += time.perf_counter() - start
+                test = self._end_epoch(time.perf_counter() - epoch_start)
+                bar.set_postfix(epoch=self.epoch - 1, train_elbo=f"{self.history[-1]['train_elbo']:.2f}",
+                                test_elbo=f"{test['elbo']:.2f}")
+        bar.close()
+        if test is None:  # resumed a finished run: evaluate what it ended with
+            test = evaluate_elbo(self.vae, self.data.test_data(), tc.eval_batch_size, seed=tc.seed)
+        return test
+
+    def _interrupted(self, signum: int):
+        where = (f"checkpoint saved; resume with: pyrovae train --resume {self.out_dir}"
+                 if self.out_dir is not None else "no run folder, nothing saved")
+        raise TrainingInterrupted(f"training interrupted at step {self.step} (epoch "
+                                  f"{self.epoch}); {where}", signum)
+
+    def metrics(self, test: dict) -> dict:
+        return {
+            "train_elbo": self.history[-1]["train_elbo"], "test_elbo": test["elbo"],
+            "test_elbo_se": test["elbo_se"], "test_log_px_z": test["log_px_z"],
+            "test_kl": test["kl"], "epochs": self.tc.epochs, "steps": self.step,
+            "seconds": self.seconds,
+            "train_samples_per_second": self.step * self.bsz / max(self.seconds, 1e-9),
+            "objective": self.config.model.elbo, "test_kl_estimator": test["kl_estimator"],
+            "num_train": self.n, "num_test": int(self.data.test_x.shape[0]),
+            "device": str(self.device), "versions": _versions(),
+        }
+
+
 def train(config: VAEConfig | RunConfig, data: Dataset, out: str | Path | None = None,
-          force: bool = False, **train_options) -> Run:
+          force: bool = False, resume: bool = False, **train_options) -> Run:
     """Train a VAE on ``data`` and (if ``out`` is given) write a run folder there.
 
     ``config`` is a :class:`VAEConfig` (then ``train_options`` such as ``epochs=10``,
     ``batch_size=128``, ``lr=1e-3``, ``seed=0``, ``device="cpu"`` fill the train section) or a
-    whole :class:`RunConfig`. Returns a :class:`Run` with the trained VAE, the per-epoch
+    whole :class:`RunConfig`. ``resume=True`` continues the run in ``out`` from its checkpoint
+    (``epochs`` may be raised). Returns a :class:`Run` with the trained VAE, the per-epoch
     history and the final metrics (ELBOs in nats per data point, higher is better).
     """
     config = resolve_config(config, data, train_options)
-    tc = config.train
-    device = describe_device(tc.device)
-    out_dir = prepare_run_dir(out, config, force) if out is not None else None
-
-    seed_everything(tc.seed)
-    vae = VAE(config.model, data.shape).to(device)
-    data = data.to(device)
-    check_compatible(config, data, vae)
-
-    elbo = make_elbo(config.model.elbo, config.model.num_particles)
-    differentiable = has_differentiable_loss(elbo)
-    optimizer = torch.optim.Adam(vae.parameters(), lr=tc.lr)
-    n, bsz = data.num_train, tc.batch_size
-    steps_per_epoch = n // bsz
+    payload = None
+    if resume:
+        if out is None:
+            raise ConfigError("resume=True needs out= the run folder to continue")
+        out_dir = Path(out)
+        payload = load_checkpoint(out_dir)
+        saved = RunConfig.from_dict(payload["config"])
+        config = check_resumable(saved, config, out_dir)
+    else:
+        out_dir = prepare_run_dir(out, config, force) if out is not None else None
+    trainer = Trainer(config, data, out_dir)
+    if payload is not None:
+        trainer.restore(payload)
+        trainer.save()  # the checkpoint now carries the resumed config (e.g. more epochs)
     if out_dir is not None:
         atomic_write(out_dir / "config.toml", config_text(config))
-
-    model, guide = vae.model, vae.guide  # bound once: JIT objectives key graphs on their ids
-    history: list[dict] = []
-    step, start = 0, time.perf_counter()
-    bar = tqdm(total=tc.epochs * steps_per_epoch, disable=not tc.progress, unit="step",
-               dynamic_ncols=True, desc="train")
-    for epoch in range(1, tc.epochs + 1):
-        epoch_start = time.perf_counter()
-        x_epoch = data.train_data(epoch, tc.seed)
-        gen = torch.Generator().manual_seed(tc.seed * _PERM_SEED_OFFSET + epoch)
-        order = torch.randperm(n, generator=gen).to(device)
-        loss_sum = torch.zeros((), device=device)
-        vae.train()
-        for i in range(steps_per_epoch):
-            xb = x_epoch[order[i * bsz:(i + 1) * bsz]]
-            with pyro.validation_enabled(step == 0):  # validate the first step only
-                if differentiable:
-                    loss = elbo.differentiable_loss(model, guide, xb, n_data=n)
-                    optimizer.zero_grad(set_to_none=True)
-                    loss.backward()
-                    loss = loss.detach()
-                else:
-                    optimizer.zero_grad(set_to_none=True)
-                    loss = torch.as_tensor(elbo.loss_and_grads(model, guide, xb, n_data=n))
-            optimizer.step()
-            loss_sum += loss
-            step += 1
-            bar.update(1)
-            if step % tc.log_every == 0:
-                bar.set_postfix(epoch=epoch, elbo=f"{-float(loss) / n:.2f}")
-        train_elbo = -float(loss_sum) / (steps_per_epoch * n)
-        # the test ELBO uses the analytic KL where one exists: the same expectation as every
-        # objective's estimate, with less variance
-        test = evaluate_elbo(vae, data.test_data(), tc.eval_batch_size, seed=tc.seed)
-        history.append({"epoch": epoch, "step": step, "train_elbo": train_elbo,
-                        "test_elbo": test["elbo"], "test_log_px_z": test["log_px_z"],
-                        "test_kl": test["kl"], "beta": vae.beta,
-                        "seconds": time.perf_counter() - epoch_start})
-        bar.set_postfix(epoch=epoch, train_elbo=f"{train_elbo:.2f}", test_elbo=f"{test['elbo']:.2f}")
-        if out_dir is not None:
-            write_csv(out_dir / "history.csv", history)
-            save_checkpoint(out_dir / CHECKPOINT_NAME, {
-                "config": config.to_dict(), "input_shape": list(data.shape),
-                "model": vae.state_dict(), "optimizer": optimizer.state_dict(),
-                "epoch": epoch, "step": step})
-    bar.close()
-    seconds = time.perf_counter() - start
-    vae.eval()
-    metrics = {
-        "train_elbo": history[-1]["train_elbo"], "test_elbo": test["elbo"],
-        "test_elbo_se": test["elbo_se"], "test_log_px_z": test["log_px_z"],
-        "test_kl": test["kl"], "epochs": tc.epochs, "steps": step, "seconds": seconds,
-        "train_samples_per_second": step * bsz / max(seconds, 1e-9),
-        "objective": config.model.elbo, "test_kl_estimator": test["kl_estimator"],
-        "num_train": n, "num_test": int(data.test_x.shape[0]), "device": str(device),
-        "versions": _versions(),
-    }
-    run = Run(vae, config, out_dir, history, metrics)
+    test = trainer.run()
+    run = Run(trainer.vae.eval(), config, out_dir, trainer.history, trainer.metrics(test))
     if out_dir is not None:
-        write_reports(run, data)
+        write_reports(run, trainer.data)
     return run
 
 

@@ -1,0 +1,105 @@
+"""Guards around the training loop: stop signals and non-finite numbers."""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import signal
+
+import torch
+from pyro import poutine
+
+from ..errors import PyroVAEError
+
+
+class TrainingInterrupted(PyroVAEError):
+    """Training was stopped by SIGINT/SIGTERM after saving a checkpoint."""
+
+    def __init__(self, message: str, signum: int):
+        super().__init__(message)
+        self.signum = signum
+
+
+class NonFiniteError(PyroVAEError):
+    """A loss, gradient or parameter became NaN or infinite."""
+
+
+class StopFlag:
+    """Records SIGINT/SIGTERM instead of dying, so the loop can checkpoint and stop cleanly."""
+
+    def __init__(self):
+        self.signum = 0
+
+    def __bool__(self):
+        return self.signum != 0
+
+    def _handle(self, signum, frame):
+        if self.signum:  # a second signal: stop now
+            raise KeyboardInterrupt
+        self.signum = signum
+
+
+@contextlib.contextmanager
+def stop_on_signals():
+    """Install the SIGINT/SIGTERM handlers for the duration of training (main thread only)."""
+    flag = StopFlag()
+    try:
+        old = {s: signal.signal(s, flag._handle) for s in (signal.SIGINT, signal.SIGTERM)}
+    except ValueError:  # not the main thread: leave signals alone
+        old = {}
+    try:
+        yield flag
+    finally:
+        for s, handler in old.items():
+            signal.signal(s, handler)
+
+
+class FiniteWatch:
+    """Tracks, on the device and without syncing, the first step whose loss was not finite."""
+
+    def __init__(self, device):
+        self.first_bad = torch.full((), -1, dtype=torch.long, device=device)
+
+    def update(self, loss: torch.Tensor, step: int) -> None:
+        bad = ~torch.isfinite(loss) & (self.first_bad < 0)
+        self.first_bad = torch.where(bad, torch.full_like(self.first_bad, step), self.first_bad)
+
+    def check(self, vae, batch: torch.Tensor, lr: float) -> None:
+        """Raise :class:`NonFiniteError` naming the step, the parameters and the sites."""
+        step = int(self.first_bad)
+        bad_params = [name for name, p in vae.named_parameters() if not torch.isfinite(p).all()]
+        if step < 0 and not bad_params:
+            return
+        where = f"at step {step}" if step >= 0 else "in the parameters"
+        sites = _nonfinite_sites(vae, batch)
+        parts = [f"training stopped: the loss became NaN/inf {where}"]
+        if bad_params:
+            more = f" (+{len(bad_params) - 3} more)" if len(bad_params) > 3 else ""
+            parts.append(f"non-finite parameters: {', '.join(bad_params[:3])}{more}")
+        if sites:
+            parts.append(f"non-finite log-densities at sites: {', '.join(sites)}")
+        parts.append(f"likely causes: learning rate too high (lr = {lr:g}; try {lr / 10:g}) or "
+                     f"a likelihood scale that is too small; set train.clip_norm to clip "
+                     f"gradients. The last checkpoint (before the failure) is intact")
+        raise NonFiniteError("; ".join(parts))
+
+
+def _nonfinite_sites(vae, batch) -> list[str]:
+    try:
+        with torch.no_grad():
+            guide = poutine.trace(vae.guide).get_trace(batch)
+            model = poutine.trace(poutine.replay(vae.model, trace=guide)).get_trace(batch)
+    except Exception:  # the networks themselves may fail on NaN weights
+        return ["(could not evaluate)"]
+    sites = []
+    for label, tr in (("guide", guide), ("model", model)):
+        for name, site in tr.nodes.items():
+            if site["type"] == "sample":
+                lp = site["fn"].log_prob(site["value"])
+                if not torch.isfinite(lp).all():
+                    sites.append(f"{label}.{name}")
+    return sites
+
+
+def all_finite(module) -> bool:
+    return all(math.isfinite(float(p.detach().abs().sum())) for p in module.parameters())
