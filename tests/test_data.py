@@ -132,6 +132,12 @@ def test_mnist_not_installed(monkeypatch):
     data_error(load_dataset, "mnist", match=(INSTALL, "not installed"))
 
 
+def test_mnist_namespace_package_without_a_file(monkeypatch):
+    spec = importlib.machinery.ModuleSpec("mnist", None, origin=None)  # e.g. an empty folder
+    monkeypatch.setattr(sources.importlib.util, "find_spec", lambda name, *a, **k: spec)
+    data_error(load_dataset, "mnist", match=(INSTALL, "not installed"))
+
+
 def test_mnist_package_without_its_data_file(monkeypatch, tmp_path):
     pkg = tmp_path / "mnist"
     pkg.mkdir()
@@ -654,7 +660,7 @@ def test_binarize_dynamic_test_data_is_fixed(grey):
 
 
 @pytest.mark.parametrize("binarize", ["none", "static", "dynamic"])
-def test_to_keeps_the_fixed_draws(grey, binarize):
+def test_to_keeps_the_fixed_draws(grey, binarize, monkeypatch):
     data = from_arrays("grey", grey, binarize, seed=6)
     test, train = data.test_data(), data.train_data(2, seed=1)
     moved = data.to("cpu")
@@ -667,6 +673,12 @@ def test_to_keeps_the_fixed_draws(grey, binarize):
     early = from_arrays("grey", grey, binarize, seed=6).to("cpu")
     assert torch.equal(early.test_data(), test)
     assert torch.equal(early.train_data(2, seed=1), train)
+    # the copy carries the draws themselves: asking for them again draws nothing
+    if binarize != "dynamic":
+        monkeypatch.setattr(torch, "bernoulli", lambda *a, **k: pytest.fail("drawn again"))
+        assert torch.equal(data.to("cpu").train_data(4, seed=3), train)
+    monkeypatch.setattr(torch, "bernoulli", lambda *a, **k: pytest.fail("drawn again"))
+    assert torch.equal(data.to("cpu").test_data(), test)
 
 
 def test_binarized_load_dataset_end_to_end(tmp_path):

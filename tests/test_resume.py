@@ -119,7 +119,7 @@ def test_nonfinite_loss_stops_and_keeps_last_good_checkpoint(tmp_path, monkeypat
         train(VAEConfig(latent_dim=3, hidden=(16,)), data, out=tmp_path, epochs=2,
               checkpoint_every=5, log_every=5, progress=False)
     message = str(info.value)
-    assert "step 12" in message and "encoder" in message and "lr" in message
+    assert "step 13" in message and "encoder" in message and "lr" in message
     saved = load_checkpoint(tmp_path)
     assert saved["step"] == 11  # the epoch end (11 steps of 128): the last step before poison
     assert all(torch.isfinite(v).all() for v in saved["model"].values())

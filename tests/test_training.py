@@ -76,7 +76,8 @@ def test_saved_run_loads_to_the_same_model(digits, tmp_path):
     torch.testing.assert_close(loaded.vae.reconstruct(x), run.vae.reconstruct(x))
     torch.testing.assert_close(loaded.vae.sample(8, seed=0), run.vae.sample(8, seed=0))
     payload = load_checkpoint(tmp_path / "run")
-    assert payload["epoch"] == 2 and payload["step"] == run.metrics["steps"]
+    assert (payload["epoch"], payload["batch"]) == (3, 0)  # next: the start of epoch 3
+    assert payload["step"] == run.metrics["steps"] and len(payload["history"]) == 2
     assert "state" in payload["optimizer"]
 
 

@@ -6,7 +6,11 @@ unpickler refuses anything else, so a crafted checkpoint cannot execute code on 
 
     {"format": "pyrovae-checkpoint", "format_version": 1, "pyrovae_version": str,
      "config": RunConfig.to_dict(), "input_shape": [..], "model": state_dict,
-     "optimizer": state_dict, "epoch": int, "step": int}
+     "optimizer": state_dict, "epoch": int, "batch": int, "step": int, "loss_sum": tensor,
+     "seconds": float, "history": [row, ...], "rng": {...}}
+
+``epoch`` is the epoch to run next (1-based) and ``batch`` how many of its minibatches are
+done; ``step`` counts all steps so far; ``rng`` is ``state.capture_rng()``.
 """
 
 from __future__ import annotations

@@ -10,6 +10,7 @@
 from __future__ import annotations
 
 import json
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -40,8 +41,14 @@ class Run:
         return f"Run(path={str(self.path)!r}{shown})"
 
 
-def prepare_run_dir(out: str | Path, config: RunConfig, force: bool = False) -> Path:
-    """Create ``out``; refuse (unless ``force``) if it already holds a run's files."""
+REPORT_FILES = ("samples.png", "reconstructions.png", "elbo.png")
+
+
+def check_run_dir(out: str | Path, force: bool = False) -> Path:
+    """Refuse (unless ``force``) an ``out`` that already holds a run, or is not a usable folder.
+
+    Nothing is created or deleted here, so a run that fails its other checks leaves no trace.
+    """
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise CheckpointError(f"--out '{out}' is a file, not a folder")
@@ -49,10 +56,22 @@ def prepare_run_dir(out: str | Path, config: RunConfig, force: bool = False) -> 
     if existing and not force:
         raise CheckpointError(f"'{out}' already holds a run ({', '.join(existing)}); choose "
                               f"another --out, or pass --force (force=True) to overwrite it")
+    return out
+
+
+def create_run_dir(out: Path, force: bool = False) -> Path:
+    """Make ``out`` (checked by :func:`check_run_dir`) ready to write: create it, prove it is
+    writable, and with ``force`` remove the old run's files so none outlive it."""
     try:
         out.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=out):
+            pass
     except OSError as err:
-        raise CheckpointError(f"cannot create run folder '{out}': {err.strerror}") from None
+        raise CheckpointError(f"cannot write to run folder '{out}': {err.strerror}; choose "
+                              f"another --out") from None
+    if force:
+        for name in RUN_FILES + REPORT_FILES:
+            (out / name).unlink(missing_ok=True)
     return out
 
 

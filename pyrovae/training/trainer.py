@@ -36,7 +36,7 @@ from ..reports import save_elbo_curves, save_reconstructions, save_samples
 from ..rng import seed_everything, seeded
 from .checkpoint import CHECKPOINT_NAME, load_checkpoint, save_checkpoint
 from .guards import FiniteWatch, TrainingInterrupted, stop_on_signals
-from .run import Run, config_text, describe_device, prepare_run_dir
+from .run import Run, check_run_dir, config_text, create_run_dir, describe_device
 from .state import capture_rng, restore_rng
 
 _PERM_SEED_OFFSET = 7919  # the data order uses a stream apart from dynamic binarization
@@ -149,7 +149,8 @@ class Trainer:
                 self.elbo.differentiable_loss(self.model, self.guide,
                                               self.data.train_x[:self.bsz].round(), n_data=self.n)
 
-    def _step(self, xb: torch.Tensor) -> torch.Tensor:
+    def train_step(self, xb: torch.Tensor) -> torch.Tensor:
+        """One SVI step on the minibatch xb [B, D]; returns the loss (-ELBO * N) on the device."""
         with pyro.validation_enabled(self.step == 0):  # Pyro's checks on the first step only
             self.optimizer.zero_grad(set_to_none=True)
             if self.differentiable:
@@ -180,10 +181,15 @@ class Trainer:
         self.save()
         return test
 
-    def run(self) -> dict:
-        self.model, self.guide = self.vae.model, self.vae.guide  # bound once: JIT keys on ids
+    def prepare(self) -> None:
+        """Bind the model and guide once (JIT objectives key on their ids) and compile."""
+        self.model, self.guide = self.vae.model, self.vae.guide
         self.differentiable = has_differentiable_loss(self.elbo)
         self._compile()
+
+    def run(self) -> dict:
+        """Train from the current position to the last epoch; returns the final test numbers."""
+        self.prepare()
         tc, test = self.tc, None
         done = (self.epoch - 1) * self.steps_per_epoch + self.batch
         bar = tqdm(total=tc.epochs * self.steps_per_epoch, initial=done, disable=not tc.progress,
@@ -199,9 +205,9 @@ class Trainer:
                     i = self.batch
                     xb = x_epoch[order[i * self.bsz:(i + 1) * self.bsz]]
                     self._last_batch = xb
-                    loss = self._step(xb)
+                    loss = self.train_step(xb)
                     self.loss_sum += loss
-                    self.watch.update(loss, self.step)
+                    self.watch.update(loss, self.step + 1)
                     self.step, self.batch = self.step + 1, self.batch + 1
                     bar.update(1)
                     if self.step % tc.log_every == 0:
@@ -262,8 +268,10 @@ def train(config: VAEConfig | RunConfig, data: Dataset, out: str | Path | None =
         saved = RunConfig.from_dict(payload["config"])
         config = check_resumable(saved, config, out_dir)
     else:
-        out_dir = prepare_run_dir(out, config, force) if out is not None else None
-    trainer = Trainer(config, data, out_dir)
+        out_dir = check_run_dir(out, force) if out is not None else None
+    trainer = Trainer(config, data, out_dir)  # validates device, data and model first
+    if out_dir is not None and payload is None:
+        create_run_dir(out_dir, force)
     if payload is not None:
         trainer.restore(payload)
         trainer.save()  # the checkpoint now carries the resumed config (e.g. more epochs)
