@@ -294,7 +294,8 @@ def test_torchvision_corrupt_files(tmp_path, damage):
 def test_torchvision_labels_of_the_wrong_length(tmp_path):
     raw, arrays = write_torchvision_folder(tmp_path)
     (raw / "train-labels-idx1-ubyte").write_bytes(_idx_labels(arrays["train"][1][:19]))
-    data_error(load_dataset, "mnist", path=str(tmp_path), match=("labels have shape (19,)", "20 examples"))
+    data_error(load_dataset, "mnist", path=str(tmp_path),
+               match=("labels have shape (19,)", "20 examples"))
 
 
 def test_fashion_mnist_needs_a_path():

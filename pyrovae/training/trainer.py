@@ -4,8 +4,12 @@ Each step takes a minibatch x [B, D] sliced from the training tensor (shuffled e
 the last partial batch dropped so every step has the same shape), computes the chosen Pyro
 ELBO's differentiable loss -ELBO (scaled to the whole data set by the model's plate),
 back-propagates, and takes one Adam step over all parameters (one torch optimizer, not one per
-parameter). The loss is only copied to the host every ``log_every`` steps and at the end of an
-epoch; after each epoch the test ELBO is evaluated, a history row and a checkpoint written.
+parameter). After each epoch the test ELBO is evaluated, a history row and a checkpoint written.
+
+``fast = true`` (default): fused Adam, Pyro's argument validation on the first step only, and
+the loss copied to the host only every ``log_every`` steps. ``fast = false`` (the generic path,
+and always for ``tracegraph``): plain Adam, validation and a host sync on every step. Both
+compute the same loss from the same Pyro model, guide and ELBO.
 
 Checkpoints (every ``checkpoint_every`` steps, at epoch ends, and on SIGINT/SIGTERM) hold the
 parameters, Adam's state, the random state and the position in the epoch, so ``resume=True``
@@ -87,6 +91,18 @@ def check_resumable(saved: RunConfig, wanted: RunConfig, where: Path) -> RunConf
     return replace(saved, train=wanted.train)
 
 
+def make_adam(params, lr: float, fused: bool) -> torch.optim.Adam:
+    """One Adam over all parameters; ``fused`` uses the single-kernel implementation (about
+    4x faster per step on a CPU than the per-tensor loop), falling back to ``foreach``."""
+    params = list(params)
+    if fused:
+        try:
+            return torch.optim.Adam(params, lr=lr, fused=True)
+        except (RuntimeError, TypeError):  # an older torch or a device without fused kernels
+            return torch.optim.Adam(params, lr=lr, foreach=True)
+    return torch.optim.Adam(params, lr=lr)
+
+
 def _versions() -> dict:
     return {"pyrovae": __version__, "pyro": pyro.__version__, "torch": torch.__version__,
             "python": platform.python_version()}
@@ -103,7 +119,9 @@ class Trainer:
         self.data = data.to(self.device)
         check_compatible(config, self.data, self.vae)
         self.elbo = make_elbo(config.model.elbo, config.model.num_particles)
-        self.optimizer = torch.optim.Adam(self.vae.parameters(), lr=self.tc.lr)
+        # the fast path needs a loss tensor (TraceGraph_ELBO only gives loss_and_grads)
+        self.fast = self.tc.fast and has_differentiable_loss(self.elbo)
+        self.optimizer = make_adam(self.vae.parameters(), self.tc.lr, fused=self.fast)
         self.n, self.bsz = self.data.num_train, self.tc.batch_size
         self.steps_per_epoch = self.n // self.bsz
         self.history: list[dict] = []
@@ -151,7 +169,8 @@ class Trainer:
 
     def train_step(self, xb: torch.Tensor) -> torch.Tensor:
         """One SVI step on the minibatch xb [B, D]; returns the loss (-ELBO * N) on the device."""
-        with pyro.validation_enabled(self.step == 0):  # Pyro's checks on the first step only
+        # fast: Pyro's argument checks on the first step only; generic: on every step
+        with pyro.validation_enabled(self.step == 0 or not self.fast):
             self.optimizer.zero_grad(set_to_none=True)
             if self.differentiable:
                 loss = self.elbo.differentiable_loss(self.model, self.guide, xb, n_data=self.n)
@@ -210,7 +229,7 @@ class Trainer:
                     self.watch.update(loss, self.step + 1)
                     self.step, self.batch = self.step + 1, self.batch + 1
                     bar.update(1)
-                    if self.step % tc.log_every == 0:
+                    if self.step % tc.log_every == 0 or not self.fast:  # generic: sync each step
                         self.watch.check(self.vae, xb, tc.lr)
                         bar.set_postfix(epoch=self.epoch, elbo=f"{-float(loss) / self.n:.2f}")
                     if stop or (tc.checkpoint_every and self.step % tc.checkpoint_every == 0):
@@ -242,7 +261,9 @@ class Trainer:
             "test_kl": test["kl"], "epochs": self.tc.epochs, "steps": self.step,
             "seconds": self.seconds,
             "train_samples_per_second": self.step * self.bsz / max(self.seconds, 1e-9),
-            "objective": self.config.model.elbo, "test_kl_estimator": test["kl_estimator"],
+            "objective": self.config.model.elbo, "fast": self.fast,
+            "optimizer": type(self.optimizer).__name__ + (" (fused)" if self.fast else ""),
+            "test_kl_estimator": test["kl_estimator"],
             "num_train": self.n, "num_test": int(self.data.test_x.shape[0]),
             "device": str(self.device), "versions": _versions(),
         }

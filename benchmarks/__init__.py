@@ -1,0 +1,1 @@
+"""Benchmarks of pyrovae (run as ``python -m benchmarks.<name>``)."""
