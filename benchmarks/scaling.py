@@ -3,7 +3,7 @@
     python -m benchmarks.scaling [--quick] [--reps 5] [--out benchmarks/results/scaling.json]
 
 pyrovae's default model and objective (784-400-L MLP, softplus, Bernoulli likelihood) trained by
-Trainer.train_step on dynamically binarized MNIST in memory, timed as in benchmarks.train_speed
+Trainer.train_step on dynamically binarized MNIST in memory, timed as in benchmarks.train_speed (benchmarks.common)
 (warm-up steps, then a fixed number of timed steps, ~7.7k samples, ending in a float() of the
 loss), for batch sizes 32, 128, 512, 1024 at L = 50 and for L = 2, 10, 50, 200 at batch 128.
 All eight settings are measured in one process, interleaved: every repetition times each once.
@@ -19,7 +19,7 @@ import statistics
 
 import pyrovae
 
-from .train_speed import environment, interleaved, make_pyrovae, steps_for, write_json
+from .common import environment, interleaved, make_pyrovae, steps_for, write_json
 
 EPOCH = 60_000
 BATCH_SIZES = (32, 128, 512, 1024)
@@ -39,7 +39,7 @@ def main(argv=None) -> None:
     data = pyrovae.load_dataset("mnist", binarize="dynamic")
     x = data.train_data(1, 0)
     settings = [("batch", b, b, 50) for b in BATCH_SIZES] + \
-               [("latent", l, LATENT_BATCH, l) for l in LATENT_SIZES]
+               [("latent", z, LATENT_BATCH, z) for z in LATENT_SIZES]
     runs = {(kind, v): (make_pyrovae(data, batch, {"latent_dim": latent}), batch,
                         steps_for(batch, args.quick))
             for kind, v, batch, latent in settings}

@@ -39,18 +39,11 @@ from the same run; absolute numbers move with the machine's load.
 from __future__ import annotations
 
 import argparse
-import datetime
 import importlib
-import itertools
-import json
-import os
-import platform
 import statistics
 import subprocess
 import sys
 import tempfile
-import time
-from pathlib import Path
 
 import pyro
 import pyro.distributions as dist
@@ -60,8 +53,9 @@ from torch import nn
 from torch.nn import functional as F
 
 import pyrovae
-from pyrovae.config import OBJECTIVES, DataConfig, RunConfig, TrainConfig, VAEConfig
-from pyrovae.training.trainer import Trainer
+from pyrovae.config import OBJECTIVES, TrainConfig, VAEConfig
+
+from .common import environment, interleaved, make_pyrovae, steps_for, write_json
 
 D, H, L = 784, 400, 50
 MIN_SCALE = 1e-4  # as pyrovae.nets.mlp.MIN_SCALE
@@ -184,22 +178,6 @@ def make_pythae(n_data: int):
     return step
 
 
-def make_pyrovae(data, batch_size: int, model: dict | None = None, train: dict | None = None):
-    """pyrovae's own SVI step: Trainer(...).prepare(), then Trainer.train_step, advancing
-    ``trainer.step`` as Trainer.run does (train_step keys per-step behaviour, such as Pyro's
-    validation on the first step only, on it)."""
-    config = RunConfig(model=VAEConfig(**(model or {})), data=DataConfig(name="mnist"),
-                       train=TrainConfig(batch_size=batch_size, progress=False, **(train or {})))
-    trainer = Trainer(config, data, None)
-    trainer.prepare()
-
-    def step(xb):
-        loss = trainer.train_step(xb)
-        trainer.step += 1
-        return loss
-    return step
-
-
 def has_fast() -> bool:
     return "fast" in TrainConfig.__dataclass_fields__
 
@@ -245,63 +223,6 @@ def pythae_status(install: bool) -> str | None:
         return None
     except Exception as err:  # noqa: BLE001
         return f"not installed: installed but import fails: {type(err).__name__}: {err}"
-
-
-# ---- timing ----------------------------------------------------------------------------------
-
-def batches_of(x: torch.Tensor, batch_size: int):
-    """An endless cycle over consecutive [batch_size, D] slices of x."""
-    return itertools.cycle([x[i:i + batch_size] for i in range(0, len(x) - batch_size + 1,
-                                                                   batch_size)])
-
-
-def measure(step, batches, warmup: int, steps: int, batch_size: int) -> float:
-    """samples/s of ``steps`` calls of step(), after ``warmup`` untimed ones."""
-    for _ in range(warmup):
-        step(next(batches))
-    start = time.perf_counter()
-    for _ in range(steps):
-        loss = step(next(batches))
-    float(loss)  # wait for any queued work
-    return steps * batch_size / (time.perf_counter() - start)
-
-
-def steps_for(batch_size: int, quick: bool) -> int:
-    """Timed steps per measurement: ~7.7k samples (60 at batch 128), at least 15 steps."""
-    return max(3, round(1536 / batch_size)) if quick else max(15, round(7680 / batch_size))
-
-
-def interleaved(runs: dict, x: torch.Tensor, reps: int, warmup: int, label=str) -> dict:
-    """name -> [samples/s per rep] for runs name -> (step, batch_size, timed_steps). Every rep
-    measures every run once, in an order rotated by one from the previous rep's."""
-    names = list(runs)
-    batches = {name: batches_of(x, runs[name][1]) for name in names}
-    raw = {name: [] for name in names}
-    for rep in range(reps):
-        k = rep % len(names)
-        for name in names[k:] + names[:k]:
-            step, batch_size, n_steps = runs[name]
-            raw[name].append(measure(step, batches[name], warmup, n_steps, batch_size))
-        print(f"  rep {rep + 1}/{reps}: " + ", ".join(f"{label(n)} {raw[n][-1]:,.0f}"
-                                                   for n in names), flush=True)
-    return raw
-
-
-def environment() -> dict:
-    return {
-        "timestamp": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        "torch_threads": torch.get_num_threads(),
-        "versions": {"torch": torch.__version__, "pyro": pyro.__version__,
-                     "pyrovae": pyrovae.__version__, "python": platform.python_version()},
-        "machine": {"cpu_count": os.cpu_count(), "platform": platform.platform(),
-                    "processor": platform.processor() or platform.machine()},
-    }
-
-
-def write_json(path: str, payload: dict) -> None:
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    Path(path).write_text(json.dumps(payload, indent=2) + "\n")
-    print(f"wrote {path}")
 
 
 # ---- main ------------------------------------------------------------------------------------
