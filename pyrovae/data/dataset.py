@@ -36,6 +36,7 @@ class Dataset:
     test_y: torch.Tensor | None = None
     binarize: str = "none"
     seed: int = 0
+    source: DataConfig | None = None  # how load_dataset made it (recorded in run configs)
     _static: dict = field(default_factory=dict, repr=False)
 
     @property
@@ -183,4 +184,6 @@ def load_dataset(name: str | DataConfig = "mnist", binarize: str = "none", *, pa
     else:
         raise DataError(f"unknown data set '{cfg.name}': use mnist, fashion-mnist, digits, or "
                         f"a path to a .npy/.npz file")
-    return from_arrays(cfg.name, raw, cfg.binarize, cfg.seed, cfg.train_size, cfg.test_size)
+    data = from_arrays(cfg.name, raw, cfg.binarize, cfg.seed, cfg.train_size, cfg.test_size)
+    data.source = cfg
+    return data

@@ -29,7 +29,7 @@ import torch
 from tqdm.auto import tqdm
 
 from .. import __version__
-from ..config import RunConfig, TrainConfig, VAEConfig
+from ..config import DataConfig, RunConfig, TrainConfig, VAEConfig
 from ..data import Dataset
 from ..errors import CheckpointError, ConfigError
 from ..evaluation import evaluate_elbo
@@ -50,9 +50,8 @@ RESUMABLE_CHANGES = ("epochs", "progress", "log_every", "checkpoint_every", "eva
 def resolve_config(config: VAEConfig | RunConfig, data: Dataset, overrides: dict) -> RunConfig:
     """A RunConfig from a model config or a whole run config, with ``train`` keyword overrides."""
     if isinstance(config, VAEConfig):
-        config = RunConfig(model=config)
-        config = replace(config, data=replace(config.data, name=data.name,
-                                              binarize=data.binarize, seed=data.seed))
+        source = data.source or DataConfig(name=data.name, binarize=data.binarize, seed=data.seed)
+        config = RunConfig(model=config, data=source)
     elif not isinstance(config, RunConfig):
         raise ConfigError(f"train() needs a VAEConfig or RunConfig, got {type(config).__name__}")
     if overrides:
