@@ -123,3 +123,62 @@ def test_nonfinite_loss_stops_and_keeps_last_good_checkpoint(tmp_path, monkeypat
     saved = load_checkpoint(tmp_path)
     assert saved["step"] == 11  # the epoch end (11 steps of 128): the last step before poison
     assert all(torch.isfinite(v).all() for v in saved["model"].values())
+
+
+def test_disk_full_while_checkpointing_keeps_the_previous_checkpoint(tmp_path, monkeypatch):
+    import errno
+
+    import pyrovae.files as files
+
+    data = load_dataset("digits", binarize="dynamic")
+    real_fsync = os.fsync
+    calls = {"n": 0}
+
+    def failing_fsync(fd):
+        calls["n"] += 1
+        if calls["n"] > 4:  # config.toml, two checkpoints, history.csv... then the disk is full
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real_fsync(fd)
+
+    monkeypatch.setattr(files.os, "fsync", failing_fsync)
+    cfg = VAEConfig(latent_dim=3, hidden=(16,))
+    with pytest.raises(CheckpointError, match="No space left on device.*previous checkpoint is "
+                                              "intact"):
+        train(cfg, data, out=tmp_path, epochs=3, checkpoint_every=4, progress=False)
+    monkeypatch.setattr(files.os, "fsync", real_fsync)
+    saved = load_checkpoint(tmp_path)  # still a whole, loadable checkpoint
+    assert saved["step"] > 0
+    assert not [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
+    run = train(cfg, data, out=tmp_path, epochs=3, resume=True, progress=False)
+    assert run.metrics["steps"] == 3 * (data.num_train // 128)
+
+
+def test_unwritable_run_folder_is_a_clear_error(tmp_path, monkeypatch):
+    import tempfile as tf
+
+    def denied(*a, **k):
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(tf, "TemporaryFile", denied)
+    data = load_dataset("digits", binarize="dynamic")
+    with pytest.raises(CheckpointError, match="cannot write to run folder.*Permission denied"):
+        train(VAEConfig(latent_dim=3, hidden=(16,)), data, out=tmp_path / "ro", epochs=1,
+              progress=False)
+
+
+@pytest.mark.parametrize("clip", [0.5, 0.0])
+def test_gradient_clipping_bounds_the_gradient_norm(clip):
+    from pyrovae import DataConfig, RunConfig, TrainConfig
+    from pyrovae.training.trainer import Trainer
+
+    data = load_dataset("digits", binarize="dynamic")
+    cfg = RunConfig(model=VAEConfig(latent_dim=3, hidden=(16,)), data=DataConfig(name="digits"),
+                    train=TrainConfig(clip_norm=clip, progress=False))
+    trainer = Trainer(cfg, data, None)
+    trainer.prepare()
+    trainer.train_step(trainer.data.train_data(1, 0)[:128])
+    norm = torch.linalg.vector_norm(torch.stack([p.grad.norm() for p in trainer.vae.parameters()]))
+    if clip:
+        assert float(norm) <= clip * (1 + 1e-5)
+    else:
+        assert float(norm) > 10  # the loss is scaled by N = 1500: raw gradients are large

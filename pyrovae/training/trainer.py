@@ -19,6 +19,7 @@ names the step, the parameters and the sites, before any checkpoint is overwritt
 
 from __future__ import annotations
 
+import contextlib
 import platform
 import time
 from dataclasses import replace
@@ -136,12 +137,27 @@ class Trainer:
         if self.out_dir is None:
             return
         self.watch.check(self.vae, self._last_batch, self.tc.lr)
-        save_checkpoint(self.out_dir / CHECKPOINT_NAME, {
-            "config": self.config.to_dict(), "input_shape": list(self.data.shape),
-            "model": self.vae.state_dict(), "optimizer": self.optimizer.state_dict(),
-            "epoch": self.epoch, "batch": self.batch, "step": self.step,
-            "loss_sum": self.loss_sum.detach().cpu(), "seconds": self.seconds,
-            "history": self.history, "rng": capture_rng()})
+        path = self.out_dir / CHECKPOINT_NAME
+        with self._disk_errors(path):
+            save_checkpoint(path, {
+                "config": self.config.to_dict(), "input_shape": list(self.data.shape),
+                "model": self.vae.state_dict(), "optimizer": self.optimizer.state_dict(),
+                "epoch": self.epoch, "batch": self.batch, "step": self.step,
+                "loss_sum": self.loss_sum.detach().cpu(), "seconds": self.seconds,
+                "history": self.history, "rng": capture_rng()})
+
+    @contextlib.contextmanager
+    def _disk_errors(self, path: Path):
+        """Turn a failed write (disk full, permissions) into a clear error; the atomic writes
+        leave the previous file as it was."""
+        try:
+            yield
+        except OSError as err:
+            kept = ("the previous checkpoint is intact" if (self.out_dir / CHECKPOINT_NAME).exists()
+                    else "no checkpoint was written yet")
+            raise CheckpointError(f"could not write '{path}' at step {self.step} "
+                                  f"({err.strerror or err}); {kept}: free space or fix "
+                                  f"permissions, then resume with --resume") from None
 
     def restore(self, payload: dict) -> None:
         """Continue from a checkpoint written by :meth:`save`."""
@@ -195,7 +211,8 @@ class Trainer:
         self.epoch, self.batch = self.epoch + 1, 0
         self.loss_sum = torch.zeros((), device=self.device)
         if self.out_dir is not None:
-            write_csv(self.out_dir / "history.csv", self.history)
+            with self._disk_errors(self.out_dir / "history.csv"):
+                write_csv(self.out_dir / "history.csv", self.history)
         self.save()
         return test
 
