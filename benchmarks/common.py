@@ -76,13 +76,15 @@ def interleaved(runs: dict, x: torch.Tensor, reps: int, warmup: int, label=str) 
 
 
 def environment() -> dict:
+    """When, where and with what the numbers were taken (load: how busy the machine was)."""
     return {
         "timestamp": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "torch_threads": torch.get_num_threads(),
         "versions": {"torch": torch.__version__, "pyro": pyro.__version__,
                      "pyrovae": pyrovae.__version__, "python": platform.python_version()},
         "machine": {"cpu_count": os.cpu_count(), "platform": platform.platform(),
-                    "processor": platform.processor() or platform.machine()},
+                    "processor": platform.processor() or platform.machine(),
+                    "load_average_at_end": [round(v, 2) for v in os.getloadavg()]},
     }
 
 

@@ -3,10 +3,11 @@
     python -m benchmarks.scaling [--quick] [--reps 5] [--out benchmarks/results/scaling.json]
 
 pyrovae's default model and objective (784-400-L MLP, softplus, Bernoulli likelihood) trained by
-Trainer.train_step on dynamically binarized MNIST in memory, timed as in benchmarks.train_speed (benchmarks.common)
-(warm-up steps, then a fixed number of timed steps, ~7.7k samples, ending in a float() of the
-loss), for batch sizes 32, 128, 512, 1024 at L = 50 and for L = 2, 10, 50, 200 at batch 128.
-All eight settings are measured in one process, interleaved: every repetition times each once.
+Trainer.train_step on dynamically binarized MNIST in memory, timed as in benchmarks.train_speed
+by benchmarks.common (warm-up steps, then a fixed number of timed steps, ~7.7k samples, ending
+in a float() of the loss), for batch sizes 32, 128, 512, 1024 at L = 50 and for L = 2, 10, 50,
+200 at batch 128. All eight settings are measured in one process, interleaved: every repetition
+times each once.
 
 The unit is seconds per epoch-equivalent: 60,000 / (samples/s), i.e. the training time of one
 pass over MNIST's training set without evaluation or checkpoints (median, min and max over reps).

@@ -216,7 +216,7 @@ def pythae_status(install: bool) -> str | None:
                                "pythae"], capture_output=True, text=True)
     if done.returncode:
         lines = [ln for ln in done.stderr.splitlines() if ln.strip()] or ["(no message)"]
-        return f"not installed: pip install pythae (pinned to installed packages) failed: {lines[-1]}"
+        return f"not installed: pinned `pip install pythae` failed: {lines[-1]}"
     importlib.invalidate_caches()
     try:
         import pythae  # noqa: F401
