@@ -96,7 +96,8 @@ class TrainConfig:
     eval_batch_size: int = _f(1000, "batch size when evaluating", min=1)
     log_every: int = _f(50, "steps between progress-bar loss updates (each one syncs)", min=1)
     progress: bool = _f(True, "show a tqdm progress bar")
-    fast: bool = _f(True, "fast path: fused Adam, Pyro's checks and host syncs off after step 1")
+    fast: bool = _f(True, "fast path: compiled (JIT) objective, fused Adam, Pyro's checks and "
+                          "host syncs off after step 1")
     checkpoint_every: int = _f(0, "also checkpoint every N steps (0 = at epoch ends only)", min=0)
     clip_norm: float = _f(0.0, "clip the gradient norm to this value (0 = no clipping)", min=0.0)
 

@@ -97,6 +97,10 @@ _ESTIMATORS = {
 # torch 2.x deprecates torch.jit.trace, which Pyro's JIT objectives are built on.
 warnings.filterwarnings("ignore", message=r".*torch.jit.trace.*deprecated", category=FutureWarning)
 
+# The compiled form of each objective, used by the trainer's fast path: the same estimator,
+# traced once by torch.jit so each step skips Pyro's Python-level tracing.
+COMPILED = {"trace": "jit-trace", "meanfield": "jit-meanfield"}
+
 ANALYTIC_KL = {"meanfield", "jit-meanfield"}
 
 
