@@ -10,12 +10,13 @@ Data flow: ``data`` -> ``model`` (from ``priors``, ``likelihoods``, ``nets``) ->
 
 __version__ = "0.1.0"
 
-from .config import DataConfig, RunConfig, TrainConfig, VAEConfig, load_config  # noqa: E402
+from .config import (DataConfig, KLConfig, PriorConfig, RunConfig, TrainConfig,  # noqa: E402
+                     VAEConfig, load_config)
 from .data import Dataset, load_dataset  # noqa: E402
 from .errors import PyroVAEError  # noqa: E402
 from .evaluation import evaluate_elbo  # noqa: E402
 from .model import VAE  # noqa: E402
 from .training import Run, load, train  # noqa: E402
 
-__all__ = ["VAE", "VAEConfig", "DataConfig", "TrainConfig", "RunConfig", "Dataset", "Run",
+__all__ = ["VAE", "VAEConfig", "PriorConfig", "KLConfig", "DataConfig", "TrainConfig", "RunConfig", "Dataset", "Run",
            "PyroVAEError", "train", "load", "load_dataset", "load_config", "evaluate_elbo"]

@@ -28,8 +28,13 @@ from typing import Any
 from .errors import ConfigError
 
 OBJECTIVES = ("trace", "meanfield", "jit-trace", "jit-meanfield", "tracegraph")
-LIKELIHOODS = ("bernoulli", "gaussian")
-PRIORS = ("normal",)
+LIKELIHOODS = ("bernoulli", "continuous-bernoulli", "gaussian", "gaussian-learned", "laplace",
+               "discretized-logistic")
+VARIANCES = ("pixel", "decoder")
+PRIORS = ("normal", "learnable-normal", "mog", "vamp", "flow")
+ANALYTIC_KL_PRIORS = ("normal", "learnable-normal")  # closed-form KL(Normal q || prior)
+FLOWS = ("spline", "affine")
+SCHEDULES = ("constant", "linear", "cyclical")
 NETWORKS = ("mlp", "conv")
 ACTIVATIONS = ("relu", "softplus", "tanh", "elu", "leaky_relu", "gelu")
 BINARIZE = ("none", "static", "dynamic")
@@ -44,6 +49,37 @@ def _f(default, help, **meta):
 
 
 @dataclass
+class PriorConfig:
+    """The prior p(z): ``[model.prior]``, or ``prior = "name"`` for the defaults."""
+
+    name: str = _f("normal", "prior p(z)", choices=PRIORS)
+    components: int = _f(10, "mixture components (mog) or pseudo-inputs (vamp)", min=1)
+    flow_layers: int = _f(4, "transforms of the flow prior", min=1)
+    flow_type: str = _f("spline", "transform of the flow prior", choices=FLOWS)
+
+    def __post_init__(self):
+        check_fields(self, "model.prior")
+
+
+@dataclass
+class KLConfig:
+    """The KL term: ``[model.kl]``. The loss uses beta_t * KL, beta_t from the schedule."""
+
+    beta: float = _f(1.0, "weight of the KL term (beta-VAE); the schedule's top value", min=0.0)
+    schedule: str = _f("constant", "beta_t over steps", choices=SCHEDULES)
+    warmup: int = _f(0, "linear: steps from 0 to beta", min=0)
+    period: int = _f(1000, "cyclical: steps per cycle", min=1)
+    ramp: float = _f(0.5, "cyclical: fraction of a cycle spent rising from 0 to beta",
+                     min=0.0, exclusive_min=True)
+    free_bits: float = _f(0.0, "floor lambda (nats) on each dimension's KL in the loss", min=0.0)
+
+    def __post_init__(self):
+        check_fields(self, "model.kl")
+        if self.ramp > 1:
+            raise ConfigError(f"model.kl.ramp = {self.ramp!r} is out of range: it must be <= 1")
+
+
+@dataclass
 class VAEConfig:
     """The model p(x|z) p(z), the guide q(z|x) and the objective that fits them."""
 
@@ -54,12 +90,14 @@ class VAEConfig:
     channels: tuple[int, ...] = _f((32, 64), "conv channels per stride-2 layer", min=1)
     activation: str = _f("softplus", "nonlinearity of hidden layers", choices=ACTIVATIONS)
     likelihood: str = _f("bernoulli", "decoder likelihood p(x|z)", choices=LIKELIHOODS)
-    sigma: float = _f(0.1, "standard deviation of the fixed-variance Gaussian likelihood",
+    sigma: float = _f(0.1, "fixed scale of the gaussian (std) and laplace likelihoods",
                       min=0.0, exclusive_min=True)
-    prior: str = _f("normal", "prior p(z)", choices=PRIORS)
+    variance: str = _f("pixel", "gaussian-learned: one learned variance per pixel, or output by "
+                       "the decoder", choices=VARIANCES)
+    prior: PriorConfig = field(default_factory=PriorConfig, metadata={"help": "prior p(z)"})
     elbo: str = _f("meanfield", "objective (Pyro ELBO estimator)", choices=OBJECTIVES)
     num_particles: int = _f(1, "Monte Carlo samples of z per data point and step", min=1)
-    beta: float = _f(1.0, "weight of the KL term (beta-VAE)", min=0.0)
+    kl: KLConfig = field(default_factory=KLConfig, metadata={"help": "the KL term"})
 
     def __post_init__(self):
         check_fields(self, "model")
@@ -166,6 +204,14 @@ def coerce(value: Any, annotation, where: str) -> Any:
         if not isinstance(value, (list, tuple)):
             raise ConfigError(f"{where} must be a list like [400, 200], got {value!r}")
         return tuple(coerce(v, item_type, where) for v in value)
+    if dataclasses.is_dataclass(annotation):
+        if isinstance(value, annotation):
+            return value
+        if isinstance(value, str) and "name" in annotation.__dataclass_fields__:
+            return annotation(name=value)  # shorthand: prior = "vamp"
+        if isinstance(value, dict):
+            return section_from_dict(annotation, value, where)
+        raise ConfigError(f"{where} must be a table like {{name = ...}}, got {value!r}")
     if annotation is bool:
         if isinstance(value, bool):
             return value
@@ -224,27 +270,60 @@ def parse_value(text: str) -> Any:
         return text
 
 
+def _leaves(cls, prefix: str) -> dict[str, tuple[str, ...]]:
+    """Every settable dotted key of a config dataclass -> its path; nested tables included."""
+    keys = {}
+    for f in dataclasses.fields(cls):
+        full = f"{prefix}.{f.name}"
+        keys[full] = tuple(full.split("."))
+        annotation = _field_type(cls, f.name)
+        if dataclasses.is_dataclass(annotation):
+            keys.update(_leaves(annotation, full))
+    return keys
+
+
+def _annotation(path: tuple[str, ...]):
+    cls = SECTIONS[path[0]]
+    for name in path[1:]:
+        cls = _field_type(cls, name)
+    return cls
+
+
+def _resolve_key(key: str, all_keys: dict[str, tuple[str, ...]]) -> tuple[str, ...]:
+    """``model.prior.name``, or any unambiguous tail of it: ``prior.name``, ``components``."""
+    if key in all_keys:
+        return all_keys[key]
+    matches = [full for full in all_keys if full.endswith("." + key)]
+    if len(matches) > 1:
+        raise ConfigError(f"key '{key}' is ambiguous: write one of {', '.join(matches)}")
+    if not matches:
+        raise ConfigError(_unknown_message(key, list(all_keys)))
+    return all_keys[matches[0]]
+
+
 def apply_overrides(config: RunConfig, assignments: list[str]) -> RunConfig:
-    """Apply ``key=value`` edits; ``key`` is ``section.field`` or an unambiguous ``field``."""
+    """Apply ``key=value`` edits; ``key`` is a dotted path (``model.kl.beta``) or an unambiguous
+    tail of one (``kl.beta``, ``latent_dim``)."""
     raw = config.to_dict()
-    all_keys = {f"{s}.{k}": (s, k) for s, body in raw.items() for k in body}
+    all_keys = {}
+    for section, cls in SECTIONS.items():
+        all_keys.update(_leaves(cls, section))
     for item in assignments:
         if "=" not in item:
             raise ConfigError(f"--set expects key=value, got '{item}'")
         key, text = (part.strip() for part in item.split("=", 1))
-        if key in all_keys:
-            section, name = all_keys[key]
-        else:
-            matches = [full for full, (_, k) in all_keys.items() if k == key]
-            if len(matches) > 1:
-                raise ConfigError(f"key '{key}' is ambiguous: write one of {', '.join(matches)}")
-            if not matches:
-                raise ConfigError(_unknown_message(key, list(all_keys)))
-            section, name = all_keys[matches[0]]
+        path = _resolve_key(key, all_keys)
         value = parse_value(text)
-        if _field_type(SECTIONS[section], name) is str and not isinstance(value, str):
+        annotation = _annotation(path)
+        if annotation is str and not isinstance(value, str):
             value = text  # e.g. data.path=2024 or data.name=inf: a name, not a number
-        raw[section][name] = value
+        parent = raw
+        for name in path[:-1]:
+            parent = parent[name]
+        if dataclasses.is_dataclass(annotation) and isinstance(value, str):
+            parent[path[-1]]["name"] = value  # prior=vamp keeps the other prior settings
+        else:
+            parent[path[-1]] = value
     return RunConfig.from_dict(raw)
 
 
@@ -271,6 +350,8 @@ def _toml_value(value: Any) -> str:
         return repr(value)
     if isinstance(value, (list, tuple)):
         return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{k} = {_toml_value(v)}" for k, v in value.items()) + "}"
     if value is None:
         raise ConfigError("TOML has no null; use a default instead of None")
     escaped = str(value).replace("\\", "\\\\").replace('"', '\\"')

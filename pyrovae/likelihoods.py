@@ -78,10 +78,10 @@ class GaussianLikelihood(Likelihood):
         return out
 
 
-def make_likelihood(name: str, sigma: float = 0.1) -> Likelihood:
-    """The likelihood called ``name`` (see ``config.LIKELIHOODS``)."""
-    if name == "bernoulli":
+def make_likelihood(config, input_dim: int) -> Likelihood:
+    """The likelihood named by ``config.likelihood`` (a VAEConfig) for data of size D."""
+    if config.likelihood == "bernoulli":
         return BernoulliLikelihood()
-    if name == "gaussian":
-        return GaussianLikelihood(sigma)
-    raise ValueError(f"unknown likelihood {name!r}")
+    if config.likelihood == "gaussian":
+        return GaussianLikelihood(config.sigma)
+    raise ValueError(f"unknown likelihood {config.likelihood!r}")

@@ -53,11 +53,11 @@ class VAE(PyroModule):
         self.config = config
         self.input_shape = tuple(int(s) for s in input_shape)
         self.input_dim = math.prod(self.input_shape)
-        self.beta = float(config.beta)
-        self.likelihood = make_likelihood(config.likelihood, config.sigma)
+        self.beta = float(config.kl.beta)
+        self.likelihood = make_likelihood(config, self.input_dim)
         self.encoder = make_encoder(config, self.input_shape)
         self.decoder = make_decoder(config, self.input_shape, self.likelihood.params_per_pixel)
-        self.prior = make_prior(config.prior, config.latent_dim)
+        self.prior = make_prior(config.prior, config.latent_dim, self.encoder, self.input_shape)
         to_pyro_module_(self)  # route submodule parameters through pyro.param (for JIT ELBOs)
 
     def _plate(self, x: torch.Tensor, n_data: int | None):

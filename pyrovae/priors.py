@@ -25,8 +25,11 @@ class StandardNormalPrior(nn.Module):
         return dist.Normal(self.loc, self.scale, validate_args=False).to_event(1)
 
 
-def make_prior(name: str, latent_dim: int) -> nn.Module:
-    """The prior called ``name`` (see ``config.PRIORS``)."""
-    if name == "normal":
+def make_prior(config, latent_dim: int, encoder: nn.Module, input_shape) -> nn.Module:
+    """The prior named by ``config.name`` (a PriorConfig) over z in R^latent_dim.
+
+    ``encoder`` and ``input_shape`` are for priors built from the encoder (VampPrior).
+    """
+    if config.name == "normal":
         return StandardNormalPrior(latent_dim)
-    raise ValueError(f"unknown prior {name!r}")
+    raise ValueError(f"unknown prior {config.name!r}")

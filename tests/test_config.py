@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from pyrovae import DataConfig, RunConfig, TrainConfig, VAEConfig, load_config
+from pyrovae.config import KLConfig, PriorConfig
 from pyrovae.config import (ACTIVATIONS, BINARIZE, DEVICES, LIKELIHOODS, NETWORKS, OBJECTIVES,
                             SECTIONS, _toml_value, apply_overrides, parse_value,
                             to_toml)
@@ -61,7 +62,7 @@ def nondefault_config() -> RunConfig:
     return RunConfig(
         model=VAEConfig(latent_dim=3, network="conv", hidden=(256, 128), channels=(16, 8, 4),
                         activation="gelu", likelihood="gaussian", sigma=0.25, elbo="tracegraph",
-                        num_particles=4, beta=0.5),
+                        num_particles=4, kl={"beta": 0.5}),
         data=DataConfig(name='C:\\data\\my "set".npy', path="/tmp/ünïcode dir", binarize="static",
                         train_size=100, test_size=7, seed=11),
         train=TrainConfig(epochs=3, batch_size=32, lr=2.5e-4, seed=5, device="cpu",
@@ -108,9 +109,9 @@ def test_missing_sections_and_keys_take_defaults(tmp_path):
 
 
 def test_integer_for_float_field_is_accepted_as_float(tmp_path):
-    config = load_config(write(tmp_path / "c.toml", "[train]\nlr = 1\n[model]\nbeta = 2\n"))
+    config = load_config(write(tmp_path / "c.toml", "[train]\nlr = 1\n[model.kl]\nbeta = 2\n"))
     assert config.train.lr == 1.0 and type(config.train.lr) is float
-    assert config.model.beta == 2.0 and type(config.model.beta) is float
+    assert config.model.kl.beta == 2.0 and type(config.model.kl.beta) is float
     assert type(TrainConfig(lr=1).lr) is float
     assert type(apply_overrides(RunConfig(), ["lr=1"]).train.lr) is float
 
@@ -128,14 +129,14 @@ BAD_VALUES = [
     (TrainConfig, "batch_size", 0, "train.batch_size", [">= 1"]),
     (TrainConfig, "epochs", 0, "train.epochs", [">= 1"]),
     (VAEConfig, "sigma", 0.0, "model.sigma", ["> 0"]),
-    (VAEConfig, "beta", -0.5, "model.beta", [">= 0"]),
+    (KLConfig, "beta", -0.5, "model.kl.beta", [">= 0"]),
     (VAEConfig, "num_particles", 0, "model.num_particles", [">= 1"]),
     (DataConfig, "train_size", -1, "data.train_size", [">= 0"]),
     (VAEConfig, "elbo", "foo", "model.elbo", list(OBJECTIVES)),
     (VAEConfig, "likelihood", "poisson", "model.likelihood", list(LIKELIHOODS)),
     (VAEConfig, "network", "resnet", "model.network", list(NETWORKS)),
     (VAEConfig, "activation", "sigmoid", "model.activation", list(ACTIVATIONS)),
-    (VAEConfig, "prior", "vamp", "model.prior", ["normal"]),
+    (PriorConfig, "name", "bogus", "model.prior.name", ["normal"]),
     (DataConfig, "binarize", "yes", "data.binarize", list(BINARIZE)),
     (TrainConfig, "device", "tpu", "train.device", list(DEVICES)),
     (VAEConfig, "hidden", [0], "model.hidden", [">= 1"]),
@@ -154,7 +155,7 @@ BAD_VALUES = [
     (TrainConfig, "lr", True, "train.lr", ["number"]),
     (TrainConfig, "lr", float("nan"), "train.lr", ["finite"]),
     (TrainConfig, "lr", float("inf"), "train.lr", ["finite"]),
-    (VAEConfig, "beta", float("nan"), "model.beta", ["finite"]),
+    (KLConfig, "beta", float("nan"), "model.kl.beta", ["finite"]),
     (VAEConfig, "sigma", float("inf"), "model.sigma", ["finite"]),
     (DataConfig, "name", 3, "data.name", ["string"]),
 ]
@@ -175,7 +176,7 @@ def test_bad_value_raises_config_error_naming_key_and_allowed(cls, name, value, 
 @pytest.mark.parametrize("cls,name,value,key,allowed", BAD_VALUES,
                          ids=[f"{b[1]}={b[2]!r}" for b in BAD_VALUES])
 def test_bad_value_in_toml_file_raises(tmp_path, cls, name, value, key, allowed):
-    section = key.split(".")[0]
+    section = key.rsplit(".", 1)[0]  # e.g. model.kl for model.kl.beta
     path = write(tmp_path / "bad.toml", f"[{section}]\n{name} = {_toml_value(value)}\n")
     with pytest.raises(ConfigError) as err:
         load_config(path)
@@ -287,7 +288,7 @@ def test_override_booleans_numbers_and_later_wins():
     config = apply_overrides(RunConfig(), ["progress=false", "lr=3e-3", "beta=0.5", "epochs=2",
                                            "epochs=3", "train.seed=4", "data.seed=9"])
     assert config.train.progress is False
-    assert config.train.lr == pytest.approx(3e-3) and config.model.beta == 0.5
+    assert config.train.lr == pytest.approx(3e-3) and config.model.kl.beta == 0.5
     assert config.train.epochs == 3
     assert (config.train.seed, config.data.seed) == (4, 9)
     assert apply_overrides(config, ["progress=true"]).train.progress is True

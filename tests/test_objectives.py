@@ -17,7 +17,7 @@ D, L, H, B = 6, 2, 3, 5
 
 def tiny_vae(beta=1.0, likelihood="bernoulli", seed=0, **kw):
     torch.manual_seed(seed)
-    vae = VAE(VAEConfig(latent_dim=L, hidden=(H,), beta=beta, likelihood=likelihood,
+    vae = VAE(VAEConfig(latent_dim=L, hidden=(H,), kl={"beta": beta}, likelihood=likelihood,
                         activation="tanh", sigma=0.5, **kw), (D,))
     with torch.no_grad():  # known, not-too-small weights
         for p in vae.parameters():
