@@ -95,10 +95,18 @@ def test_round_trip_of_dict_form():
 def test_shipped_configs_load_and_round_trip(tmp_path, path):
     config = load_config(path)
     raw = tomllib.loads(path.read_text(encoding="utf-8"))
-    for section, body in raw.items():  # every key written in the file is what was loaded
+    def check(obj, body, where):  # every key written in the file is what was loaded
         for key, value in body.items():
-            got = getattr(getattr(config, section), key)
-            assert got == (tuple(value) if isinstance(value, list) else value), (section, key)
+            got = getattr(obj, key)
+            if isinstance(value, dict):
+                check(got, value, f"{where}.{key}")
+            elif dataclasses.is_dataclass(got):  # shorthand: prior = "normal"
+                assert got.name == value, (where, key)
+            else:
+                assert got == (tuple(value) if isinstance(value, list) else value), (where, key)
+
+    for section, body in raw.items():
+        check(getattr(config, section), body, section)
     assert load_config(write(tmp_path / "again.toml", to_toml(config))) == config
 
 
