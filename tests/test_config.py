@@ -207,7 +207,7 @@ def test_valid_choices_are_all_accepted():
         assert VAEConfig(elbo=elbo).elbo == elbo
     for binarize in BINARIZE:
         assert DataConfig(binarize=binarize).binarize == binarize
-    assert VAEConfig(beta=0).beta == 0.0  # beta's bound is inclusive, lr's is not
+    assert KLConfig(beta=0).beta == 0.0  # beta's bound is inclusive, lr's is not
     assert TrainConfig(lr=1e-12).lr == 1e-12
 
 
