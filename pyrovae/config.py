@@ -101,6 +101,17 @@ class VAEConfig:
 
     def __post_init__(self):
         check_fields(self, "model")
+        analytic = ("meanfield", "jit-meanfield")
+        if self.elbo in analytic and self.prior.name not in ANALYTIC_KL_PRIORS:
+            raise ConfigError(
+                f"model.elbo = \"{self.elbo}\" needs a closed-form KL(q || p), which the "
+                f"\"{self.prior.name}\" prior lacks; use elbo = \"trace\", \"jit-trace\" or "
+                f"\"tracegraph\" (Monte Carlo KL), or prior = "
+                f"{' / '.join(ANALYTIC_KL_PRIORS)}")
+        if self.kl.free_bits > 0 and self.elbo not in analytic:
+            raise ConfigError(
+                f"model.kl.free_bits needs the analytic per-dimension KL of elbo = \"meanfield\" "
+                f"or \"jit-meanfield\", not \"{self.elbo}\"; set free_bits = 0 or change elbo")
         if self.network == "conv" and not self.channels:
             raise ConfigError("model.channels = [] is empty but network = \"conv\" needs at "
                               "least one layer, e.g. channels = [32, 64]")

@@ -37,6 +37,7 @@ from .priors import make_prior
 from .rng import seeded
 
 _instance_ids = itertools.count()
+MIN_KL_WEIGHT = 1e-20
 
 
 class VAE(PyroModule):
@@ -66,20 +67,33 @@ class VAE(PyroModule):
         subsample = torch.arange(b, device=x.device)
         return pyro.plate("data", size=n_data or b, subsample=subsample, dim=-1)
 
-    def model(self, x: torch.Tensor, n_data: int | None = None) -> torch.Tensor:
-        """p(z) p(x|z) with x observed; x: [B, D]. Returns the decoder output [B, K*D]."""
+    def _kl_weight(self, beta):
+        """beta for poutine.scale, which refuses 0: beta = 0 (a warm-up's first step, or a
+        plain autoencoder) is applied as 1e-20, a KL term far below float32 resolution."""
+        if beta is None:
+            return max(self.beta, MIN_KL_WEIGHT)
+        return beta.clamp(min=MIN_KL_WEIGHT)
+
+    def model(self, x: torch.Tensor, beta: torch.Tensor | None = None,
+              n_data: int | None = None) -> torch.Tensor:
+        """p(z) p(x|z) with x observed; x: [B, D]. Returns the decoder output [B, K*D].
+
+        ``beta`` (a 0-d tensor, so compiled objectives take it as an input) overrides
+        ``self.beta`` for a step, as a KL schedule does.
+        """
         with self._plate(x, n_data):
-            with poutine.scale(scale=self.beta):
+            with poutine.scale(scale=self._kl_weight(beta)):
                 z = pyro.sample("z", self.prior())
             out = self.decoder(z)
             pyro.sample("x", self.likelihood(out), obs=x)
         return out
 
-    def guide(self, x: torch.Tensor, n_data: int | None = None) -> torch.Tensor:
+    def guide(self, x: torch.Tensor, beta: torch.Tensor | None = None,
+              n_data: int | None = None) -> torch.Tensor:
         """q(z|x) = N(mu(x), diag(sigma(x)^2)); x: [B, D]. Returns z: [B, L]."""
         with self._plate(x, n_data):
             loc, scale = self.encoder(x)
-            with poutine.scale(scale=self.beta):
+            with poutine.scale(scale=self._kl_weight(beta)):
                 return pyro.sample("z", dist.Normal(loc, scale, validate_args=False).to_event(1))
 
     # ---- deterministic helpers for using a trained model (no Pyro effects) -------------------

@@ -20,6 +20,9 @@ import weakref
 
 import pyro
 import pyro.infer as infer
+import torch
+from pyro.infer.util import torch_item
+from torch.distributions import kl_divergence
 
 
 class _StableCallables:
@@ -86,6 +89,46 @@ class JitTraceMeanFieldELBO(_StableCallables, infer.JitTraceMeanField_ELBO):
         return self._differentiable_loss(*args, **kwargs)
 
 
+class _FreeBits:
+    """Mixin for the mean-field objectives: the KL term becomes sum_d max(lambda, KL_d).
+
+    KL_d is dimension d's analytic KL(q(z_d|x) || p(z_d)) averaged over the minibatch (and
+    particles); a dimension whose average KL is below lambda contributes the constant lambda,
+    so the loss gives it no gradient to push it further down (Kingma et al. 2016, "free bits").
+    Only the latent site's KL term changes; observed sites are as in TraceMeanField_ELBO.
+    """
+
+    free_bits = 0.0
+
+    def _differentiable_loss_particle(self, model_trace, guide_trace):
+        elbo_particle = 0.0
+        for name, model_site in model_trace.nodes.items():
+            if model_site["type"] != "sample":
+                continue
+            if model_site["is_observed"]:
+                elbo_particle = elbo_particle + model_site["log_prob_sum"]
+                continue
+            guide_site = guide_trace.nodes[name]
+            q, p = guide_site["fn"], model_site["fn"]
+            kl = kl_divergence(q.base_dist, p.base_dist)  # [..., B, L] per dimension
+            per_dim = kl.reshape(-1, kl.shape[-1]).mean(0)  # [L]
+            floored = torch.clamp(per_dim, min=self.free_bits).sum() * (kl.numel() // kl.shape[-1])
+            elbo_particle = elbo_particle - floored * guide_site["scale"]
+        surrogate = -elbo_particle
+        loss = surrogate.detach() if torch._C._get_tracing_state() else torch_item(surrogate)
+        return loss, surrogate  # as TraceMeanField_ELBO: a number, and the differentiable loss
+
+
+class FreeBitsMeanFieldELBO(_FreeBits, infer.TraceMeanField_ELBO):
+    """TraceMeanField_ELBO with a free-bits floor on each latent dimension's KL."""
+
+
+class JitFreeBitsMeanFieldELBO(_FreeBits, JitTraceMeanFieldELBO):
+    """The compiled form of :class:`FreeBitsMeanFieldELBO`."""
+
+
+_FREE_BITS = {"meanfield": FreeBitsMeanFieldELBO, "jit-meanfield": JitFreeBitsMeanFieldELBO}
+
 _ESTIMATORS = {
     "trace": infer.Trace_ELBO,
     "meanfield": infer.TraceMeanField_ELBO,
@@ -104,14 +147,20 @@ COMPILED = {"trace": "jit-trace", "meanfield": "jit-meanfield"}
 ANALYTIC_KL = {"meanfield", "jit-meanfield"}
 
 
-def make_elbo(name: str, num_particles: int = 1) -> infer.ELBO:
-    """The Pyro ELBO called ``name`` with ``num_particles`` vectorised particles."""
-    cls = _ESTIMATORS[name]
+def make_elbo(name: str, num_particles: int = 1, free_bits: float = 0.0) -> infer.ELBO:
+    """The Pyro ELBO called ``name`` with ``num_particles`` vectorised particles and, for the
+    mean-field objectives, a free-bits floor of ``free_bits`` nats per latent dimension."""
+    if free_bits > 0 and name not in _FREE_BITS:
+        raise ValueError(f"free bits need an analytic per-dimension KL: {sorted(_FREE_BITS)}")
+    cls = _FREE_BITS[name] if free_bits > 0 else _ESTIMATORS[name]
     kwargs = dict(num_particles=num_particles, vectorize_particles=num_particles > 1,
                   max_plate_nesting=1)
     if name.startswith("jit-"):
         kwargs["ignore_jit_warnings"] = True
-    return cls(**kwargs)
+    elbo = cls(**kwargs)
+    if free_bits > 0:
+        elbo.free_bits = float(free_bits)
+    return elbo
 
 
 def has_differentiable_loss(elbo: infer.ELBO) -> bool:

@@ -37,6 +37,7 @@ from ..data import Dataset
 from ..errors import CheckpointError, ConfigError
 from ..evaluation import evaluate_elbo
 from ..files import atomic_write, write_csv, write_json
+from ..kl import beta_at
 from ..model import VAE
 from ..objectives import COMPILED, has_differentiable_loss, make_elbo
 from ..reports import save_elbo_curves, save_reconstructions, save_samples
@@ -120,10 +121,16 @@ class Trainer:
         self.vae = VAE(config.model, data.shape).to(self.device)
         self.data = data.to(self.device)
         check_compatible(config, self.data, self.vae)
+        if hasattr(self.vae.prior, "init_from_data"):  # e.g. VampPrior's pseudo-inputs
+            self.vae.prior.init_from_data(self.data.train_data(1, self.tc.seed),
+                                          torch.Generator().manual_seed(self.tc.seed))
+        self._beta_const = (torch.tensor(config.model.kl.beta, device=self.device)
+                            if config.model.kl.schedule == "constant" else None)
         # the fast path runs the compiled form of the objective where one exists
         self.objective = (COMPILED.get(config.model.elbo, config.model.elbo) if self.tc.fast
                           else config.model.elbo)
-        self.elbo = make_elbo(self.objective, config.model.num_particles)
+        self.elbo = make_elbo(self.objective, config.model.num_particles,
+                              config.model.kl.free_bits)
         self._validated = False
         # the fast path needs a loss tensor (TraceGraph_ELBO only gives loss_and_grads)
         self.fast = self.tc.fast and has_differentiable_loss(self.elbo)
@@ -186,20 +193,29 @@ class Trainer:
         if self.objective.startswith("jit-"):
             with seeded(0):
                 self.elbo.differentiable_loss(self.model, self.guide,
-                                              self.data.train_x[:self.bsz].round(), n_data=self.n)
+                                              self.data.train_x[:self.bsz].round(),
+                                              self.beta_tensor(), n_data=self.n)
+
+    def beta_tensor(self) -> torch.Tensor:
+        """beta_t of the current step as a 0-d tensor (an input of compiled objectives)."""
+        if self._beta_const is not None:
+            return self._beta_const
+        return torch.tensor(beta_at(self.config.model.kl, self.step), device=self.device)
 
     def train_step(self, xb: torch.Tensor) -> torch.Tensor:
         """One SVI step on the minibatch xb [B, D]; returns the loss (-ELBO * N) on the device."""
+        beta = self.beta_tensor()
         # fast: Pyro's argument checks on the first step only; generic: on every step
         with pyro.validation_enabled(not (self._validated and self.fast)):
             self.optimizer.zero_grad(set_to_none=True)
             if self.differentiable:
-                loss = self.elbo.differentiable_loss(self.model, self.guide, xb, n_data=self.n)
+                loss = self.elbo.differentiable_loss(self.model, self.guide, xb, beta,
+                                                     n_data=self.n)
                 loss.backward()
                 loss = loss.detach()
             else:
                 loss = torch.as_tensor(self.elbo.loss_and_grads(self.model, self.guide, xb,
-                                                                n_data=self.n))
+                                                                beta, n_data=self.n))
         self._validated = True
         if self.tc.clip_norm > 0:
             torch.nn.utils.clip_grad_norm_(self.vae.parameters(), self.tc.clip_norm)
@@ -213,7 +229,8 @@ class Trainer:
                              seed=self.tc.seed)
         self.history.append({"epoch": self.epoch, "step": self.step, "train_elbo": train_elbo,
                              "test_elbo": test["elbo"], "test_log_px_z": test["log_px_z"],
-                             "test_kl": test["kl"], "beta": self.vae.beta,
+                             "test_kl": test["kl"],
+                             "beta": beta_at(self.config.model.kl, self.step - 1),
                              "seconds": epoch_seconds})
         self.epoch, self.batch = self.epoch + 1, 0
         self.loss_sum = torch.zeros((), device=self.device)
