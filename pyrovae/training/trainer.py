@@ -192,9 +192,10 @@ class Trainer:
         uninterrupted runs draw the same numbers)."""
         if self.objective.startswith("jit-"):
             with seeded(0):
-                self.elbo.differentiable_loss(self.model, self.guide,
-                                              self.data.train_x[:self.bsz].round(),
-                                              self.beta_tensor(), n_data=self.n)
+                x0 = self.data.train_x[:self.bsz]  # a batch of the right shape and support
+                x0 = x0 if self.data.binarize == "none" else x0.round()
+                self.elbo.differentiable_loss(self.model, self.guide, x0, self.beta_tensor(),
+                                              n_data=self.n)
 
     def beta_tensor(self) -> torch.Tensor:
         """beta_t of the current step as a 0-d tensor (an input of compiled objectives)."""
