@@ -90,7 +90,7 @@ class VAEConfig:
     channels: tuple[int, ...] = _f((32, 64), "conv channels per stride-2 layer", min=1)
     activation: str = _f("softplus", "nonlinearity of hidden layers", choices=ACTIVATIONS)
     likelihood: str = _f("bernoulli", "decoder likelihood p(x|z)", choices=LIKELIHOODS)
-    sigma: float = _f(0.1, "fixed scale of the gaussian (std) and laplace likelihoods",
+    sigma: float = _f(0.1, "scale of gaussian (std) and laplace; gaussian-learned starts there",
                       min=0.0, exclusive_min=True)
     variance: str = _f("pixel", "gaussian-learned: one learned variance per pixel, or output by "
                        "the decoder", choices=VARIANCES)
