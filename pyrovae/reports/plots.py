@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import math
 from pathlib import Path
 
@@ -11,6 +12,8 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import torch  # noqa: E402
 from torchvision.utils import make_grid, save_image  # noqa: E402
+
+from ..files import atomic_write  # noqa: E402
 
 
 def _as_images(x: torch.Tensor, shape) -> torch.Tensor:
@@ -29,7 +32,9 @@ def save_image_grid(x: torch.Tensor, shape, path: str | Path, nrow: int = 8,
     grid = make_grid(images, nrow=nrow, padding=1, pad_value=0.5)
     if images.shape[-1] < 28 and scale > 1:
         grid = torch.nn.functional.interpolate(grid[None], scale_factor=scale, mode="nearest")[0]
-    save_image(grid, str(path))
+    buf = io.BytesIO()
+    save_image(grid, buf, format="png")
+    atomic_write(path, buf.getvalue())
 
 
 def save_samples(vae, path: str | Path, n: int = 64, seed: int = 0) -> None:
@@ -60,5 +65,7 @@ def save_elbo_curves(history: list[dict], path: str | Path) -> None:
     ax.grid(alpha=0.3)
     ax.legend()
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    buf = io.BytesIO()
+    fig.savefig(buf, dpi=120, format="png")
+    atomic_write(path, buf.getvalue())
     plt.close(fig)

@@ -16,6 +16,7 @@ done; ``step`` counts all steps so far; ``rng`` is ``state.capture_rng()``.
 from __future__ import annotations
 
 import io
+import re
 import pickle
 import zipfile
 from pathlib import Path
@@ -50,7 +51,8 @@ def load_checkpoint(path: str | Path, device="cpu") -> dict:
     try:
         payload = torch.load(path, map_location=device, weights_only=True)
     except pickle.UnpicklingError as err:
-        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        text = re.sub(r"\x1b\[[0-9;]*m", "", str(err)).strip()  # torch's bold escapes
+        first = text.splitlines()[0] if text else type(err).__name__
         raise CheckpointError(f"refusing to load '{path}': it holds objects other than tensors "
                               f"and plain data, which could run code ({first[:120]})") from None
     except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError) as err:

@@ -64,8 +64,9 @@ class FiniteWatch:
         bad = ~torch.isfinite(loss) & (self.first_bad < 0)
         self.first_bad = torch.where(bad, torch.full_like(self.first_bad, step), self.first_bad)
 
-    def check(self, vae, batch: torch.Tensor, lr: float) -> None:
-        """Raise :class:`NonFiniteError` naming the step, the parameters and the sites."""
+    def check(self, vae, batch: torch.Tensor, lr: float, checkpoint: bool = True) -> None:
+        """Raise :class:`NonFiniteError` naming the step, the parameters and the sites;
+        ``checkpoint`` says whether an earlier (good) checkpoint exists."""
         step = int(self.first_bad)
         bad_params = [name for name, p in vae.named_parameters() if not torch.isfinite(p).all()]
         if step < 0 and not bad_params:
@@ -80,7 +81,9 @@ class FiniteWatch:
             parts.append(f"non-finite log-densities at sites: {', '.join(sites)}")
         parts.append(f"likely causes: learning rate too high (lr = {lr:g}; try {lr / 10:g}) or "
                      f"a likelihood scale that is too small; set train.clip_norm to clip "
-                     f"gradients. The last checkpoint (before the failure) is intact")
+                     f"gradients, and start a new run" + (
+                         " or resume: the last checkpoint (before the failure) is intact"
+                         if checkpoint else " (no checkpoint was written before the failure)"))
         raise NonFiniteError("; ".join(parts))
 
 

@@ -118,7 +118,14 @@ class Trainer:
         self.config, self.tc, self.out_dir = config, config.train, out_dir
         self.device = describe_device(self.tc.device)
         seed_everything(self.tc.seed)
-        self.vae = VAE(config.model, data.shape).to(self.device)
+        try:
+            self.vae = VAE(config.model, data.shape).to(self.device)
+        except (RuntimeError, MemoryError) as err:  # e.g. latent_dim = 10**8
+            if "memory" not in str(err).lower() and not isinstance(err, MemoryError):
+                raise
+            raise ConfigError(f"the model does not fit in memory on {self.device} "
+                              f"({str(err).splitlines()[0][:100]}); make model.latent_dim, "
+                              f"hidden or channels smaller") from None
         self.data = data.to(self.device)
         check_compatible(config, self.data, self.vae)
         if hasattr(self.vae.prior, "init_from_data"):  # e.g. VampPrior's pseudo-inputs
@@ -149,7 +156,7 @@ class Trainer:
         """Checkpoint the current position, unless a non-finite value got in."""
         if self.out_dir is None:
             return
-        self.watch.check(self.vae, self._last_batch, self.tc.lr)
+        self._check_finite()
         path = self.out_dir / CHECKPOINT_NAME
         with self._disk_errors(path):
             save_checkpoint(path, {
@@ -158,6 +165,10 @@ class Trainer:
                 "epoch": self.epoch, "batch": self.batch, "step": self.step,
                 "loss_sum": self.loss_sum.detach().cpu(), "seconds": self.seconds,
                 "history": self.history, "rng": capture_rng()})
+
+    def _check_finite(self) -> None:
+        has_checkpoint = self.out_dir is not None and (self.out_dir / CHECKPOINT_NAME).exists()
+        self.watch.check(self.vae, self._last_batch, self.tc.lr, has_checkpoint)
 
     @contextlib.contextmanager
     def _disk_errors(self, path: Path):
@@ -224,6 +235,7 @@ class Trainer:
         return loss
 
     def _end_epoch(self, epoch_seconds: float) -> dict:
+        self._check_finite()  # before any of this epoch's numbers are written
         train_elbo = -float(self.loss_sum) / (self.steps_per_epoch * self.n)
         # analytic KL where one exists: the same expectation as every objective, less variance
         test = evaluate_elbo(self.vae, self.data.test_data(), self.tc.eval_batch_size,
@@ -271,7 +283,7 @@ class Trainer:
                     self.step, self.batch = self.step + 1, self.batch + 1
                     bar.update(1)
                     if self.step % tc.log_every == 0 or not self.fast:  # generic: sync each step
-                        self.watch.check(self.vae, xb, tc.lr)
+                        self._check_finite()
                         bar.set_postfix(epoch=self.epoch, elbo=f"{-float(loss) / self.n:.2f}")
                     if stop or (tc.checkpoint_every and self.step % tc.checkpoint_every == 0):
                         self.seconds += time.perf_counter() - start
@@ -343,7 +355,8 @@ def train(config: VAEConfig | RunConfig, data: Dataset, out: str | Path | None =
     test = trainer.run()
     run = Run(trainer.vae.eval(), config, out_dir, trainer.history, trainer.metrics(test))
     if out_dir is not None:
-        write_reports(run, trainer.data)
+        with trainer._disk_errors(out_dir):
+            write_reports(run, trainer.data)
     return run
 
 
