@@ -5,7 +5,6 @@ import math
 
 import pytest
 import torch
-from torch.nn import functional as F
 
 from pyrovae import VAE, VAEConfig, evaluate_elbo
 from pyrovae.evaluation import log_likelihood, log_weights
