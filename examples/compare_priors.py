@@ -42,7 +42,7 @@ def main():
             row["test_nll_1000"] = -float(log_likelihood(run.vae, x, args.nll_samples).mean())
         rows.append(row)
         print(json.dumps(row))
-    lines = [f"| prior | test ELBO (nats) | KL | seconds |", "|---|---|---|---|"]
+    lines = ["| prior | test ELBO (nats) | KL | seconds |", "|---|---|---|---|"]
     lines += [f"| {r['prior']} | {r['test_elbo']:.2f} +- {r['test_elbo_se']:.2f} | "
               f"{r['test_kl']:.1f} | {r['seconds']:.0f} |" for r in rows]
     print("\n".join(lines))

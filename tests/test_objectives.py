@@ -10,7 +10,7 @@ from torch.nn import functional as F
 
 from pyrovae import VAE, VAEConfig
 from pyrovae.evaluation import elbo_terms
-from pyrovae.objectives import JitTraceMeanFieldELBO, make_elbo
+from pyrovae.objectives import make_elbo
 
 D, L, H, B = 6, 2, 3, 5
 

@@ -16,8 +16,8 @@ from pyrovae.config import ANALYTIC_KL_PRIORS, PRIORS
 from pyrovae.errors import ConfigError, DataError
 from pyrovae.nets import MLPEncoder
 from pyrovae.objectives import make_elbo
-from pyrovae.priors import (PRIOR_CLASSES, FlowPrior, LearnableNormalPrior,
-                            MixtureOfGaussiansPrior, StandardNormalPrior, VampPrior, make_prior)
+from pyrovae.priors import (PRIOR_CLASSES, FlowPrior, LearnableNormalPrior, StandardNormalPrior,
+                            make_prior)
 
 L, SHAPE, D, K = 3, (1, 8, 8), 64, 5
 LOG_2PI = math.log(2 * math.pi)
