@@ -17,12 +17,11 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-import pyro
 import torch
-from pyro import poutine
 from torch.distributions import kl_divergence
 
 from ..rng import seeded
+from .traces import eval_mode, paired_traces
 
 
 @dataclass
@@ -52,9 +51,7 @@ def _kl(q, p, z, analytic: bool) -> tuple[torch.Tensor, bool]:
 @torch.no_grad()
 def elbo_terms(vae, x: torch.Tensor, analytic_kl: bool = True) -> ElboTerms:
     """One-sample ELBO terms of each row of x [B, D] under ``vae``'s model and guide."""
-    with pyro.validation_enabled(False):
-        guide_trace = poutine.trace(vae.guide).get_trace(x)
-        model_trace = poutine.trace(poutine.replay(vae.model, trace=guide_trace)).get_trace(x)
+    guide_trace, model_trace = paired_traces(vae, x)
     obs = model_trace.nodes["x"]
     q_site, p_site = guide_trace.nodes["z"], model_trace.nodes["z"]
     log_px_z = obs["fn"].log_prob(obs["value"])
@@ -68,16 +65,13 @@ def evaluate_elbo(vae, x: torch.Tensor, batch_size: int = 1000, analytic_kl: boo
     """Average ELBO terms over all rows of x [N, D], in nats per data point.
 
     Returns ``elbo`` and its standard error ``elbo_se`` (over data points), ``log_px_z``
-    (reconstruction), ``kl`` (rate) and ``kl_estimator`` ("analytic" or "monte-carlo"). Repeatable for a given ``seed`` and leaves the caller's
-    random stream untouched.
+    (reconstruction), ``kl`` (rate) and ``kl_estimator`` ("analytic" or "monte-carlo").
+    Repeatable for a given ``seed`` and leaves the caller's random stream untouched.
     """
-    was_training = vae.training
-    vae.eval()
     parts = []
-    with seeded(seed):
+    with seeded(seed), eval_mode(vae):
         for start in range(0, x.shape[0], batch_size):
             parts.append(elbo_terms(vae, x[start:start + batch_size], analytic_kl))
-    vae.train(was_training)
     log_px_z = torch.cat([p.log_px_z for p in parts]).double()
     kl = torch.cat([p.kl for p in parts]).double()
     elbo = log_px_z - vae.beta * kl

@@ -15,18 +15,17 @@ import math
 
 import pyro
 import torch
-from pyro import poutine
 from tqdm.auto import tqdm
 
 from ..rng import seeded
+from .traces import eval_mode, paired_traces
 
 
 @torch.no_grad()
 def log_weights(vae, x: torch.Tensor, k: int) -> torch.Tensor:
     """log p(x, z) - log q(z|x) for k draws z ~ q(z|x) per row of x [B, D]: returns [k, B]."""
-    with pyro.validation_enabled(False), pyro.plate("particles", k, dim=-2):
-        guide = poutine.trace(vae.guide).get_trace(x)
-        model = poutine.trace(poutine.replay(vae.model, trace=guide)).get_trace(x)
+    with pyro.plate("particles", k, dim=-2):
+        guide, model = paired_traces(vae, x)
     q, p, obs = guide.nodes["z"], model.nodes["z"], model.nodes["x"]
     z = q["value"]
     return obs["fn"].log_prob(obs["value"]) + p["fn"].log_prob(z) - q["fn"].log_prob(z)
@@ -46,13 +45,11 @@ def log_likelihood(vae, x: torch.Tensor, num_samples: int = 5000, batch_size: in
 
     Returns [N] in nats. Repeatable for a ``seed``; leaves the caller's random stream alone.
     """
-    was_training = vae.training
-    vae.eval()
     out = []
     chunk = _chunk_size(vae, min(batch_size, x.shape[0]), memory_mb * 2**20)
     total = math.ceil(x.shape[0] / batch_size) * math.ceil(num_samples / chunk)
     bar = tqdm(total=total, disable=not progress, desc=f"log p(x), K={num_samples}", unit="chunk")
-    with seeded(seed):
+    with seeded(seed), eval_mode(vae):
         for start in range(0, x.shape[0], batch_size):
             xb = x[start:start + batch_size]
             lse = torch.full((xb.shape[0],), -math.inf, dtype=torch.float64, device=x.device)
@@ -63,5 +60,4 @@ def log_likelihood(vae, x: torch.Tensor, num_samples: int = 5000, batch_size: in
                 bar.update(1)
             out.append(lse - math.log(num_samples))
     bar.close()
-    vae.train(was_training)
     return torch.cat(out)

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import contextlib
-import math
 import signal
 
 import torch
-from pyro import poutine
 
 from ..errors import PyroVAEError
+from ..evaluation.traces import paired_traces
 
 
 class TrainingInterrupted(PyroVAEError):
@@ -89,9 +88,7 @@ class FiniteWatch:
 
 def _nonfinite_sites(vae, batch) -> list[str]:
     try:
-        with torch.no_grad():
-            guide = poutine.trace(vae.guide).get_trace(batch)
-            model = poutine.trace(poutine.replay(vae.model, trace=guide)).get_trace(batch)
+        guide, model = paired_traces(vae, batch)
     except Exception:  # the networks themselves may fail on NaN weights
         return ["(could not evaluate)"]
     sites = []
@@ -102,7 +99,3 @@ def _nonfinite_sites(vae, batch) -> list[str]:
                 if not torch.isfinite(lp).all():
                     sites.append(f"{label}.{name}")
     return sites
-
-
-def all_finite(module) -> bool:
-    return all(math.isfinite(float(p.detach().abs().sum())) for p in module.parameters())

@@ -68,12 +68,13 @@ def resolve_config(config: VAEConfig | RunConfig, data: Dataset, overrides: dict
     return config
 
 
-def check_compatible(config: RunConfig, data: Dataset, vae: VAE) -> None:
-    """Refuse, before any training, data that the model cannot fit."""
+def check_compatible(config: RunConfig, data: Dataset, vae: VAE, train_x: torch.Tensor) -> None:
+    """Refuse, before any training, data that the model cannot fit (``train_x``: the training
+    set as the first epoch sees it)."""
     if config.train.batch_size > data.num_train:
         raise ConfigError(f"train.batch_size = {config.train.batch_size} is larger than the "
                           f"training set ({data.num_train} examples); lower it")
-    vae.likelihood.check(data.train_data(1, config.train.seed), f"{data.name} training data")
+    vae.likelihood.check(train_x, f"{data.name} training data")
     vae.likelihood.check(data.test_data(), f"{data.name} test data")
 
 
@@ -127,10 +128,10 @@ class Trainer:
                               f"({str(err).splitlines()[0][:100]}); make model.latent_dim, "
                               f"hidden or channels smaller") from None
         self.data = data.to(self.device)
-        check_compatible(config, self.data, self.vae)
+        first_epoch = self.data.train_data(1, self.tc.seed)  # one draw, for both uses below
+        check_compatible(config, self.data, self.vae, first_epoch)
         if hasattr(self.vae.prior, "init_from_data"):  # e.g. VampPrior's pseudo-inputs
-            self.vae.prior.init_from_data(self.data.train_data(1, self.tc.seed),
-                                          torch.Generator().manual_seed(self.tc.seed))
+            self.vae.prior.init_from_data(first_epoch, torch.Generator().manual_seed(self.tc.seed))
         self._beta_const = (torch.tensor(config.model.kl.beta, device=self.device)
                             if config.model.kl.schedule == "constant" else None)
         # the fast path runs the compiled form of the objective where one exists
