@@ -1,27 +1,22 @@
-"""Command line: a thin layer over the Python API.
+"""``pyrovae train``: train a VAE from a TOML config, or resume a stopped run.
 
-    pyrovae train CONFIG.toml [--set key=value ...] [--out DIR] [--force] [--debug]
+    pyrovae train CONFIG.toml [--set key=value ...] [--out DIR] [--force]
     pyrovae train --resume RUN_DIR [--set epochs=N]
-
-Errors caused by the input (config, data, files, device) print one line and exit with
-status 2; ``--debug`` shows the traceback instead.
 """
 
 from __future__ import annotations
 
-import argparse
 import json
-import sys
 from pathlib import Path
 
-from .errors import CheckpointError, ConfigError, PyroVAEError
-from .training.guards import TrainingInterrupted
+from ..errors import CheckpointError, ConfigError
+from .common import add_common
 
 
 def _train(args) -> int:
-    from .config import load_config
-    from .data import load_dataset
-    from .training import train
+    from ..config import load_config
+    from ..data import load_dataset
+    from ..training import train
 
     if args.resume:
         if args.config or args.out or args.force:
@@ -44,11 +39,7 @@ def _train(args) -> int:
     return 0
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="pyrovae", description="Variational autoencoders "
-                                     "as Pyro programs.")
-    parser.add_argument("--debug", action="store_true", help="show tracebacks of input errors")
-    sub = parser.add_subparsers(dest="command", required=True)
+def add_parser(sub) -> None:
     p = sub.add_parser("train", help="train a VAE from a TOML config")
     p.add_argument("config", nargs="?", help="TOML file with [model], [data], [train] sections")
     p.add_argument("--resume", metavar="RUN_DIR", help="continue a stopped run from its checkpoint")
@@ -56,29 +47,5 @@ def build_parser() -> argparse.ArgumentParser:
                    help="override a config key, e.g. --set epochs=5 --set model.elbo=trace")
     p.add_argument("--out", help="run folder (default: runs/<config name>)")
     p.add_argument("--force", action="store_true", help="overwrite an existing run folder")
-    # SUPPRESS: without it this default (False) would override `pyrovae --debug train ...`
-    p.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
-                   help=argparse.SUPPRESS)
+    add_common(p)
     p.set_defaults(func=_train)
-    return parser
-
-
-def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    try:
-        return args.func(args)
-    except TrainingInterrupted as err:
-        print(f"pyrovae: {err}", file=sys.stderr)
-        return 128 + err.signum
-    except PyroVAEError as err:
-        if args.debug:
-            raise
-        print(f"pyrovae: error: {' '.join(str(err).splitlines())}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("pyrovae: interrupted", file=sys.stderr)
-        return 130
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -1,0 +1,33 @@
+"""Arguments shared by the subcommands that work on a trained run folder."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from ..errors import CheckpointError
+
+
+def add_common(p: argparse.ArgumentParser) -> None:
+    """``--debug`` after the subcommand as well as before it."""
+    # SUPPRESS: without it this default (False) would override `pyrovae --debug CMD ...`
+    p.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
+                   help=argparse.SUPPRESS)
+
+
+def add_run_argument(p: argparse.ArgumentParser) -> None:
+    """The positional RUN_DIR and ``--device`` of every command on a trained run."""
+    p.add_argument("run", metavar="RUN_DIR", help="a run folder written by `pyrovae train`")
+    p.add_argument("--device", default="cpu", help="cpu | cuda (default cpu)")
+    add_common(p)
+
+
+def open_run(args):
+    """Load ``args.run`` (a :class:`pyrovae.Run`) or raise a one-line CheckpointError."""
+    from ..training import load
+
+    path = Path(args.run)
+    if not (path / "config.toml").is_file():
+        raise CheckpointError(f"'{path}' is not a run folder (no config.toml); give the --out "
+                              f"folder of a `pyrovae train` run")
+    return load(path, device=args.device)
