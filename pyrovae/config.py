@@ -27,7 +27,7 @@ from typing import Any
 
 from .errors import ConfigError
 
-OBJECTIVES = ("trace", "meanfield", "jit-trace", "jit-meanfield", "tracegraph")
+OBJECTIVES = ("trace", "meanfield", "jit-trace", "jit-meanfield", "tracegraph", "iwae")
 LIKELIHOODS = ("bernoulli", "continuous-bernoulli", "gaussian", "gaussian-learned", "laplace",
                "discretized-logistic")
 VARIANCES = ("pixel", "decoder")
@@ -38,6 +38,9 @@ SCHEDULES = ("constant", "linear", "cyclical")
 NETWORKS = ("mlp", "conv")
 ACTIVATIONS = ("relu", "softplus", "tanh", "elu", "leaky_relu", "gelu")
 BINARIZE = ("none", "static", "dynamic")
+MODEL_KINDS = ("vae", "ssvae")
+SS_OBJECTIVES = ("enum", "trace")  # ssvae: y summed out (TraceEnum_ELBO) or sampled (Trace_ELBO)
+ENUMERATION = ("parallel", "sequential")
 DEVICES = ("cpu", "cuda")
 
 
@@ -98,9 +101,15 @@ class VAEConfig:
     elbo: str = _f("meanfield", "objective (Pyro ELBO estimator)", choices=OBJECTIVES)
     num_particles: int = _f(1, "Monte Carlo samples of z per data point and step", min=1)
     kl: KLConfig = field(default_factory=KLConfig, metadata={"help": "the KL term"})
+    kind: str = _f("vae", "model: vae, or ssvae (semi-supervised M2, SSVAEConfig)",
+                   choices=MODEL_KINDS)
 
     def __post_init__(self):
         check_fields(self, "model")
+        wanted = MODEL_CLASSES[self.kind]
+        if type(self) is not wanted and type(self) in MODEL_CLASSES.values():
+            raise ConfigError(f"model.kind = \"{self.kind}\" is built by {wanted.__name__}, "
+                              f"not {type(self).__name__}; use {wanted.__name__}(...)")
         analytic = ("meanfield", "jit-meanfield")
         if self.elbo in analytic and self.prior.name not in ANALYTIC_KL_PRIORS:
             raise ConfigError(
@@ -118,6 +127,64 @@ class VAEConfig:
 
 
 @dataclass
+class SSVAEConfig(VAEConfig):
+    """The semi-supervised VAE (Kingma et al. 2014, M2): p(y) p(z) p(x|y,z), guide q(y|x)
+    q(z|x,y); ``labels`` labelled training points, the rest unlabelled (docs/ssvae.md)."""
+
+    kind: str = _f("ssvae", "model: vae, or ssvae (semi-supervised M2, SSVAEConfig)",
+                   choices=MODEL_KINDS)
+    hidden: tuple[int, ...] = _f((500,), "MLP hidden layers of q(z|x,y); p(x|y,z) mirrors them",
+                                 min=1)
+    elbo: str = _f("enum", "enum: TraceEnum_ELBO sums y out on unlabelled data; trace: "
+                   "Trace_ELBO samples y ~ q(y|x)", choices=SS_OBJECTIVES)
+    enumerate: str = _f("parallel", "enum: parallel (one batched pass over the classes) or "
+                        "sequential (one pass per class)", choices=ENUMERATION)
+    labels: int = _f(100, "labelled training points, balanced across classes (by data.seed)",
+                     min=1)
+    validation: int = _f(10000, "training points held out (labels kept) to select the epoch",
+                         min=0)
+    alpha: float = _f(50.0, "weight of the classification loss -log q(y|x) per labelled point "
+                      "(0 = off)", min=0.0)
+    classifier: tuple[int, ...] = _f((500,), "MLP hidden layers of the classifier q(y|x)", min=1)
+    num_classes: int = _f(10, "number of classes C; p(y) = 1/C", min=2)
+    label_batch_size: int = _f(100, "labelled points per step (beside a batch_size batch of "
+                               "unlabelled ones)", min=1)
+
+    def __post_init__(self):
+        super().__post_init__()
+        fixed = {"network": "mlp", "prior.name": "normal", "num_particles": 1,
+                 "kl.beta": 1.0, "kl.schedule": "constant", "kl.free_bits": 0.0}
+        for key, value in fixed.items():
+            obj, name = (self, key) if "." not in key else (getattr(self, key.split(".")[0]),
+                                                            key.split(".")[1])
+            if getattr(obj, name) != value:
+                raise ConfigError(f"model.{key} = {getattr(obj, name)!r} is not supported by "
+                                  f"kind = \"ssvae\"; it needs {key} = {value!r}")
+        if self.labels < self.num_classes:
+            raise ConfigError(f"model.labels = {self.labels} is fewer than num_classes = "
+                              f"{self.num_classes}; give every class a labelled point")
+
+
+MODEL_CLASSES: dict[str, type] = {"vae": VAEConfig, "ssvae": SSVAEConfig}
+
+
+def model_class(body: dict[str, Any]) -> type:
+    """The [model] dataclass for a raw table: chosen by its ``kind`` (default "vae")."""
+    kind = body.get("kind", "vae")
+    if kind not in MODEL_CLASSES:
+        raise ConfigError(f"model.kind = {kind!r} is not one of: {', '.join(MODEL_CLASSES)}")
+    cls = MODEL_CLASSES[kind]
+    own = {f.name for f in dataclasses.fields(cls)}
+    for other_kind, other in MODEL_CLASSES.items():
+        stray = [k for k in body if k not in own and k in other.__dataclass_fields__]
+        if stray:
+            raise ConfigError(f"model.{stray[0]} belongs to kind = \"{other_kind}\" models, but "
+                              f"this model has kind = \"{kind}\"; set model.kind = "
+                              f"\"{other_kind}\" or drop the key")
+    return cls
+
+
+@dataclass
 class DataConfig:
     """Where the data come from and how they are preprocessed."""
 
@@ -128,9 +195,14 @@ class DataConfig:
     train_size: int = _f(0, "use only the first N training images (0 = all)", min=0)
     test_size: int = _f(0, "use only the first N test images (0 = all)", min=0)
     seed: int = _f(0, "seed of static binarization, the test binarization and splits", min=0)
+    classes: tuple[int, ...] = _f((), "keep only these labels in train and test ([] = all)",
+                                  min=0)
 
     def __post_init__(self):
         check_fields(self, "data")
+        if len(set(self.classes)) != len(self.classes):
+            raise ConfigError(f"data.classes = {list(self.classes)} lists a label twice; give "
+                              f"each class once, e.g. classes = [0, 1, 2]")
 
 
 @dataclass
@@ -177,6 +249,8 @@ class RunConfig:
             body = raw.get(name, {})
             if not isinstance(body, dict):
                 raise ConfigError(f"[{name}] must be a table of keys, got {body!r}")
+            if name == "model":
+                section_cls = model_class(body)
             parts[name] = section_from_dict(section_cls, body, name)
         return cls(**parts)
 
@@ -293,11 +367,18 @@ def _leaves(cls, prefix: str) -> dict[str, tuple[str, ...]]:
     return keys
 
 
+def _variants(section: str) -> tuple[type, ...]:
+    """The dataclasses a section may be: [model] is any of MODEL_CLASSES."""
+    return tuple(MODEL_CLASSES.values()) if section == "model" else (SECTIONS[section],)
+
+
 def _annotation(path: tuple[str, ...]):
-    cls = SECTIONS[path[0]]
-    for name in path[1:]:
-        cls = _field_type(cls, name)
-    return cls
+    for cls in _variants(path[0]):
+        if path[1] in cls.__dataclass_fields__:
+            for name in path[1:]:
+                cls = _field_type(cls, name)
+            return cls
+    raise KeyError(path)
 
 
 def _resolve_key(key: str, all_keys: dict[str, tuple[str, ...]]) -> tuple[str, ...]:
@@ -312,13 +393,20 @@ def _resolve_key(key: str, all_keys: dict[str, tuple[str, ...]]) -> tuple[str, .
     return all_keys[matches[0]]
 
 
+def _non_defaults(model: dict[str, Any]) -> dict[str, Any]:
+    """The keys of a raw [model] table that differ from its kind's defaults."""
+    defaults = dataclasses.asdict(model_class(model)())
+    return {k: v for k, v in model.items() if v != defaults.get(k)}
+
+
 def apply_overrides(config: RunConfig, assignments: list[str]) -> RunConfig:
     """Apply ``key=value`` edits; ``key`` is a dotted path (``model.kl.beta``) or an unambiguous
     tail of one (``kl.beta``, ``latent_dim``)."""
     raw = config.to_dict()
     all_keys = {}
-    for section, cls in SECTIONS.items():
-        all_keys.update(_leaves(cls, section))
+    for section in SECTIONS:
+        for cls in _variants(section):
+            all_keys.update(_leaves(cls, section))
     for item in assignments:
         if "=" not in item:
             raise ConfigError(f"--set expects key=value, got '{item}'")
@@ -328,11 +416,13 @@ def apply_overrides(config: RunConfig, assignments: list[str]) -> RunConfig:
         annotation = _annotation(path)
         if annotation is str and not isinstance(value, str):
             value = text  # e.g. data.path=2024 or data.name=inf: a name, not a number
+        if path == ("model", "kind") and value != raw["model"].get("kind", "vae"):
+            raw["model"] = _non_defaults(raw["model"])  # the new kind's defaults fill the rest
         parent = raw
         for name in path[:-1]:
-            parent = parent[name]
+            parent = parent.setdefault(name, {})
         if dataclasses.is_dataclass(annotation) and isinstance(value, str):
-            parent[path[-1]]["name"] = value  # prior=vamp keeps the other prior settings
+            parent.setdefault(path[-1], {})["name"] = value  # prior=vamp keeps the other settings
         else:
             parent[path[-1]] = value
     return RunConfig.from_dict(raw)
