@@ -64,8 +64,13 @@ def save_elbo_curves(history: list[dict], path: str | Path) -> None:
     ax.set_ylabel("ELBO (nats per data point)")
     ax.grid(alpha=0.3)
     ax.legend()
+    save_figure(fig, path)
+
+
+def save_figure(fig, path: str | Path, dpi: int = 120) -> None:
+    """Write a matplotlib figure as a PNG atomically (never a half-written file), and close it."""
     fig.tight_layout()
     buf = io.BytesIO()
-    fig.savefig(buf, dpi=120, format="png")
+    fig.savefig(buf, dpi=dpi, format="png")
     atomic_write(path, buf.getvalue())
     plt.close(fig)

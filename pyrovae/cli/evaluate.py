@@ -1,0 +1,66 @@
+"""``pyrovae evaluate RUN_DIR``: test ELBO, importance-sampled NLL, PSIS k-hat and posterior
+diagnostics of a trained run, written to RUN_DIR/eval.json (+ CSV and PNGs).
+
+    pyrovae evaluate RUN_DIR [--nll-samples 5000] [--split test|train] [--points N]
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from .common import add_run_argument, open_run
+
+ROWS = (("elbo", "{split}_elbo", "nats"), ("NLL (K={K})", "{split}_nll", "nats"),
+        ("rate (KL)", "rate", "nats"), ("distortion", "distortion", "nats"),
+        ("mutual information", "mutual_info", "nats"), ("active units", "active_units", ""),
+        ("k-hat > 0.7", "khat_share_above_0_7", "share of points"),
+        ("time", "eval_seconds", "s"), ("peak memory", "peak_rss_mb", "MiB"))
+
+
+def format_table(result: dict) -> str:
+    """The headline numbers as a two-column text table."""
+    split, lines = result["split"], []
+    for label, key, unit in ROWS:
+        key = key.format(split=split)
+        value = result[key]
+        shown = f"{value:.4g}" if isinstance(value, float) else str(value)
+        if key + "_se" in result:
+            shown += f" +- {result[key + '_se']:.2f}"
+        if key == "active_units":
+            shown += f" of {result['latent_dim']}"
+        lines.append(f"{label.format(K=result['nll_samples']):<22}{shown} {unit}".rstrip())
+    return "\n".join([f"{split} set, {result['num_points']} points"] + lines)
+
+
+def _evaluate(args) -> int:
+    from ..data import load_dataset
+    from ..evaluation import evaluate_run, write_evaluation
+
+    run = open_run(args)
+    data = load_dataset(run.config.data)
+    result = evaluate_run(run, data, nll_samples=args.nll_samples, split=args.split,
+                          max_points=args.points, seed=args.seed, progress=not args.quiet,
+                          batch_size=args.batch_size, memory_mb=args.memory_mb)
+    out = Path(args.out) if args.out else run.path
+    out.mkdir(parents=True, exist_ok=True)
+    files = write_evaluation(result, out)
+    print(format_table(result))
+    print(f"written: {', '.join(str(f) for f in files)}")
+    return 0
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser("evaluate", help="NLL, ELBO, k-hat and posterior diagnostics of a run")
+    add_run_argument(p)
+    p.add_argument("--nll-samples", type=int, default=5000, metavar="K",
+                   help="importance samples per point for log p(x) (default 5000)")
+    p.add_argument("--split", choices=("test", "train"), default="test")
+    p.add_argument("--points", type=int, default=None, metavar="N",
+                   help="evaluate only the first N points (default: all)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the draws (default 0)")
+    p.add_argument("--batch-size", type=int, default=100, help="points per batch (default 100)")
+    p.add_argument("--memory-mb", type=int, default=512,
+                   help="memory budget of one chunk of samples (default 512)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--out", help="output folder (default: the run folder)")
+    p.set_defaults(func=_evaluate)

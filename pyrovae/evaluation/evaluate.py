@@ -1,0 +1,122 @@
+"""``pyrovae evaluate``: every number a researcher reports about a trained VAE, in one pass.
+
+On the chosen split (N points, x [N, D]):
+
+    {split}_elbo, _se       mean one-sample ELBO per point (analytic KL where it exists)
+    rate, distortion        E KL(q(z|x) || p(z)) and -E log p(x|z): elbo = -distortion - beta rate
+    {split}_nll, _se        -log p(x) by importance sampling with K draws per point (likelihood.py)
+    psis_khat               Pareto k-hat of each point's K weights, summarised (psis.py)
+    kl_per_dim, active_units, mutual_info   posterior diagnostics (diagnostics.py)
+
+Timings and the process's peak resident memory are recorded with the numbers. Results go to
+RUN/eval.json, RUN/eval_points.csv (per-point log p(x) and k-hat), RUN/khat.png and
+RUN/kl_per_dim.png.
+"""
+
+from __future__ import annotations
+
+import math
+import resource
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..errors import ConfigError
+from ..files import write_csv, write_json
+from . import diagnostics
+from .elbo import evaluate_elbo
+from .likelihood import log_mean_exp, reduce_log_weights
+from .psis import pareto_khat, summarize_khat
+
+SPLITS = ("test", "train")
+
+
+def peak_rss_mb() -> float:
+    """Peak resident memory of this process so far, in MiB."""
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak / 2**20 if sys.platform == "darwin" else peak / 1024  # bytes on macOS, else KiB
+
+
+def split_data(data, split: str, max_points: int | None = None) -> torch.Tensor:
+    """The evaluation points: the test set, or the training set with its first-epoch
+    binarization; the first ``max_points`` of them when given."""
+    if split not in SPLITS:
+        raise ConfigError(f"split '{split}' is not one of: {', '.join(SPLITS)}")
+    if max_points is not None and max_points < 1:
+        raise ConfigError(f"max_points = {max_points} must be >= 1 (or None for all points)")
+    x = data.test_data() if split == "test" else data.train_data(0)
+    return x[:max_points] if max_points else x
+
+
+def evaluate_run(run, data, nll_samples: int = 5000, split: str = "test",
+                 max_points: int | None = None, seed: int = 0, progress: bool = True,
+                 batch_size: int = 100, memory_mb: int = 512) -> dict:
+    """Evaluate ``run.vae`` on ``data`` (a :class:`pyrovae.Dataset`); returns the numbers of
+    the module docstring as a JSON-ready dict, plus ``per_point`` (log p(x), k-hat arrays)
+    and ``kl_per_dim``/``activity`` lists. Needs ``nll_samples`` >= 25 for the k-hat fit."""
+    if nll_samples < 25:
+        raise ConfigError(f"nll_samples = {nll_samples} is too few: the importance-sampled "
+                          f"log-likelihood and its k-hat need >= 25 draws (5000 is standard)")
+    vae = run.vae
+    x = split_data(data, split, max_points).to(next(vae.parameters()).device)
+    n = x.shape[0]
+    timings = {}
+
+    start = time.perf_counter()
+    elbo = evaluate_elbo(vae, x, batch_size=max(batch_size, 1000), seed=seed)
+    timings["elbo_seconds"] = time.perf_counter() - start
+
+    start = time.perf_counter()
+    parts = reduce_log_weights(vae, x, lambda lw: (log_mean_exp(lw), pareto_khat(lw.T)),
+                               nll_samples, batch_size, memory_mb, seed, progress)
+    log_px = torch.cat([p[0] for p in parts]).cpu().numpy()
+    khat = np.concatenate([p[1] for p in parts])
+    timings["nll_seconds"] = time.perf_counter() - start
+
+    start = time.perf_counter()
+    mu, sigma = diagnostics.posterior_params(vae, x)
+    kl_dim = diagnostics.kl_per_dim(vae, mu, sigma)
+    act = diagnostics.activity(mu)
+    mi = diagnostics.mutual_information(mu, sigma, seed=seed)
+    timings["diagnostics_seconds"] = time.perf_counter() - start
+
+    nll_se = float(np.std(log_px, ddof=1) / math.sqrt(n)) if n > 1 else float("nan")
+    return {
+        "split": split, "num_points": n, "nll_samples": nll_samples, "seed": seed,
+        f"{split}_elbo": elbo["elbo"], f"{split}_elbo_se": elbo["elbo_se"],
+        f"{split}_nll": float(-log_px.mean()), f"{split}_nll_se": nll_se,
+        "rate": elbo["kl"], "distortion": -elbo["log_px_z"], "beta": float(vae.beta),
+        "kl_estimator": elbo["kl_estimator"],
+        "active_units": int((act > diagnostics.ACTIVE_THRESHOLD).sum()),
+        "latent_dim": int(mu.shape[1]),
+        "mutual_info": mi, "mutual_info_max": math.log(n),
+        "kl_per_dim": None if kl_dim is None else [float(v) for v in kl_dim],
+        "activity": [float(v) for v in act],
+        "khat_share_above_0_7": summarize_khat(khat)["share_above_0_7"],
+        "psis_khat": summarize_khat(khat),
+        **{k: round(v, 3) for k, v in timings.items()},
+        "eval_seconds": round(sum(timings.values()), 3),
+        "peak_rss_mb": round(peak_rss_mb(), 1),
+        "per_point": {"log_px": log_px, "khat": khat},
+    }
+
+
+def write_evaluation(result: dict, out: str | Path) -> list[Path]:
+    """eval.json, eval_points.csv, khat.png and kl_per_dim.png in folder ``out``."""
+    from ..reports.evaluation_plots import save_khat_histogram, save_kl_per_dim
+
+    out = Path(out)
+    per_point = result["per_point"]
+    summary = {k: v for k, v in result.items() if k != "per_point"}
+    write_json(out / "eval.json", summary)
+    write_csv(out / "eval_points.csv", [
+        {"index": i, "log_px": float(lp), "khat": None if np.isnan(k) else float(k)}
+        for i, (lp, k) in enumerate(zip(per_point["log_px"], per_point["khat"]))])
+    save_khat_histogram(per_point["khat"], out / "khat.png")
+    kl = None if result["kl_per_dim"] is None else np.array(result["kl_per_dim"])
+    save_kl_per_dim(kl, np.array(result["activity"]), out / "kl_per_dim.png")
+    return [out / name for name in ("eval.json", "eval_points.csv", "khat.png",
+                                    "kl_per_dim.png")]

@@ -1,0 +1,114 @@
+"""An ArviZ ``InferenceData`` of a trained VAE's posterior for chosen data points.
+
+Groups (chain = 1; S draws; P points; L latent dimensions; D pixels):
+
+    posterior        z [chain, draw, point, latent]       draws z_s ~ q(z|x_i) of the guide
+    log_likelihood   x [chain, draw, point]               log p(x_i | z_s)
+    sample_stats     log_weight [chain, draw, point]      log p(x_i, z_s) - log q(z_s|x_i)
+                     log_marginal [point], khat [point]   IS log p(x_i) from these S draws, and
+                                                          the Pareto k-hat of its weights
+                     train_elbo, test_elbo [epoch]        the run's ELBO history
+    observed_data    x [point, pixel]                     the data points
+    attrs            the run's config (TOML text), objective, pyrovae version
+
+The guide's draws with their importance weights describe the true posterior p(z|x_i) too:
+reweight them (``log_weight``) or judge how far q is from it (``khat``).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..errors import ConfigError
+
+
+def _groups(run, x: torch.Tensor, points: list[int], draws: int, seed: int) -> dict:
+    import pyro
+    import xarray as xr
+
+    from ..config import to_toml
+    from ..evaluation.likelihood import log_mean_exp
+    from ..evaluation.psis import pareto_khat
+    from ..evaluation.traces import eval_mode, paired_traces
+    from ..rng import seeded
+
+    vae = run.vae
+    with torch.no_grad(), seeded(seed), eval_mode(vae), pyro.plate("draws", draws, dim=-2):
+        guide, model = paired_traces(vae, x)
+    z = guide.nodes["z"]["value"]  # [S, P, L]
+    obs, prior, q = model.nodes["x"], model.nodes["z"]["fn"], guide.nodes["z"]["fn"]
+    log_px_z = obs["fn"].log_prob(obs["value"])  # [S, P]
+    log_w = (log_px_z + prior.log_prob(z) - q.log_prob(z)).double()
+    coords = {"chain": [0], "draw": np.arange(draws), "point": np.array(points),
+              "latent": np.arange(z.shape[-1]), "pixel": np.arange(x.shape[-1]),
+              "epoch": np.array([int(r["epoch"]) for r in run.history], dtype=int)}
+
+    def var(t, dims):
+        return xr.DataArray(np.asarray(t.detach().cpu() if torch.is_tensor(t) else t),
+                            dims=dims, coords={d: coords[d] for d in dims})
+
+    per_draw = ("chain", "draw", "point")
+    stats = {"log_weight": var(log_w[None], per_draw),
+             "log_marginal": var(log_mean_exp(log_w), ("point",)),
+             "khat": var(pareto_khat(log_w.T), ("point",))}
+    for key in ("train_elbo", "test_elbo"):
+        stats[key] = var([float(r[key]) for r in run.history], ("epoch",))
+    from .. import __version__
+    attrs = {"pyrovae_version": __version__, "objective": run.config.model.elbo,
+             "draws": "guide q(z|x); reweight with sample_stats.log_weight",
+             "pyrovae_config": to_toml(run.config)}
+    return {
+        "posterior": xr.Dataset({"z": var(z[None], per_draw + ("latent",))}, attrs=attrs),
+        "log_likelihood": xr.Dataset({"x": var(log_px_z[None], per_draw)}, attrs=attrs),
+        "sample_stats": xr.Dataset(stats, attrs=attrs),
+        "observed_data": xr.Dataset({"x": var(x, ("point", "pixel"))}, attrs=attrs),
+    }
+
+
+def to_inference_data(run, x: torch.Tensor, points: list[int], draws: int = 1000,
+                      seed: int = 0):
+    """InferenceData (ArviZ 0.x) or DataTree (ArviZ 1.x) for rows x [P, D], whose indices in
+    the split are ``points``, with ``draws`` guide draws each."""
+    import arviz as az
+
+    if draws < 25:
+        raise ConfigError(f"draws = {draws} is too few: use >= 25 (k-hat needs a tail)")
+    groups = _groups(run, x, points, draws, seed)
+    if hasattr(az, "InferenceData"):  # ArviZ 0.x
+        import warnings
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)
+            return az.InferenceData(**groups)
+    import xarray as xr  # ArviZ 1.x works on xarray's DataTree
+    return xr.DataTree.from_dict(groups)
+
+
+def export_arviz(run, data, path: str | Path, points=range(10), draws: int = 1000,
+                 split: str = "test", seed: int = 0) -> Path:
+    """Write the InferenceData of ``points`` (indices into the split) as netCDF at ``path``."""
+    from ..evaluation.evaluate import split_data
+
+    x_all = split_data(data, split)
+    points = [int(i) for i in points]
+    bad = [i for i in points if not 0 <= i < x_all.shape[0]]
+    if not points or bad:
+        raise ConfigError(f"points {bad or points} are not indices of the {split} set "
+                          f"(0..{x_all.shape[0] - 1})")
+    x = x_all[points].to(next(run.vae.parameters()).device)
+    idata = to_inference_data(run, x, points, draws, seed)
+    path = Path(path)
+    if path.suffix != ".nc":
+        raise ConfigError(f"--arviz '{path}' must end in .nc (a netCDF file)")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    try:
+        idata.to_netcdf(str(tmp), engine="h5netcdf")
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+    return path
