@@ -1,0 +1,241 @@
+"""Train, evaluate and tabulate every run of a grid (``pyrovae compare``).
+
+    OUT/<combination>_seed<S>/   one ordinary run folder per combination and seed
+    OUT/compare.csv              one row per finished run, rewritten (atomically) after each
+    OUT/compare.md               mean ± sd over seeds per combination
+    OUT/compare.png              the same numbers as bars (reports/compare_plots.py)
+    OUT/compare.json             the command, settings, and skipped or failed combinations
+
+Every combination is validated before anything trains (:func:`grid.expand`). Runs go one after
+another on the same data (loaded once per distinct ``[data]`` section) with seeds counting up
+from ``train.seed``. For each run: train (``pyrovae.train``), evaluate on the test set
+(``evaluation.evaluate_run``: ELBO, importance-sampled NLL, active units, ...), and measure the
+variance of its objective's gradient at the final parameters on one fixed training minibatch
+(``evaluation.gradients``). A row is written as soon as its run is done, so a later failure
+or an interruption loses at most the run in progress; ``resume=True`` keeps the finished rows,
+continues a half-trained run from its checkpoint and evaluates a trained one that has no row.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from ..config import RunConfig, load_config
+from ..errors import CheckpointError, ConfigError, PyroVAEError
+from ..files import atomic_write, read_csv, write_csv, write_json
+from ..training import load, train
+from ..training.checkpoint import CHECKPOINT_NAME
+from ..training.guards import TrainingInterrupted
+from .grid import Combination, RunSpec, expand
+from .summary import markdown_report
+
+#: keys of ``evaluate_run``'s result copied into each row
+EVAL_KEYS = ("test_elbo", "test_elbo_se", "test_nll", "test_nll_se", "active_units", "rate",
+             "distortion", "mutual_info", "khat_share_above_0_7", "eval_seconds")
+
+
+@dataclass
+class Settings:
+    """How each run is measured (recorded in every row; a resumed grid must keep them)."""
+
+    nll_samples: int = 1000      # importance samples K per test point
+    eval_points: int = 0         # first N test points for the evaluation (0 = all)
+    grad_draws: int = 100        # gradient estimates per run for the variance
+    grad_batch: int = 0          # fixed minibatch size (0 = the config's batch_size)
+    eval_seed: int = 0           # seed of the evaluation and gradient draws
+
+    def __post_init__(self):
+        for name, low in (("nll_samples", 1), ("eval_points", 0), ("grad_draws", 2),
+                          ("grad_batch", 0), ("eval_seed", 0)):
+            value = getattr(self, name)
+            if not isinstance(value, int) or value < low:
+                raise ConfigError(f"{name.replace('_', '-')} = {value!r}: must be an integer "
+                                  f">= {low}")
+
+
+@dataclass
+class CompareResult:
+    """What a comparison produced: rows in grid order, and the combinations left out."""
+
+    out: Path
+    rows: list[dict]
+    keys: list[str]
+    invalid: list[Combination] = field(default_factory=list)
+    failed: list[tuple[str, str]] = field(default_factory=list)
+
+
+def plan(base: RunConfig, varies: list[str], seeds: int = 1,
+         skip_invalid: bool = False) -> tuple[list[RunSpec], list[Combination]]:
+    """The runs of the grid; invalid combinations are an error unless ``skip_invalid``."""
+    runs, invalid = expand(base, varies, seeds)
+    if invalid and not skip_invalid:
+        listed = "; ".join(f"'{c.label}': {c.error}" for c in invalid)
+        raise ConfigError(f"{len(invalid)} combination(s) of the grid are invalid: {listed}. "
+                          f"Drop those values from --vary, or pass --skip-invalid to train "
+                          f"the others and list these in compare.md")
+    if not runs:
+        raise ConfigError("every combination of the grid is invalid; nothing to train")
+    return runs, invalid
+
+
+def _row_settings(row: dict) -> dict:
+    return {k: row.get(k) for k in Settings.__dataclass_fields__}
+
+
+def check_out(out: Path, runs: list[RunSpec], settings: Settings, resume: bool,
+              force: bool) -> list[dict]:
+    """Refuse to mix with earlier work unless ``resume`` or ``force``; returns the rows to keep."""
+    if resume and force:
+        raise ConfigError("--resume keeps finished runs and --force discards them; pick one")
+    csv_path = out / "compare.csv"
+    used = [s.name for s in runs if (out / s.name / "config.toml").exists()]
+    if not resume:
+        if (csv_path.exists() or used) and not force:
+            what = "compare.csv" if csv_path.exists() else f"run folder {used[0]}"
+            raise CheckpointError(f"'{out}' already holds a comparison ({what}); pass --resume "
+                                  f"to continue it, --force to start over, or another --out")
+        return []
+    rows = read_csv(csv_path) if csv_path.exists() else []
+    planned = {s.name: s for s in runs}
+    extra = [r["run"] for r in rows if r["run"] not in planned]
+    if extra:
+        raise ConfigError(f"'{csv_path}' has runs this grid does not plan ({', '.join(extra)});"
+                          f" rerun with the same --vary/--seeds (more values or seeds are fine)"
+                          f" or use another --out")
+    wanted = asdict(settings)
+    for row in rows:
+        if _row_settings(row) != wanted:
+            raise ConfigError(f"run {row['run']} in '{csv_path}' was measured with "
+                              f"{_row_settings(row)}, not {wanted}; resume with the same "
+                              f"--nll-samples/--eval-points/--grad-* options, or --force")
+    for name in used:
+        saved = load_config(out / name / "config.toml")
+        if saved != planned[name].config:
+            raise ConfigError(f"run folder '{out / name}' was trained with another config than "
+                              f"this grid plans for it (e.g. --set changed); use the same "
+                              f"--set options, another --out, or --force")
+    return rows
+
+
+class _DataCache:
+    """One loaded data set per distinct ``[data]`` section, so runs share identical data."""
+
+    def __init__(self):
+        self._loaded = {}
+
+    def __call__(self, config: RunConfig):
+        from ..data import load_dataset
+
+        key = repr(config.data)
+        if key not in self._loaded:
+            self._loaded[key] = load_dataset(config.data)
+        return self._loaded[key]
+
+
+def train_or_load(spec: RunSpec, data, run_dir: Path, force: bool):
+    """The trained run in ``run_dir``: loaded if finished, resumed from its checkpoint if
+    stopped, trained from scratch otherwise."""
+    if (run_dir / "metrics.json").is_file() and (run_dir / CHECKPOINT_NAME).is_file() \
+            and not force:
+        return load(run_dir, device=spec.config.train.device)
+    if (run_dir / CHECKPOINT_NAME).is_file() and not force:
+        return train(spec.config, data, out=run_dir, resume=True)
+    return train(spec.config, data, out=run_dir, force=True)
+
+
+def measure(run, data, spec: RunSpec, settings: Settings, progress: bool) -> dict:
+    """One row of compare.csv for a trained run."""
+    from ..evaluation import evaluate_run
+    from ..evaluation.gradients import elbo_gradient_variance, fixed_minibatch
+
+    row = {"run": spec.name, "combination": spec.combination.label,
+           **spec.combination.values, "seed": spec.seed}
+    result = evaluate_run(run, data, nll_samples=settings.nll_samples, split="test",
+                          max_points=settings.eval_points or None, seed=settings.eval_seed,
+                          progress=progress)
+    row.update({k: result[k] for k in EVAL_KEYS})
+    m = run.metrics
+    row.update(train_elbo=m["train_elbo"], epochs=m["epochs"], steps=m["steps"],
+               train_seconds=m["seconds"], seconds_per_step=m["seconds"] / max(m["steps"], 1))
+    size = settings.grad_batch or spec.config.train.batch_size
+    xb = fixed_minibatch(data, size, seed=settings.eval_seed).to(spec.config.train.device)
+    grad = elbo_gradient_variance(run.vae, xb, draws=settings.grad_draws,
+                                  seed=settings.eval_seed, progress=progress)
+    row.update(grad_var_mean=grad["var_mean"], grad_var_total=grad["var_total"],
+               grad_mean_sqnorm=grad["mean_sqnorm"], grad_snr=grad["snr"])
+    for group in ("encoder", "decoder"):
+        row[f"grad_var_total_{group}"] = grad["groups"][group]["var_total"]
+        row[f"grad_snr_{group}"] = grad["groups"][group]["snr"]
+    row.update(asdict(settings))
+    return row
+
+
+def write_outputs(result: CompareResult, settings: Settings, command: str) -> None:
+    """compare.csv, compare.md, compare.json and compare.png from the rows so far."""
+    from ..reports.compare_plots import save_compare_plot
+
+    out = result.out
+    write_csv(out / "compare.csv", result.rows)
+    report = markdown_report(result.rows, result.keys, command=command, invalid=result.invalid,
+                             failed=result.failed, settings=asdict(settings))
+    atomic_write(out / "compare.md", report)
+    write_json(out / "compare.json", {
+        "command": command, "settings": asdict(settings), "keys": result.keys,
+        "runs": [r["run"] for r in result.rows],
+        "invalid": [{"combination": c.label, "error": c.error} for c in result.invalid],
+        "failed": [{"run": n, "error": e} for n, e in result.failed]})
+    if result.rows:
+        save_compare_plot(result.rows, result.keys, out / "compare.png")
+
+
+def _log(message: str) -> None:
+    print(f"pyrovae compare: {message}", file=sys.stderr, flush=True)
+
+
+def compare(base: RunConfig, varies: list[str], out: str | Path, seeds: int = 1,
+            settings: Settings | None = None, *, resume: bool = False, force: bool = False,
+            skip_invalid: bool = False, keep_going: bool = False, command: str = "",
+            log=_log) -> CompareResult:
+    """Run the grid of ``varies`` (``--vary`` strings) over ``base`` (``--set`` applied) with
+    ``seeds`` seeds each, writing into ``out``; see the module docstring."""
+    settings = settings or Settings()
+    out = Path(out)
+    runs, invalid = plan(base, varies, seeds, skip_invalid)
+    for combo in invalid:
+        log(f"skipping invalid combination '{combo.label}': {combo.error}")
+    done = {row["run"]: row for row in check_out(out, runs, settings, resume, force)}
+    out.mkdir(parents=True, exist_ok=True)
+    keys = [o.key for o in runs[0].combination.options]
+    result = CompareResult(out, [], keys, invalid)
+    data_for = _DataCache()
+    progress = base.train.progress
+    for i, spec in enumerate(runs, 1):
+        if spec.name in done:
+            result.rows.append(done[spec.name])
+            continue
+        log(f"[{i}/{len(runs)}] {spec.combination.label} seed {spec.seed} -> {out / spec.name}")
+        try:
+            data = data_for(spec.config)
+            run = train_or_load(spec, data, out / spec.name, force)
+            result.rows.append(measure(run, data, spec, settings, progress))
+        except TrainingInterrupted as err:
+            raise TrainingInterrupted(
+                f"compare interrupted in run {spec.name} (its checkpoint is saved); "
+                f"{len(result.rows)} finished rows are in {out / 'compare.csv'}; rerun the "
+                f"same command with --resume to continue", err.signum) from None
+        except PyroVAEError as err:
+            if not keep_going:
+                write_outputs(result, settings, command)
+                raise PyroVAEError(
+                    f"run {spec.name} failed: {err} -- the {len(result.rows)} finished rows are "
+                    f"in {out / 'compare.csv'}; fix the cause and rerun with --resume, or pass "
+                    f"--keep-going to skip failing runs") from err
+            log(f"run {spec.name} failed, continuing (--keep-going): {err}")
+            result.failed.append((spec.name, " ".join(str(err).splitlines())))
+            continue
+        write_outputs(result, settings, command)
+    write_outputs(result, settings, command)
+    return result

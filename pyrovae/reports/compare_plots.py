@@ -1,0 +1,75 @@
+"""compare.png: one panel per metric, one bar per combination (mean over seeds, ± sd), each
+seed's value as a dot. ELBO and NLL are squares ± sd on an axis fitted to the values;
+gradient variance and SNR panels use a log scale."""
+
+from __future__ import annotations
+
+import io
+import math
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+from ..files import atomic_write  # noqa: E402
+
+#: (column of compare.csv, panel title, log scale)
+PANELS = (
+    ("test_elbo", "test ELBO (nats, higher is better)", False),
+    ("test_nll", "test NLL (nats, lower is better)", False),
+    ("active_units", "active units", False),
+    ("seconds_per_step", "seconds per training step", False),
+    ("grad_var_total", "gradient variance (trace of cov.)", True),
+    ("grad_snr", "gradient SNR ||E g||² / tr Cov", True),
+)
+
+ZOOMED = ("test_elbo", "test_nll")  # drawn as points on an axis fitted to the values
+
+
+def _value(row: dict, column: str) -> float:
+    try:
+        return float(row[column])
+    except (KeyError, TypeError, ValueError):
+        return math.nan
+
+
+def save_compare_plot(rows: list[dict], keys: list[str], path: str | Path) -> None:
+    """The panels of :data:`PANELS` for the rows of compare.csv, grouped by ``combination``."""
+    groups: dict[str, list[dict]] = {}
+    for row in rows:
+        groups.setdefault(row["combination"], []).append(row)
+    labels = ["\n".join(f"{k}={g[0][k]}" for k in keys) or name for name, g in groups.items()]
+    colors = [plt.get_cmap("tab10")(i % 10) for i in range(len(groups))]
+    width = max(9.0, 1.1 * len(groups) * 3)
+    fig, axes = plt.subplots(2, 3, figsize=(width, 7.5))
+    for ax, (column, title, log) in zip(axes.flat, PANELS):
+        for i, group in enumerate(groups.values()):
+            values = [v for v in (_value(r, column) for r in group) if math.isfinite(v)]
+            if not values or (log and min(values) <= 0):
+                continue
+            mean = sum(values) / len(values)
+            sd = (math.sqrt(sum((v - mean) ** 2 for v in values) / (len(values) - 1))
+                  if len(values) > 1 else 0.0)
+            if column in ZOOMED:  # a bar from 0 would hide differences of a few nats
+                ax.errorbar(i, mean, yerr=sd, fmt="s", color=colors[i], ms=8, capsize=5)
+            else:
+                ax.bar(i, mean, color=colors[i], alpha=0.55, yerr=sd, capsize=4)
+            ax.plot([i] * len(values), values, "k.", ms=5)
+        ax.set_title(title, fontsize=10)
+        ax.set_xticks(range(len(labels)), labels, fontsize=7)
+        if log:
+            ax.set_yscale("log")
+        elif column in ZOOMED:
+            finite = [v for r in rows if math.isfinite(v := _value(r, column))]
+            if finite:
+                lo, hi = min(finite), max(finite)
+                pad = max(0.5, 0.15 * (hi - lo))
+                ax.set_ylim(lo - pad, hi + pad)
+        ax.grid(axis="y", alpha=0.3)
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, dpi=110, format="png")
+    plt.close(fig)
+    atomic_write(path, buf.getvalue())

@@ -1,0 +1,168 @@
+"""``pyrovae compare``: the grid (--vary), the gradient-variance measurement, and the command
+end to end on scikit-learn's digits (resume, invalid combinations, failures)."""
+
+from __future__ import annotations
+
+import csv
+import math
+import os
+from pathlib import Path
+
+import pytest
+import torch
+
+from pyrovae import VAE, VAEConfig, load_config, load_dataset
+from pyrovae.cli import main
+from pyrovae.errors import ConfigError
+from pyrovae.evaluation.gradients import (elbo_gradient_variance, fixed_minibatch,
+                                          gradient_moments)
+from pyrovae.experiments import expand, parse_vary
+from pyrovae.experiments.grid import split_values
+from pyrovae.experiments.summary import markdown_table, mean_sd
+from pyrovae.objectives import make_elbo
+
+ROOT = Path(__file__).resolve().parent.parent
+DIGITS = str(ROOT / "configs" / "digits.toml")
+BASE = load_config(DIGITS)
+
+
+# ---- the grid ---------------------------------------------------------------------------------
+
+def test_values_split_at_top_level_commas_only():
+    assert split_values('trace, [400,200],"a,b",{x = 1, y = 2}') == [
+        "trace", "[400,200]", '"a,b"', "{x = 1, y = 2}"]
+
+
+def test_a_value_carries_its_own_settings():
+    trace, iwae, lr = parse_vary("elbo=trace,iwae+num_particles=5+kl.beta=0.5")[:2] + \
+        parse_vary("lr=1e+3")
+    assert trace.assignments == ("elbo=trace",)
+    assert iwae.label == "iwae+num_particles=5+kl.beta=0.5"
+    assert iwae.assignments == ("elbo=iwae", "num_particles=5", "kl.beta=0.5")
+    assert lr.assignments == ("lr=1e+3",)  # the '+' of a number is not a separator
+
+
+def test_grid_is_the_product_times_seeds_and_lists_invalid_combinations():
+    runs, invalid = expand(BASE, ["elbo=trace,meanfield,iwae+num_particles=5",
+                                  "prior=normal,vamp"], seeds=2)
+    assert [c.label for c in invalid] == ["elbo=meanfield prior=vamp"]
+    assert "closed-form KL" in invalid[0].error
+    got = [(r.config.model.elbo, r.config.model.prior.name, r.config.model.num_particles,
+            r.config.train.seed) for r in runs]
+    assert got == [("trace", "normal", 1, 0), ("trace", "normal", 1, 1),
+                   ("trace", "vamp", 1, 0), ("trace", "vamp", 1, 1),
+                   ("meanfield", "normal", 1, 0), ("meanfield", "normal", 1, 1),
+                   ("iwae", "normal", 5, 0), ("iwae", "normal", 5, 1),
+                   ("iwae", "vamp", 5, 0), ("iwae", "vamp", 5, 1)]
+    assert runs[6].name == "elbo-iwae+num_particles-5_prior-normal_seed0"
+    assert len({r.name for r in runs}) == len(runs)
+    # everything else comes from the base config
+    assert all(r.config.model.hidden == BASE.model.hidden for r in runs)
+
+
+@pytest.mark.parametrize("varies, message", [
+    (["elbo=trace", "elbo=meanfield"], "names a key twice"),
+    (["elbo=trace,trace"], "lists a value twice"),
+    (["elbo=trace,"], "empty value"),
+    (["elbo"], "expects KEY=V1,V2"),
+    (["elbo=trace+num_particle=5"], "did you mean 'model.num_particles'"),
+    (["epoch=1,2"], "unknown config key 'epoch'"),
+    (["hidden=[400],[ 400]"], "share the run folder"),
+    (["train.seed=1,2"], "seeds of --seeds N"),
+])
+def test_bad_grids_are_refused_with_the_reason(varies, message):
+    with pytest.raises(ConfigError, match=message):
+        expand(BASE, varies)
+
+
+# ---- gradient variance ------------------------------------------------------------------------
+
+def test_deterministic_loss_has_zero_variance_and_its_exact_gradient():
+    a, b = torch.nn.Parameter(torch.tensor([1.0, -2.0])), torch.nn.Parameter(torch.tensor(3.0))
+    params = {"enc.a": a, "dec.b": b}
+    r = gradient_moments(params, lambda: (a.pow(2).sum() + 5 * b).backward(), draws=10).summary()
+    assert r["var_total"] == 0 and r["var_mean"] == 0 and r["snr"] == math.inf
+    assert r["mean_sqnorm"] == pytest.approx(4 + 16 + 25)
+    assert r["groups"]["enc"]["mean_sqnorm"] == pytest.approx(20)
+    assert a.grad is None and b.grad is None  # cleared after
+
+
+def test_variance_of_a_known_noisy_gradient():
+    """loss = sum_j theta_j * (m_j + s_j eps_j): g_j = m_j + s_j eps_j, Var g_j = s_j^2."""
+    theta = torch.nn.Parameter(torch.zeros(3))
+    other = torch.nn.Parameter(torch.zeros(2))
+    m, s = torch.tensor([1.0, 0.0, -2.0]), torch.tensor([0.5, 1.0, 2.0])
+
+    def backward():
+        (theta * (m + s * torch.randn(3))).sum().backward()
+        (other * 0.0).sum().backward()
+
+    r = gradient_moments({"x.theta": theta, "y.other": other}, backward, draws=4000,
+                         seed=1).summary()
+    assert r["var_total"] == pytest.approx(0.25 + 1 + 4, rel=0.06)
+    assert r["var_mean"] == pytest.approx(5.25 / 5, rel=0.06)
+    assert r["mean_sqnorm"] == pytest.approx(5, abs=0.1)
+    assert r["groups"]["y"]["var_total"] == 0
+    again = gradient_moments({"x.theta": theta, "y.other": other}, backward, draws=4000,
+                             seed=1).summary()
+    assert again == r  # repeatable for a seed
+
+
+def _tiny(elbo="trace"):
+    torch.manual_seed(0)
+    return VAE(VAEConfig(latent_dim=4, hidden=(32,), elbo=elbo), (64,))
+
+
+@pytest.fixture(scope="module")
+def batch():
+    return fixed_minibatch(load_dataset("digits", binarize="dynamic"), 32)
+
+
+def test_analytic_kl_removes_encoder_noise_only(batch):
+    """Same draws of z: the decoder's gradients are identical, the encoder's far less noisy."""
+    vae = _tiny()
+    trace = elbo_gradient_variance(vae, batch, make_elbo("trace"), draws=50)
+    meanfield = elbo_gradient_variance(vae, batch, make_elbo("meanfield"), draws=50)
+    assert meanfield["groups"]["decoder"] == pytest.approx(trace["groups"]["decoder"], rel=1e-5)
+    assert meanfield["groups"]["encoder"]["var_total"] < 0.2 * trace["groups"]["encoder"][
+        "var_total"]
+    assert meanfield["var_total"] < trace["var_total"]
+    # the mean gradient is (nearly) the same: both estimate the same ELBO's gradient
+    assert meanfield["mean_sqnorm"] == pytest.approx(trace["mean_sqnorm"], rel=0.05)
+
+
+def test_default_estimator_is_the_runs_own_and_tracegraph_matches_trace(batch):
+    vae = _tiny("trace")
+    own = elbo_gradient_variance(vae, batch, draws=20)
+    assert own == elbo_gradient_variance(vae, batch, make_elbo("trace"), draws=20)
+    # TraceGraph_ELBO back-propagates itself (loss_and_grads); same estimator here
+    graph = elbo_gradient_variance(vae, batch, make_elbo("tracegraph"), draws=20)
+    assert graph["var_total"] == pytest.approx(own["var_total"], rel=1e-5)
+
+
+def test_iwae_with_one_particle_is_trace_and_more_particles_cut_the_variance(batch):
+    """K = 1: the same estimator as Trace_ELBO, draw for draw. K > 1 (here at initialization)
+    lowers the variance of every group's gradient. (On a trained model the encoder's SNR then
+    falls with K while the decoder's rises: docs/compare.md.)"""
+    vae = _tiny()
+    trace = elbo_gradient_variance(vae, batch, make_elbo("trace"), draws=30)
+    iwae1 = elbo_gradient_variance(vae, batch, make_elbo("iwae", 1), draws=30)
+    iwae8 = elbo_gradient_variance(vae, batch, make_elbo("iwae", 8), draws=30)
+    assert iwae1["var_total"] == pytest.approx(trace["var_total"], rel=1e-5)
+    assert iwae1["mean_sqnorm"] == pytest.approx(trace["mean_sqnorm"], rel=1e-5)
+    for group in ("encoder", "decoder"):
+        assert iwae8["groups"][group]["var_total"] < 0.6 * iwae1["groups"][group]["var_total"]
+
+
+# ---- summaries --------------------------------------------------------------------------------
+
+def test_table_shows_mean_and_sample_sd_over_seeds():
+    rows = [{"combination": "elbo=trace", "elbo": "trace", "test_elbo": v, "test_nll": 90.0}
+            for v in (-100.0, -102.0, -104.0)]
+    rows.append({"combination": "elbo=iwae", "elbo": "iwae", "test_elbo": -99.0,
+                 "test_nll": 88.0})
+    assert mean_sd([-100.0, -102.0, -104.0]) == (-102.0, 2.0)
+    table = markdown_table(rows, ["elbo"]).splitlines()
+    assert table[0].startswith("| elbo | seeds | test ELBO | test NLL |")
+    assert table[2].startswith("| trace | 3 | -102.00 ± 2.00 | 90.00 ± 0.00 |")
+    assert table[3].startswith("| iwae | 1 | -99.00 | 88.00 |")
