@@ -16,7 +16,8 @@ from .data import Dataset, load_dataset  # noqa: E402
 from .errors import PyroVAEError  # noqa: E402
 from .evaluation import evaluate_elbo  # noqa: E402
 from .model import VAE  # noqa: E402
+from .semisupervised import SSVAE, SSVAEConfig  # noqa: E402
 from .training import Run, load, train  # noqa: E402
 
-__all__ = ["VAE", "VAEConfig", "PriorConfig", "KLConfig", "DataConfig", "TrainConfig", "RunConfig", "Dataset", "Run",
+__all__ = ["VAE", "VAEConfig", "SSVAE", "SSVAEConfig", "PriorConfig", "KLConfig", "DataConfig", "TrainConfig", "RunConfig", "Dataset", "Run",
            "PyroVAEError", "train", "load", "load_dataset", "load_config", "evaluate_elbo"]

@@ -91,7 +91,7 @@ def load(path: str | Path, device: str = "cpu") -> Run:
     if saved_config.is_file() and load_config(saved_config) != config:
         raise CheckpointError(f"'{saved_config}' does not match the checkpoint's config; the "
                               f"folder mixes files of different runs")
-    vae = VAE(config.model, payload["input_shape"])
+    vae = make_model(config.model, payload["input_shape"])
     try:
         vae.load_state_dict(payload["model"])
     except RuntimeError as err:
@@ -102,6 +102,15 @@ def load(path: str | Path, device: str = "cpu") -> Run:
     metrics_file = run_dir / "metrics.json"
     metrics = json.loads(metrics_file.read_text()) if metrics_file.is_file() else {}
     return Run(vae, config, run_dir, history, metrics)
+
+
+def make_model(config, input_shape):
+    """The PyroModule a [model] config describes: a VAE, or an SSVAE for kind = "ssvae"."""
+    if config.kind == "ssvae":
+        from ..semisupervised.model import SSVAE
+
+        return SSVAE(config, input_shape)
+    return VAE(config, input_shape)
 
 
 def config_text(config: RunConfig) -> str:

@@ -44,7 +44,7 @@ from ..reports import save_elbo_curves, save_reconstructions, save_samples
 from ..rng import seed_everything, seeded
 from .checkpoint import CHECKPOINT_NAME, load_checkpoint, save_checkpoint
 from .guards import FiniteWatch, TrainingInterrupted, stop_on_signals
-from .run import Run, check_run_dir, config_text, create_run_dir, describe_device
+from .run import Run, check_run_dir, config_text, create_run_dir, describe_device, make_model
 from .state import capture_rng, restore_rng
 
 _PERM_SEED_OFFSET = 7919  # the data order uses a stream apart from dynamic binarization
@@ -113,14 +113,20 @@ def _versions() -> dict:
 
 
 class Trainer:
-    """The SVI loop of one run; :func:`train` is its public face."""
+    """The SVI loop of one run; :func:`train` is its public face.
+
+    Other model kinds subclass it (``pyrovae.semisupervised.SSVAETrainer``) and override the
+    per-run hooks ``setup_data``, ``make_objective``, ``prepare``, ``epoch_data``,
+    ``train_step``, ``evaluate``, ``history_row``, ``metrics`` and ``write_reports``; the loop
+    itself is shared.
+    """
 
     def __init__(self, config: RunConfig, data: Dataset, out_dir: Path | None):
         self.config, self.tc, self.out_dir = config, config.train, out_dir
         self.device = describe_device(self.tc.device)
         seed_everything(self.tc.seed)
         try:
-            self.vae = VAE(config.model, data.shape).to(self.device)
+            self.vae = make_model(config.model, data.shape).to(self.device)
         except (RuntimeError, MemoryError) as err:  # e.g. latent_dim = 10**8
             if "memory" not in str(err).lower() and not isinstance(err, MemoryError):
                 raise
@@ -130,26 +136,39 @@ class Trainer:
         self.data = data.to(self.device)
         first_epoch = self.data.train_data(1, self.tc.seed)  # one draw, for both uses below
         check_compatible(config, self.data, self.vae, first_epoch)
-        if hasattr(self.vae.prior, "init_from_data"):  # e.g. VampPrior's pseudo-inputs
-            self.vae.prior.init_from_data(first_epoch, torch.Generator().manual_seed(self.tc.seed))
+        self.n = self.setup_data()
+        prior = getattr(self.vae, "prior", None)  # (an SSVAE has the fixed N(0, I))
+        if hasattr(prior, "init_from_data"):  # e.g. VampPrior's pseudo-inputs
+            prior.init_from_data(first_epoch, torch.Generator().manual_seed(self.tc.seed))
         self._beta_const = (torch.tensor(config.model.kl.beta, device=self.device)
                             if config.model.kl.schedule == "constant" else None)
-        # the fast path runs the compiled form of the objective where one exists
-        self.objective = (COMPILED.get(config.model.elbo, config.model.elbo) if self.tc.fast
-                          else config.model.elbo)
-        self.elbo = make_elbo(self.objective, config.model.num_particles,
-                              config.model.kl.free_bits)
+        self.elbo = self.make_objective()
         self._validated = False
         # the fast path needs a loss tensor (TraceGraph_ELBO only gives loss_and_grads)
         self.fast = self.tc.fast and has_differentiable_loss(self.elbo)
         self.optimizer = make_adam(self.vae.parameters(), self.tc.lr, fused=self.fast)
-        self.n, self.bsz = self.data.num_train, self.tc.batch_size
+        self.bsz = self.tc.batch_size
         self.steps_per_epoch = self.n // self.bsz
         self.history: list[dict] = []
         self.epoch, self.batch, self.step, self.seconds = 1, 0, 0, 0.0
         self.loss_sum = torch.zeros((), device=self.device)
         self.watch = FiniteWatch(self.device)
         self._last_batch = self.data.train_x[:self.bsz]
+
+    def setup_data(self) -> int:
+        """Number of training rows one epoch passes over (here: all of them)."""
+        return self.data.num_train
+
+    def make_objective(self):
+        """The ELBO estimator; the fast path runs its compiled form where one exists."""
+        config = self.config.model
+        self.objective = (COMPILED.get(config.elbo, config.elbo) if self.tc.fast
+                          else config.elbo)
+        return make_elbo(self.objective, config.num_particles, config.kl.free_bits)
+
+    def epoch_data(self, epoch: int) -> torch.Tensor:
+        """The [n, D] rows that ``epoch`` shuffles into minibatches."""
+        return self.data.train_data(epoch, self.tc.seed)
 
     # ---- checkpoints ------------------------------------------------------------------------
 
@@ -238,14 +257,8 @@ class Trainer:
     def _end_epoch(self, epoch_seconds: float) -> dict:
         self._check_finite()  # before any of this epoch's numbers are written
         train_elbo = -float(self.loss_sum) / (self.steps_per_epoch * self.n)
-        # analytic KL where one exists: the same expectation as every objective, less variance
-        test = evaluate_elbo(self.vae, self.data.test_data(), self.tc.eval_batch_size,
-                             seed=self.tc.seed)
-        self.history.append({"epoch": self.epoch, "step": self.step, "train_elbo": train_elbo,
-                             "test_elbo": test["elbo"], "test_log_px_z": test["log_px_z"],
-                             "test_kl": test["kl"],
-                             "beta": beta_at(self.config.model.kl, self.step - 1),
-                             "seconds": epoch_seconds})
+        test = self.evaluate()
+        self.history.append(self.history_row(train_elbo, test, epoch_seconds))
         self.epoch, self.batch = self.epoch + 1, 0
         self.loss_sum = torch.zeros((), device=self.device)
         if self.out_dir is not None:
@@ -253,6 +266,18 @@ class Trainer:
                 write_csv(self.out_dir / "history.csv", self.history)
         self.save()
         return test
+
+    def evaluate(self) -> dict:
+        """Test-set numbers after an epoch: ``evaluate_elbo``'s dict."""
+        # analytic KL where one exists: the same expectation as every objective, less variance
+        return evaluate_elbo(self.vae, self.data.test_data(), self.tc.eval_batch_size,
+                             seed=self.tc.seed)
+
+    def history_row(self, train_elbo: float, test: dict, epoch_seconds: float) -> dict:
+        return {"epoch": self.epoch, "step": self.step, "train_elbo": train_elbo,
+                "test_elbo": test["elbo"], "test_log_px_z": test["log_px_z"],
+                "test_kl": test["kl"], "beta": beta_at(self.config.model.kl, self.step - 1),
+                "seconds": epoch_seconds}
 
     def prepare(self) -> None:
         """Bind the model and guide once (JIT objectives key on their ids) and compile."""
@@ -270,7 +295,7 @@ class Trainer:
         with stop_on_signals() as stop:
             while self.epoch <= tc.epochs:
                 start = epoch_start = time.perf_counter()
-                x_epoch = self.data.train_data(self.epoch, tc.seed)
+                x_epoch = self.epoch_data(self.epoch)
                 gen = torch.Generator().manual_seed(tc.seed * _PERM_SEED_OFFSET + self.epoch)
                 order = torch.randperm(self.n, generator=gen).to(self.device)
                 self.vae.train()
@@ -299,7 +324,7 @@ class Trainer:
                                 test_elbo=f"{test['elbo']:.2f}")
         bar.close()
         if test is None:  # resumed a finished run: evaluate what it ended with
-            test = evaluate_elbo(self.vae, self.data.test_data(), tc.eval_batch_size, seed=tc.seed)
+            test = self.evaluate()
         return test
 
     def _interrupted(self, signum: int):
@@ -307,6 +332,9 @@ class Trainer:
                  if self.out_dir is not None else "no run folder, nothing saved")
         raise TrainingInterrupted(f"training interrupted at step {self.step} (epoch "
                                   f"{self.epoch}); {where}", signum)
+
+    def write_reports(self, run: Run) -> None:
+        write_reports(run, self.data)
 
     def metrics(self, test: dict) -> dict:
         return {
@@ -322,6 +350,15 @@ class Trainer:
             "num_train": self.n, "num_test": int(self.data.test_x.shape[0]),
             "device": str(self.device), "versions": _versions(),
         }
+
+
+def trainer_class(config: RunConfig) -> type[Trainer]:
+    """The Trainer for the config's model kind."""
+    if config.model.kind == "ssvae":
+        from ..semisupervised.trainer import SSVAETrainer
+
+        return SSVAETrainer
+    return Trainer
 
 
 def train(config: VAEConfig | RunConfig, data: Dataset, out: str | Path | None = None,
@@ -345,7 +382,7 @@ def train(config: VAEConfig | RunConfig, data: Dataset, out: str | Path | None =
         config = check_resumable(saved, config, out_dir)
     else:
         out_dir = check_run_dir(out, force) if out is not None else None
-    trainer = Trainer(config, data, out_dir)  # validates device, data and model first
+    trainer = trainer_class(config)(config, data, out_dir)  # checks device, data, model first
     if out_dir is not None and payload is None:
         create_run_dir(out_dir, force)
     if payload is not None:
@@ -357,7 +394,7 @@ def train(config: VAEConfig | RunConfig, data: Dataset, out: str | Path | None =
     run = Run(trainer.vae.eval(), config, out_dir, trainer.history, trainer.metrics(test))
     if out_dir is not None:
         with trainer._disk_errors(out_dir):
-            write_reports(run, trainer.data)
+            trainer.write_reports(run)
     return run
 
 

@@ -1,0 +1,20 @@
+"""The semi-supervised VAE (Kingma et al. 2014, M2): ``model.kind = "ssvae"``.
+
+    model.py      SSVAE: p(y) p(z) p(x|y,z) and the guide q(y|x) q(z|x,y) as Pyro programs
+    nets.py       networks that take a class label beside their input
+    labels.py     the balanced labelled / unlabelled / validation split
+    objective.py  J^alpha: enumerated (TraceEnum_ELBO) or sampled-y (Trace_ELBO) + alpha loss
+    trainer.py    SSVAETrainer: the shared SVI loop with a labelled batch per step
+    evaluate.py   accuracy and the unlabelled ELBO
+    sampling.py   the by-class grid (one row per class, one style per column)
+"""
+
+from ..config import SSVAEConfig
+from .evaluate import accuracy, evaluate_ssvae
+from .labels import LabelSplit, split_labels
+from .model import SSVAE
+from .objective import make_ss_elbo, ss_loss
+from .sampling import sample_by_class, save_by_class
+
+__all__ = ["SSVAE", "SSVAEConfig", "LabelSplit", "split_labels", "make_ss_elbo", "ss_loss",
+           "accuracy", "evaluate_ssvae", "sample_by_class", "save_by_class"]

@@ -1,0 +1,142 @@
+"""The semi-supervised VAE (Kingma et al. 2014, "M2") as a pair of Pyro programs.
+
+For a minibatch x [B, D] out of N points, with labels y [B] (labelled) or none (unlabelled)::
+
+    model(x, y):  for each i in plate("data", N, subsample of size B):
+                      y_i ~ Cat(1/C)                 observed if labelled
+                      z_i ~ N(0, I)                                          z: [B, L]
+                      x_i ~ p(x | decoder(z_i, y_i))  observed                x: [B, D]
+    guide(x, y):  for each i in the same plate:
+                      y_i ~ q(y|x_i) = Cat(softmax(classifier(x_i)))   only if unlabelled
+                      z_i ~ q(z|x_i, y_i) = N(mu(x_i, y_i), diag(sigma(x_i, y_i)^2))
+
+On labelled data an ELBO estimator estimates -L(x, y) = -E_q(z|x,y)[log p(x|y,z) + log p(y)
++ log p(z) - log q(z|x,y)]. On unlabelled data the guide's y site carries
+``infer={"enumerate": "parallel" | "sequential"}`` when ``config.elbo = "enum"``, so
+TraceEnum_ELBO sums it out exactly:
+
+    U(x) = sum_y q(y|x) [L(x, y)] + H(q(y|x)),
+
+with y on a dimension left of the plate ([C, 1], so z is [C, B, L]). With ``elbo = "trace"``
+y is sampled instead (Trace_ELBO, score-function gradient for the classifier). The
+classification loss -alpha * log q(y|x) on labelled data (:meth:`SSVAE.aux_loss`) is added by
+the trainer, as in Kingma et al.'s J^alpha.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import math
+
+import pyro
+import pyro.distributions as dist
+import torch
+from pyro.nn import PyroModule
+
+from ..config import SSVAEConfig
+from ..errors import ConfigError
+from ..likelihoods import make_likelihood
+from ..nets.mlp import gaussian_head, mlp
+from ..rng import seeded
+from .nets import ConditionalMLP
+
+_instance_ids = itertools.count()
+
+
+class SSVAE(PyroModule):
+    """The M2 model for data of ``input_shape`` ((C, H, W) images or (D,) vectors, seen
+    flattened as [B, D]) with ``config.num_classes`` classes."""
+
+    def __init__(self, config: SSVAEConfig, input_shape):
+        super().__init__(name=f"ssvae{next(_instance_ids)}")
+        if not isinstance(config, SSVAEConfig):
+            raise ConfigError(f"SSVAE needs an SSVAEConfig, got {type(config).__name__}")
+        self.config = config
+        self.input_shape = tuple(int(s) for s in input_shape)
+        self.input_dim = d = math.prod(self.input_shape)
+        self.num_classes = c = config.num_classes
+        self.beta = 1.0
+        act, hidden, latent = config.activation, config.hidden, config.latent_dim
+        self.likelihood = make_likelihood(config, d)
+        self.classifier = mlp([d, *config.classifier, c], act)
+        self.encoder = ConditionalMLP(d, c, hidden, 2 * latent, act)
+        self.decoder = ConditionalMLP(latent, c, tuple(reversed(hidden)),
+                                      self.likelihood.params_per_pixel * d, act)
+        self.register_buffer("prior_logits", torch.full((c,), -math.log(c)))
+        self.register_buffer("z_loc", torch.zeros(latent))
+        self.register_buffer("z_scale", torch.ones(latent))
+        self._y_infer = {"enumerate": config.enumerate} if config.elbo == "enum" else {}
+
+    def _plate(self, x: torch.Tensor, n_data: int | None):
+        """The data plate over the B rows of x, scaled by N / B when the data set has N rows."""
+        subsample = torch.arange(x.shape[0], device=x.device)
+        return pyro.plate("data", size=n_data or x.shape[0], subsample=subsample, dim=-1)
+
+    def model(self, x: torch.Tensor, y: torch.Tensor | None = None,
+              n_data: int | None = None) -> torch.Tensor:
+        """p(y) p(z) p(x|y,z), x [B, D] observed, y [B] observed when given. Returns the
+        decoder output [..., B, K*D]."""
+        with self._plate(x, n_data):
+            y = pyro.sample("y", dist.Categorical(logits=self.prior_logits), obs=y)
+            z = pyro.sample("z", dist.Normal(self.z_loc, self.z_scale).to_event(1))
+            out = self.decoder(z, y)
+            pyro.sample("x", self.likelihood(out), obs=x)
+        return out
+
+    def guide(self, x: torch.Tensor, y: torch.Tensor | None = None,
+              n_data: int | None = None) -> torch.Tensor:
+        """q(y|x) (unless y [B] is given) and q(z|x,y); x [B, D]. Returns z [..., B, L]."""
+        with self._plate(x, n_data):
+            if y is None:
+                y = pyro.sample("y", dist.Categorical(logits=self.classifier(x)),
+                                infer=dict(self._y_infer))
+            loc, scale = gaussian_head(self.encoder(x, y))
+            return pyro.sample("z", dist.Normal(loc, scale, validate_args=False).to_event(1))
+
+    def aux_loss(self, x: torch.Tensor, y: torch.Tensor, n_data: int | None = None):
+        """-(N / B) sum_i log q(y_i|x_i) for labelled x [B, D], y [B]: the classification loss
+        (the trainer multiplies it by alpha); a 0-d tensor."""
+        log_q = dist.Categorical(logits=self.classifier(x)).log_prob(y)
+        return -log_q.sum() * ((n_data or x.shape[0]) / x.shape[0])
+
+    # ---- deterministic helpers for using a trained model (no Pyro effects) -------------------
+
+    @torch.no_grad()
+    def class_probs(self, x: torch.Tensor) -> torch.Tensor:
+        """q(y|x): x [B, D] -> probabilities [B, C]."""
+        return torch.softmax(self.classifier(x.reshape(x.shape[0], -1)), dim=-1)
+
+    @torch.no_grad()
+    def classify(self, x: torch.Tensor) -> torch.Tensor:
+        """The most probable class under q(y|x): x [B, D] -> [B] int64."""
+        return self.classifier(x.reshape(x.shape[0], -1)).argmax(-1)
+
+    @torch.no_grad()
+    def encode(self, x: torch.Tensor, y: torch.Tensor | None = None):
+        """Mean and standard deviation of q(z|x,y), y = the classifier's guess unless given:
+        x [B, D] -> ([B, L], [B, L])."""
+        x = x.reshape(x.shape[0], -1)
+        return gaussian_head(self.encoder(x, self.classify(x) if y is None else y))
+
+    @torch.no_grad()
+    def decode(self, z: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """Mean of p(x|y,z): z [..., L], y [...] (broadcastable) -> E[x|y,z] [..., D]."""
+        return self.likelihood.mean(self.decoder(z, y))
+
+    @torch.no_grad()
+    def reconstruct(self, x: torch.Tensor) -> torch.Tensor:
+        """E[x | y = argmax q(y|x), z = mean of q(z|x,y)]: x [B, D] -> [B, D]."""
+        x = x.reshape(x.shape[0], -1)
+        y = self.classify(x)
+        return self.decode(self.encode(x, y)[0], y)
+
+    @torch.no_grad()
+    def sample(self, n: int, seed: int | None = None, temperature: float = 1.0) -> torch.Tensor:
+        """Decoder means of n draws y ~ p(y), z ~ N(0, T^2 I) (repeatable for a ``seed``): [n, D]."""
+        if not temperature > 0:
+            raise ConfigError(f"temperature = {temperature} must be > 0 (1 = the prior itself)")
+        with seeded(seed) if seed is not None else contextlib.nullcontext():
+            y = dist.Categorical(logits=self.prior_logits).sample((n,))
+            z = temperature * torch.randn(n, self.config.latent_dim, device=y.device)
+        return self.decode(z, y)
