@@ -166,3 +166,133 @@ def test_table_shows_mean_and_sample_sd_over_seeds():
     assert table[0].startswith("| elbo | seeds | test ELBO | test NLL |")
     assert table[2].startswith("| trace | 3 | -102.00 ± 2.00 | 90.00 ± 0.00 |")
     assert table[3].startswith("| iwae | 1 | -99.00 | 88.00 |")
+
+
+# ---- the command, end to end ------------------------------------------------------------------
+
+SMALL = ["--set", "epochs=2", "--set", "progress=false", "--set", "data.train_size=256",
+         "--set", "data.test_size=100", "--set", "fast=false", "--nll-samples", "30", "--grad-draws", "5"]
+GRID = ["--vary", "elbo=meanfield,iwae+num_particles=2", "--vary", "prior=normal,vamp"]
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+def one_line_error(capsys) -> str:
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err and err[-1].startswith("pyrovae: error: ") and "Traceback" not in "".join(err)
+    return err[-1]
+
+
+def read_rows(path: Path) -> list[dict]:
+    with open(path, newline="") as fh:
+        return list(csv.DictReader(fh))
+
+
+@pytest.fixture(scope="module")
+def grid_out(tmp_path_factory):
+    out = tmp_path_factory.mktemp("compare") / "out"
+    status = main(["compare", DIGITS, *GRID, *SMALL, "--skip-invalid", "--out", str(out)])
+    return status, out
+
+
+def test_compare_trains_evaluates_and_tabulates_every_valid_combination(grid_out):
+    status, out = grid_out
+    assert status == 0
+    rows = read_rows(out / "compare.csv")
+    assert [(r["elbo"], r["prior"], r["seed"]) for r in rows] == [
+        ("meanfield", "normal", "0"), ("iwae+num_particles=2", "normal", "0"),
+        ("iwae+num_particles=2", "vamp", "0")]
+    for row in rows:
+        run = out / row["run"]
+        config = load_config(run / "config.toml")
+        assert (config.model.elbo, config.model.prior.name) == (row["elbo"].split("+")[0],
+                                                                row["prior"])
+        assert config.model.num_particles == (2 if "iwae" in row["elbo"] else 1)
+        assert config.train.epochs == 2 and config.data.train_size == 256
+        numbers = {k: float(row[k]) for k in ("test_elbo", "test_nll", "seconds_per_step",
+                                              "grad_var_total", "grad_snr", "train_seconds")}
+        assert all(math.isfinite(v) for v in numbers.values()), row
+        assert numbers["seconds_per_step"] == pytest.approx(
+            numbers["train_seconds"] / float(row["steps"]))
+        assert int(row["steps"]) == 2 * (256 // 64)
+        assert numbers["grad_var_total"] > 0
+        assert -numbers["test_nll"] > numbers["test_elbo"] - 1.0  # IS bound above the ELBO
+        assert (run / "eval.json").is_file() and int(row["nll_samples"]) == 30
+    # every objective again at the first seed's parameters; the own one repeats the row's
+    same = read_rows(out / "gradients.csv")
+    assert [(r["combination"], r["objective"]) for r in same] == [
+        ("elbo=meanfield prior=normal", "meanfield"), ("elbo=meanfield prior=normal", "iwae K=2"),
+        ("elbo=iwae+num_particles=2 prior=normal", "meanfield"),
+        ("elbo=iwae+num_particles=2 prior=normal", "iwae K=2"),
+        ("elbo=iwae+num_particles=2 prior=vamp", "iwae K=2")]  # no meanfield with vamp
+    by_run = {r["run"]: r for r in rows}
+    for r in same:
+        if r["own"] == "True":
+            assert float(r["var_total"]) == float(by_run[r["run"]]["grad_var_total"])
+            assert float(r["snr_encoder"]) == float(by_run[r["run"]]["grad_snr_encoder"])
+    assert sum(r["own"] == "True" for r in same) == 3
+    md = (out / "compare.md").read_text()
+    assert "| elbo=iwae+num_particles=2 prior=normal | iwae K=2 (own) |" in md
+    assert "| meanfield | normal | 1 |" in md and "| iwae+num_particles=2 | vamp | 1 |" in md
+    assert "`elbo=meanfield prior=vamp`: model.elbo = \"meanfield\" needs a closed-form KL" in md
+    assert (out / "compare.png").read_bytes().startswith(PNG_SIGNATURE)
+
+
+def test_invalid_combinations_stop_everything_before_training(tmp_path, capsys):
+    out = tmp_path / "never"
+    assert main(["compare", DIGITS, *GRID, *SMALL, "--out", str(out)]) == 2
+    line = one_line_error(capsys)
+    assert "'elbo=meanfield prior=vamp'" in line and "--skip-invalid" in line
+    assert not out.exists()
+
+
+def test_resume_keeps_finished_rows_and_recomputes_only_missing_ones(grid_out, capsys):
+    _, out = grid_out
+    before = read_rows(out / "compare.csv")
+    ckpts = {r["run"]: os.stat(out / r["run"] / "checkpoint.pt").st_mtime_ns for r in before}
+    # a finished grid without --resume is refused
+    assert main(["compare", DIGITS, *GRID, *SMALL, "--skip-invalid", "--out", str(out)]) == 2
+    assert "--resume" in one_line_error(capsys)
+    # settings differ from the finished rows': refused
+    changed = [a if a != "30" else "40" for a in SMALL]
+    assert main(["compare", DIGITS, *GRID, *changed, "--skip-invalid", "--resume", "--out",
+                 str(out)]) == 2
+    assert "measured with" in one_line_error(capsys)
+    # as if interrupted after training the last run: its row is missing
+    with open(out / "compare.csv", "w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=list(before[0]))
+        writer.writeheader()
+        writer.writerows(before[:2])
+    assert main(["compare", DIGITS, *GRID, *SMALL, "--skip-invalid", "--resume", "--out",
+                 str(out)]) == 0
+    after = read_rows(out / "compare.csv")
+    timing = lambda rows: [{k: v for k, v in r.items() if k != "eval_seconds"} for r in rows]  # noqa: E731
+    assert timing(after) == timing(before)  # the missing row recomputed identically
+    assert after[:2] == before[:2]  # finished rows kept as they were
+    assert {r["run"]: os.stat(out / r["run"] / "checkpoint.pt").st_mtime_ns
+            for r in after} == ckpts  # nothing retrained
+
+
+def test_a_failing_run_keeps_finished_rows(tmp_path, capsys):
+    """batch_size = 5000 is a valid config but larger than the data: the run fails at training
+    time. Without --keep-going the grid stops there with the finished rows on disk; with it,
+    the others run, the failure is listed and the exit status is 1."""
+    out = tmp_path / "stop"
+    assert main(["compare", DIGITS, "--vary", "batch_size=64,5000", *SMALL, "--out",
+                 str(out)]) == 2
+    line = one_line_error(capsys)
+    assert "run batch_size-5000_seed0 failed" in line and "--resume" in line
+    assert [r["batch_size"] for r in read_rows(out / "compare.csv")] == ["64"]
+    out = tmp_path / "going"
+    assert main(["compare", DIGITS, "--vary", "batch_size=5000,32", *SMALL, "--keep-going",
+                 "--out", str(out)]) == 1
+    assert [r["batch_size"] for r in read_rows(out / "compare.csv")] == ["32"]
+    assert "`batch_size-5000_seed0`: train.batch_size = 5000 is larger" in (
+        out / "compare.md").read_text()
+
+
+def test_dry_run_lists_the_plan(capsys):
+    assert main(["compare", DIGITS, *GRID, "--seeds", "2", "--dry-run"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert sum(line.startswith("run ") for line in lines) == 6
+    assert [line for line in lines if line.startswith("skip")][0].startswith(
+        "skip  elbo=meanfield prior=vamp: ")

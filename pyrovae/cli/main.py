@@ -11,7 +11,7 @@ from ..errors import PyroVAEError
 from ..training.guards import TrainingInterrupted
 
 #: subcommand modules of this package, in the order ``pyrovae --help`` lists them
-COMMANDS = ("train", "evaluate", "export")
+COMMANDS = ("train", "evaluate", "export", "compare")
 
 
 def build_parser() -> argparse.ArgumentParser:

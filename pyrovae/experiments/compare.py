@@ -4,6 +4,8 @@
     OUT/compare.csv              one row per finished run, rewritten (atomically) after each
     OUT/compare.md               mean ± sd over seeds per combination
     OUT/compare.png              the same numbers as bars (reports/compare_plots.py)
+    OUT/gradients.csv            every objective's gradient variance at the same parameters
+                                 (first seed of each combination; same_params.py)
     OUT/compare.json             the command, settings, and skipped or failed combinations
 
 Every combination is validated before anything trains (:func:`grid.expand`). Runs go one after
@@ -30,6 +32,7 @@ from ..training import load, train
 from ..training.checkpoint import CHECKPOINT_NAME
 from ..training.guards import TrainingInterrupted
 from .grid import Combination, RunSpec, expand
+from .same_params import same_parameter_gradients
 from .summary import markdown_report
 
 #: keys of ``evaluate_run``'s result copied into each row
@@ -41,14 +44,14 @@ EVAL_KEYS = ("test_elbo", "test_elbo_se", "test_nll", "test_nll_se", "active_uni
 class Settings:
     """How each run is measured (recorded in every row; a resumed grid must keep them)."""
 
-    nll_samples: int = 1000      # importance samples K per test point
+    nll_samples: int = 1000      # importance samples K per test point (>= 25)
     eval_points: int = 0         # first N test points for the evaluation (0 = all)
     grad_draws: int = 100        # gradient estimates per run for the variance
     grad_batch: int = 0          # fixed minibatch size (0 = the config's batch_size)
     eval_seed: int = 0           # seed of the evaluation and gradient draws
 
     def __post_init__(self):
-        for name, low in (("nll_samples", 1), ("eval_points", 0), ("grad_draws", 2),
+        for name, low in (("nll_samples", 25), ("eval_points", 0), ("grad_draws", 2),
                           ("grad_batch", 0), ("eval_seed", 0)):
             value = getattr(self, name)
             if not isinstance(value, int) or value < low:
@@ -65,6 +68,7 @@ class CompareResult:
     keys: list[str]
     invalid: list[Combination] = field(default_factory=list)
     failed: list[tuple[str, str]] = field(default_factory=list)
+    same_params: list[dict] = field(default_factory=list)  # gradients.csv
 
 
 def plan(base: RunConfig, varies: list[str], seeds: int = 1,
@@ -148,7 +152,7 @@ def train_or_load(spec: RunSpec, data, run_dir: Path, force: bool):
 
 def measure(run, data, spec: RunSpec, settings: Settings, progress: bool) -> dict:
     """One row of compare.csv for a trained run."""
-    from ..evaluation import evaluate_run
+    from ..evaluation import evaluate_run, write_evaluation
     from ..evaluation.gradients import elbo_gradient_variance, fixed_minibatch
 
     row = {"run": spec.name, "combination": spec.combination.label,
@@ -157,6 +161,7 @@ def measure(run, data, spec: RunSpec, settings: Settings, progress: bool) -> dic
                           max_points=settings.eval_points or None, seed=settings.eval_seed,
                           progress=progress)
     row.update({k: result[k] for k in EVAL_KEYS})
+    write_evaluation(result, run.path)  # eval.json etc., as `pyrovae evaluate` writes them
     m = run.metrics
     row.update(train_elbo=m["train_elbo"], epochs=m["epochs"], steps=m["steps"],
                train_seconds=m["seconds"], seconds_per_step=m["seconds"] / max(m["steps"], 1))
@@ -179,8 +184,11 @@ def write_outputs(result: CompareResult, settings: Settings, command: str) -> No
 
     out = result.out
     write_csv(out / "compare.csv", result.rows)
+    if result.same_params:
+        write_csv(out / "gradients.csv", result.same_params)
     report = markdown_report(result.rows, result.keys, command=command, invalid=result.invalid,
-                             failed=result.failed, settings=asdict(settings))
+                             failed=result.failed, settings=asdict(settings),
+                             same_params=result.same_params)
     atomic_write(out / "compare.md", report)
     write_json(out / "compare.json", {
         "command": command, "settings": asdict(settings), "keys": result.keys,
@@ -237,5 +245,7 @@ def compare(base: RunConfig, varies: list[str], out: str | Path, seeds: int = 1,
             result.failed.append((spec.name, " ".join(str(err).splitlines())))
             continue
         write_outputs(result, settings, command)
+    result.same_params = same_parameter_gradients(out, runs, result.rows, settings, data_for,
+                                                  resume, log)
     write_outputs(result, settings, command)
     return result

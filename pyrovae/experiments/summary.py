@@ -79,13 +79,21 @@ def markdown_table(rows: list[dict], keys: list[str]) -> str:
 
 
 def markdown_report(rows: list[dict], keys: list[str], *, command: str, invalid: list,
-                    failed: list[tuple[str, str]], settings: dict) -> str:
+                    failed: list[tuple[str, str]], settings: dict,
+                    same_params: list[dict] | None = None) -> str:
     """compare.md: the command, the table, the settings, and skipped or failed combinations."""
     parts = ["# pyrovae compare", "", f"`{command}`", "", markdown_table(rows, keys), ""]
     parts.append("Mean ± sd over seeds. ELBO and NLL in nats per test point (NLL by importance "
                  "sampling); s / step is training time; gradient variance and SNR of the run's "
                  "own objective at its final parameters on one fixed minibatch "
                  "(see docs/compare.md).")
+    if same_params:
+        from .same_params import markdown_same_params
+
+        parts += ["", "## Gradient variance of each objective at the same parameters", "",
+                  "Parameters of the first seed of each combination, held fixed; every "
+                  "objective of the grid draws its gradient on the same fixed minibatch "
+                  "(gradients.csv).", "", markdown_same_params(same_params)]
     parts += ["", "Settings: " + ", ".join(f"{k} = {v}" for k, v in settings.items())]
     if invalid:
         parts += ["", "Skipped (invalid) combinations:", ""]

@@ -1,5 +1,5 @@
 """compare.png: one panel per metric, one bar per combination (mean over seeds, ± sd), each
-seed's value as a dot. ELBO and NLL are squares ± sd on an axis fitted to the values;
+seed's value as a dot; the x axis numbers the combinations, named in the legend below. ELBO and NLL are squares ± sd on an axis fitted to the values;
 gradient variance and SNR panels use a log scale."""
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib.patches import Patch  # noqa: E402
 
 from ..files import atomic_write  # noqa: E402
 
@@ -40,10 +41,10 @@ def save_compare_plot(rows: list[dict], keys: list[str], path: str | Path) -> No
     groups: dict[str, list[dict]] = {}
     for row in rows:
         groups.setdefault(row["combination"], []).append(row)
-    labels = ["\n".join(f"{k}={g[0][k]}" for k in keys) or name for name, g in groups.items()]
+    labels = [" ".join(f"{k}={g[0][k]}" for k in keys) or name for name, g in groups.items()]
     colors = [plt.get_cmap("tab10")(i % 10) for i in range(len(groups))]
-    width = max(9.0, 1.1 * len(groups) * 3)
-    fig, axes = plt.subplots(2, 3, figsize=(width, 7.5))
+    width = max(10.0, 0.6 * len(groups) * 3)
+    fig, axes = plt.subplots(2, 3, figsize=(width, 7.5 + 0.22 * len(groups)))
     for ax, (column, title, log) in zip(axes.flat, PANELS):
         for i, group in enumerate(groups.values()):
             values = [v for v in (_value(r, column) for r in group) if math.isfinite(v)]
@@ -58,7 +59,7 @@ def save_compare_plot(rows: list[dict], keys: list[str], path: str | Path) -> No
                 ax.bar(i, mean, color=colors[i], alpha=0.55, yerr=sd, capsize=4)
             ax.plot([i] * len(values), values, "k.", ms=5)
         ax.set_title(title, fontsize=10)
-        ax.set_xticks(range(len(labels)), labels, fontsize=7)
+        ax.set_xticks(range(len(labels)), [str(i + 1) for i in range(len(labels))])
         if log:
             ax.set_yscale("log")
         elif column in ZOOMED:
@@ -68,7 +69,10 @@ def save_compare_plot(rows: list[dict], keys: list[str], path: str | Path) -> No
                 pad = max(0.5, 0.15 * (hi - lo))
                 ax.set_ylim(lo - pad, hi + pad)
         ax.grid(axis="y", alpha=0.3)
-    fig.tight_layout()
+    handles = [Patch(color=c, alpha=0.7) for c in colors]
+    fig.legend(handles, [f"{i + 1}: {label}" for i, label in enumerate(labels)],
+               loc="lower center", ncol=2 if len(labels) > 4 else 1, fontsize=9, frameon=False)
+    fig.tight_layout(rect=(0, 0.03 + 0.03 * math.ceil(len(labels) / 2), 1, 1))
     buf = io.BytesIO()
     fig.savefig(buf, dpi=110, format="png")
     plt.close(fig)
