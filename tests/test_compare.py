@@ -296,3 +296,18 @@ def test_dry_run_lists_the_plan(capsys):
     assert sum(line.startswith("run ") for line in lines) == 6
     assert [line for line in lines if line.startswith("skip")][0].startswith(
         "skip  elbo=meanfield prior=vamp: ")
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["--seeds", "0"], "--seeds 0: need at least 1 seed"),
+    (["--nll-samples", "10"], "nll-samples = 10: must be an integer >= 25"),
+    (["--grad-draws", "1"], "grad-draws = 1: must be an integer >= 2"),
+    (["--resume", "--force"], "pick one"),
+    (["--vary", "prior=vampp"], "every combination of the grid is invalid"),
+])
+def test_bad_options_fail_before_training(tmp_path, capsys, extra, message):
+    out = tmp_path / "out"
+    assert main(["compare", DIGITS, "--vary", "elbo=trace", *extra, "--skip-invalid",
+                 "--out", str(out)]) == 2
+    assert message in one_line_error(capsys)
+    assert not out.exists()
