@@ -171,7 +171,8 @@ def test_table_shows_mean_and_sample_sd_over_seeds():
 # ---- the command, end to end ------------------------------------------------------------------
 
 SMALL = ["--set", "epochs=2", "--set", "progress=false", "--set", "data.train_size=256",
-         "--set", "data.test_size=100", "--set", "fast=false", "--nll-samples", "30", "--grad-draws", "5"]
+         "--set", "data.test_size=100", "--set", "fast=false", "--nll-samples", "30",
+         "--grad-draws", "5"]
 GRID = ["--vary", "elbo=meanfield,iwae+num_particles=2", "--vary", "prior=normal,vamp"]
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
@@ -265,7 +266,9 @@ def test_resume_keeps_finished_rows_and_recomputes_only_missing_ones(grid_out, c
     assert main(["compare", DIGITS, *GRID, *SMALL, "--skip-invalid", "--resume", "--out",
                  str(out)]) == 0
     after = read_rows(out / "compare.csv")
-    timing = lambda rows: [{k: v for k, v in r.items() if k != "eval_seconds"} for r in rows]  # noqa: E731
+    def timing(rows):
+        return [{k: v for k, v in r.items() if k != "eval_seconds"} for r in rows]
+
     assert timing(after) == timing(before)  # the missing row recomputed identically
     assert after[:2] == before[:2]  # finished rows kept as they were
     assert {r["run"]: os.stat(out / r["run"] / "checkpoint.pt").st_mtime_ns

@@ -20,7 +20,6 @@ continues a half-trained run from its checkpoint and evaluates a trained one tha
 
 from __future__ import annotations
 
-import json
 import sys
 from dataclasses import asdict, dataclass, field
 from pathlib import Path

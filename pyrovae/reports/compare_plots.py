@@ -1,6 +1,7 @@
 """compare.png: one panel per metric, one bar per combination (mean over seeds, ± sd), each
-seed's value as a dot; the x axis numbers the combinations, named in the legend below. ELBO and NLL are squares ± sd on an axis fitted to the values;
-gradient variance and SNR panels use a log scale."""
+seed's value as a dot; the x axis numbers the combinations, named in the legend below. ELBO
+and NLL are squares ± sd on an axis fitted to the values; gradient variance and SNR panels
+use a log scale."""
 
 from __future__ import annotations
 
