@@ -31,6 +31,7 @@ from pyro.nn import PyroModule
 from pyro.nn.module import to_pyro_module_
 
 from .config import VAEConfig
+from .errors import ConfigError
 from .likelihoods import make_likelihood
 from .nets import make_decoder, make_encoder
 from .priors import make_prior
@@ -114,9 +115,34 @@ class VAE(PyroModule):
         return self.decode(self.encode(x)[0])
 
     @torch.no_grad()
-    def sample(self, n: int, seed: int | None = None) -> torch.Tensor:
-        """Decoder means E[x|z] of n draws z ~ p(z) (repeatable when ``seed`` is given): [n, D]."""
+    def sample(self, n: int, seed: int | None = None, temperature: float = 1.0) -> torch.Tensor:
+        """Decoder means E[x|z] of n draws z ~ p(z) (repeatable when ``seed`` is given): [n, D].
+
+        ``temperature`` T scales each draw's spread about its Gaussian's mean (see
+        :func:`tempered_sample`); T = 1 is the prior itself.
+        """
         if seed is None:
-            return self.decode(self.prior().sample((n,)))
+            return self.decode(tempered_sample(self.prior(), n, temperature))
         with seeded(seed):
-            return self.decode(self.prior().sample((n,)))
+            return self.decode(tempered_sample(self.prior(), n, temperature))
+
+
+def tempered_sample(prior: dist.TorchDistribution, n: int, temperature: float = 1.0):
+    """n draws [n, L] from a prior at temperature T: z = mu + T * (z' - mu) for z' from the
+    prior's Gaussian part N(mu, diag(s^2)) -- the prior itself (normal, learnable-normal), the
+    chosen mixture component (mog, vamp), or the flow's base (then pushed through the flow)."""
+    if temperature == 1.0:
+        return prior.sample((n,))
+    if not temperature > 0:
+        raise ConfigError(f"temperature = {temperature} must be > 0 (1 = the prior itself)")
+    if isinstance(prior, dist.TransformedDistribution):
+        eps = tempered_sample(prior.base_dist, n, temperature)
+        for t in prior.transforms:
+            eps = t(eps)
+        return eps
+    if isinstance(prior, dist.MixtureSameFamily):
+        k = prior.mixture_distribution.sample((n,))                       # [n]
+        comp = prior.component_distribution                               # batch [K], event [L]
+        loc = comp.mean[k]
+        return loc + temperature * (comp.sample((n,))[torch.arange(n), k] - loc)
+    return prior.mean + temperature * (prior.sample((n,)) - prior.mean)

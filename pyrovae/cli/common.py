@@ -31,3 +31,18 @@ def open_run(args):
         raise CheckpointError(f"'{path}' is not a run folder (no config.toml); give the --out "
                               f"folder of a `pyrovae train` run")
     return load(path, device=args.device)
+
+
+def add_data_argument(p: argparse.ArgumentParser, default: str = "test") -> None:
+    """``--data SPEC``: which examples a command on a run reads (see applications/runs.py)."""
+    p.add_argument("--data", default=default, metavar="SPEC",
+                   help=f"test | train | test:all | train:all (every class, also those the run "
+                        f"excluded) | CONFIG.toml | a data set or .npz (default {default})")
+
+
+def print_result(result: dict, skip=()) -> int:
+    """Print a command's numbers as JSON (without the bulky ``skip`` keys); exit status 0."""
+    import json
+
+    print(json.dumps({k: v for k, v in result.items() if k not in skip}, indent=2))
+    return 0

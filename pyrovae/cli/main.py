@@ -11,7 +11,8 @@ from ..errors import PyroVAEError
 from ..training.guards import TrainingInterrupted
 
 #: subcommand modules of this package, in the order ``pyrovae --help`` lists them
-COMMANDS = ("train", "evaluate", "export", "compare")
+COMMANDS = ("train", "evaluate", "export", "compare", "sample", "reconstruct", "interpolate",
+            "traverse", "latent_map", "anomaly", "impute")
 
 
 def build_parser() -> argparse.ArgumentParser:

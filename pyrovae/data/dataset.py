@@ -135,9 +135,28 @@ def validate_values(x: torch.Tensor, binarize: str, what: str) -> None:
                             f"(e.g. divide by 255) or set binarize = \"none\"")
 
 
+def _keep_classes(flat: np.ndarray, labels, classes, what: str):
+    """Rows of flat [N, D] (and labels [N]) whose label is in ``classes`` (all when empty)."""
+    if not classes:
+        return flat, labels
+    if labels is None:
+        raise DataError(f"data.classes = {list(classes)} needs labels, but {what} has none; "
+                        f"set classes = [] or use a data set with labels (y_train/y_test)")
+    keep = np.isin(labels.numpy(), np.asarray(classes))
+    missing = sorted(set(classes) - set(labels[torch.from_numpy(keep)].tolist()))
+    if missing:
+        raise DataError(f"data.classes lists {missing} but {what} has no examples with that "
+                        f"label; its labels are {sorted(set(labels.tolist()))}")
+    return flat[keep], labels[torch.from_numpy(keep)]
+
+
 def from_arrays(name: str, raw: sources.RawData, binarize: str = "none", seed: int = 0,
-                train_size: int = 0, test_size: int = 0) -> Dataset:
-    """Validate NumPy arrays and turn them into a :class:`Dataset`."""
+                train_size: int = 0, test_size: int = 0, classes=()) -> Dataset:
+    """Validate NumPy arrays and turn them into a :class:`Dataset`.
+
+    ``classes``: keep only examples with these labels, in train and test, before the
+    train_size/test_size cut.
+    """
     parts = {}
     for split, x, y, limit in (("train", raw.x_train, raw.y_train, train_size),
                                ("test", raw.x_test, raw.y_test, test_size)):
@@ -145,6 +164,7 @@ def from_arrays(name: str, raw: sources.RawData, binarize: str = "none", seed: i
         x = np.asarray(x)
         flat, shape = _as_images(_to_unit_float(x, what), what)
         labels = _labels(y, len(flat), what)  # checked against all examples, before the cut
+        flat, labels = _keep_classes(flat, labels, tuple(classes), what)
         if limit:
             flat, labels = flat[:limit], None if labels is None else labels[:limit]
         tensor = torch.from_numpy(np.ascontiguousarray(flat))
@@ -184,6 +204,7 @@ def load_dataset(name: str | DataConfig = "mnist", binarize: str = "none", *, pa
     else:
         raise DataError(f"unknown data set '{cfg.name}': use mnist, fashion-mnist, digits, or "
                         f"a path to a .npy/.npz file")
-    data = from_arrays(cfg.name, raw, cfg.binarize, cfg.seed, cfg.train_size, cfg.test_size)
+    data = from_arrays(cfg.name, raw, cfg.binarize, cfg.seed, cfg.train_size, cfg.test_size,
+                       cfg.classes)
     data.source = cfg
     return data

@@ -1,0 +1,120 @@
+"""Anomaly detection: examples the model finds improbable score high.
+
+    score "elbo":  s(x) = -ELBO(x) = -(1/K) sum_k [log p(x, z_k) - log q(z_k|x)],  z_k ~ q(z|x)
+                   (beta = 1 whatever the training beta: a bound on -log p(x))
+    score "nll":   s(x) = -log p(x), importance-sampled with K draws
+                   (pyrovae.evaluation.log_likelihood)
+
+AUROC = P(s(anomalous) > s(normal)) + 1/2 P(tie), computed from ranks (Mann-Whitney U):
+
+    AUROC = (R_+ - n_+ (n_+ + 1) / 2) / (n_+ n_-)
+
+with R_+ the sum of the anomalous examples' ranks among all scores, ties given their
+average rank. Shapes: x [N, D] -> scores [N].
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from ..errors import ConfigError, DataError
+from ..evaluation import log_likelihood, log_weights
+from ..evaluation.traces import eval_mode
+from ..files import write_csv, write_json
+from ..reports.applications import save_score_histogram
+from ..rng import seeded
+from .runs import as_run, output_dir, resolve_data
+
+SCORES = ("elbo", "nll")
+DEFAULT_SAMPLES = {"elbo": 10, "nll": 200}
+
+
+def auroc(scores, anomalous) -> float:
+    """Area under the ROC curve of ``scores`` [N] (higher = more anomalous) for the boolean
+    labels ``anomalous`` [N]; 1 = every anomaly above every normal example, 0.5 = chance."""
+    s = np.asarray(scores, dtype=np.float64).reshape(-1)
+    pos = np.asarray(anomalous, dtype=bool).reshape(-1)
+    if s.shape != pos.shape:
+        raise DataError(f"{s.size} scores but {pos.size} labels; give one label per score")
+    n_pos, n_neg = int(pos.sum()), int((~pos).sum())
+    if n_pos == 0 or n_neg == 0:
+        raise DataError(f"AUROC needs normal and anomalous examples, got {n_neg} normal and "
+                        f"{n_pos} anomalous; check --labels-anomalous and --data")
+    if not np.isfinite(s).all():
+        raise DataError("anomaly scores contain NaN or inf; the model cannot score these data")
+    _, inverse, counts = np.unique(s, return_inverse=True, return_counts=True)
+    ends = np.cumsum(counts)
+    ranks = (ends - (counts - 1) / 2.0)[inverse]  # 1-based, ties share their average rank
+    return float((ranks[pos].sum() - n_pos * (n_pos + 1) / 2.0) / (n_pos * n_neg))
+
+
+@torch.no_grad()
+def anomaly_scores(vae, x: torch.Tensor, score: str = "elbo", num_samples: int | None = None,
+                   batch_size: int = 100, seed: int = 0, progress: bool = False
+                   ) -> torch.Tensor:
+    """Per-example anomaly scores [N] in nats (higher = more anomalous) of x [N, D]."""
+    if score not in SCORES:
+        raise ConfigError(f"score {score!r} is not one of: {', '.join(SCORES)}")
+    k = num_samples or DEFAULT_SAMPLES[score]
+    if k < 1:
+        raise ConfigError(f"num_samples = {k} must be >= 1")
+    if score == "nll":
+        return -log_likelihood(vae, x, num_samples=k, batch_size=batch_size, seed=seed,
+                               progress=progress)
+    out = []
+    with seeded(seed), eval_mode(vae):
+        for xb in tqdm(x.split(batch_size), disable=not progress, desc=f"-ELBO, K={k}"):
+            out.append(-log_weights(vae, xb, k).double().mean(0))
+    return torch.cat(out)
+
+
+def anomalous_labels(run, labels, anomalous_classes=None):
+    """Boolean [N] (True = anomalous) from labels: listed classes, or else every class the
+    run did not train on (``data.classes``); None when that cannot be known."""
+    if labels is None:
+        if anomalous_classes:
+            raise DataError("--labels-anomalous needs labelled data, but these data have no "
+                            "labels")
+        return None
+    y = labels.cpu().numpy()
+    if anomalous_classes:
+        return np.isin(y, list(anomalous_classes))
+    trained = run.config.data.classes
+    return ~np.isin(y, list(trained)) if trained else None
+
+
+def anomaly(run, out=None, data: str = "test:all", score: str = "elbo",
+            labels_anomalous=None, num_samples: int | None = None, seed: int = 0,
+            progress: bool = False) -> dict:
+    """Score every example of ``data``: anomaly_scores.csv (index, label, anomalous, score),
+    anomaly.png (histogram, normal vs anomalous) and anomaly.json (AUROC when labels say
+    which examples are anomalous). Returns the numbers."""
+    run = as_run(run)
+    folder = output_dir(run, out)
+    x, y, _ = resolve_data(run, data)
+    anomalous = anomalous_labels(run, y, labels_anomalous)
+    s = anomaly_scores(run.vae, x, score, num_samples, seed=seed, progress=progress)
+    s = s.cpu().numpy()
+    rows = [{"index": i, "label": "" if y is None else int(y[i]),
+             "anomalous": "" if anomalous is None else int(anomalous[i]), "score": float(v)}
+            for i, v in enumerate(s)]
+    write_csv(folder / "anomaly_scores.csv", rows)
+    result = {"data": data, "score": score, "num_samples": num_samples or DEFAULT_SAMPLES[score],
+              "n": len(s), "trained_classes": list(run.config.data.classes),
+              "anomalous_classes": (list(labels_anomalous) if labels_anomalous else None),
+              "mean_score": float(s.mean()), "auroc": None}
+    title = f"anomaly score {score} on '{data}'"
+    if anomalous is not None:
+        result.update(n_anomalous=int(anomalous.sum()),
+                      mean_score_normal=float(s[~anomalous].mean()) if (~anomalous).any() else None,
+                      mean_score_anomalous=float(s[anomalous].mean()) if anomalous.any() else None)
+        if anomalous.any() and (~anomalous).any():
+            result["auroc"] = auroc(s, anomalous)
+            title += f": AUROC {result['auroc']:.3f}"
+    label = "-ELBO (nats)" if score == "elbo" else "-log p(x) (nats, importance sampled)"
+    save_score_histogram(s, anomalous, folder / "anomaly.png", title, label)
+    result.update(csv=str(folder / "anomaly_scores.csv"), png=str(folder / "anomaly.png"))
+    write_json(folder / "anomaly.json", result)
+    return result

@@ -1,0 +1,82 @@
+"""Generation: decoded prior draws, and test images next to their reconstructions.
+
+    sample:       z_i ~ p(z) at temperature T (z = mu + T (z' - mu), see model.tempered_sample),
+                  shown as E[x|z_i] ("mean") or a draw x_i ~ p(x|z_i) ("sample"); x: [n, D]
+    reconstruct:  x -> mu(x) = E_q[z|x] -> E[x | z = mu(x)]; squared error per pixel and the
+                  ELBO's reconstruction term E_q[log p(x|z)] over the test set
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from ..errors import ConfigError
+from ..evaluation import evaluate_elbo
+from ..files import write_json
+from ..model import tempered_sample
+from ..reports.plots import save_image_grid, save_reconstructions
+from ..rng import seeded
+from .runs import as_run, output_dir, resolve_data
+
+MODES = ("mean", "sample")
+
+
+@torch.no_grad()
+def draw(vae, n: int, temperature: float = 1.0, mode: str = "mean", seed: int = 0):
+    """n decoded prior draws [n, D]: E[x|z] ("mean") or x ~ p(x|z) ("sample")."""
+    if mode not in MODES:
+        raise ConfigError(f"mode = {mode!r} is not one of: {', '.join(MODES)}")
+    if n < 1:
+        raise ConfigError(f"n = {n} must be >= 1")
+    with seeded(seed):
+        out = vae.decoder(tempered_sample(vae.prior(), n, temperature))
+        if mode == "mean":
+            return vae.likelihood.mean(out)
+        return vae.likelihood(out).sample()
+
+
+def sample(run, out=None, n: int = 64, temperature: float = 1.0, mode: str = "mean",
+           seed: int = 0, save_npy: bool = False, nrow: int = 8) -> dict:
+    """Write sample.png (a grid of n decoded prior draws), sample.json and, with
+    ``save_npy``, sample.npy ([n, *input_shape] float32). Returns the numbers."""
+    run = as_run(run)
+    folder = output_dir(run, out)
+    x = draw(run.vae, n, temperature, mode, seed)
+    save_image_grid(x, run.vae.input_shape, folder / "sample.png", nrow=nrow)
+    result = {"n": n, "temperature": temperature, "mode": mode, "seed": seed,
+              "prior": run.config.model.prior.name,
+              "mean_pixel": float(x.mean()), "std_over_samples": float(x.std(0).mean()),
+              "png": str(folder / "sample.png")}
+    if save_npy:
+        np.save(folder / "sample.npy", x.reshape(n, *run.vae.input_shape).cpu().numpy())
+        result["npy"] = str(folder / "sample.npy")
+    write_json(folder / "sample.json", result)
+    return result
+
+
+@torch.no_grad()
+def reconstruction_error(vae, x: torch.Tensor, batch_size: int = 1000) -> torch.Tensor:
+    """Squared error per pixel, averaged per example, of E[x|z=mu(x)] against x [N, D]: [N]."""
+    parts = [((vae.reconstruct(xb) - xb) ** 2).mean(1) for xb in x.split(batch_size)]
+    return torch.cat(parts)
+
+
+def reconstruct(run, out=None, n: int = 16, data: str = "test") -> dict:
+    """Write reconstruct.png (the first n examples of ``data`` beside their reconstructions)
+    and reconstruct.json (squared error and ELBO terms over all of ``data``)."""
+    run = as_run(run)
+    folder = output_dir(run, out)
+    x, _, _ = resolve_data(run, data)
+    if n < 1:
+        raise ConfigError(f"n = {n} must be >= 1")
+    shown = save_reconstructions(run.vae, x, folder / "reconstruct.png", n=n)
+    errors = reconstruction_error(run.vae, x)
+    terms = evaluate_elbo(run.vae, x)
+    result = {"data": data, "n_shown": min(n, len(x)), "n": len(x),
+              "mse_shown": shown, "mse": float(errors.mean()),
+              "mse_se": float(errors.std() / len(errors) ** 0.5) if len(errors) > 1 else 0.0,
+              "log_px_z": terms["log_px_z"], "elbo": terms["elbo"], "kl": terms["kl"],
+              "png": str(folder / "reconstruct.png")}
+    write_json(folder / "reconstruct.json", result)
+    return result

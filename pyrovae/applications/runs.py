@@ -1,0 +1,86 @@
+"""The run, data and output folder that every application works on.
+
+Data specs (``resolve_data``) name the examples an application reads:
+
+    test, train               the run's own split, restricted to its ``data.classes``
+    test:all, train:all       the same split with every class (the excluded ones come back)
+    CONFIG.toml[:train]       the [data] section of a config file (test split by default)
+    NAME_OR_FILE[:train]      a data set (mnist, digits, a .npy/.npz file) with the run's
+                              binarization and seed (test split by default)
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+
+import torch
+
+from ..config import DataConfig, load_config
+from ..errors import CheckpointError, DataError
+from ..training import Run, load
+
+SPLITS = ("test", "train")
+
+
+def as_run(run, device: str = "cpu") -> Run:
+    """A :class:`Run` from a Run or a run folder path."""
+    if isinstance(run, Run):
+        return run
+    path = Path(run)
+    if not (path / "config.toml").is_file():
+        raise CheckpointError(f"'{path}' is not a run folder (no config.toml); give the --out "
+                              f"folder of a `pyrovae train` run")
+    return load(path, device=device)
+
+
+def output_dir(run: Run, out=None) -> Path:
+    """``out``, or the run's own folder; created if missing."""
+    folder = Path(out) if out is not None else run.path
+    if folder is None:
+        raise CheckpointError("this run has no folder; pass out=DIR for the outputs")
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
+def device_of(run: Run) -> torch.device:
+    return next(run.vae.parameters()).device
+
+
+def _split_of(spec: str) -> tuple[str, str, bool]:
+    """'SOURCE[:SPLIT|:all]' -> (source, split, all_classes)."""
+    source, split, every = spec, "test", False
+    if source in SPLITS:
+        return "", source, False
+    head, _, tail = spec.rpartition(":")
+    if head and tail in SPLITS + ("all",):
+        source = head
+        split, every = (split, True) if tail == "all" else (tail, False)
+        if source in SPLITS:
+            return "", source, every
+    return source, split, every
+
+
+def resolve_data(run: Run, spec: str = "test"):
+    """(x [N, D] as the model sees it, labels [N] or None, the Dataset) for a data spec."""
+    source, split, every = _split_of(spec)
+    own = run.config.data
+    if not source:
+        cfg = replace(own, classes=()) if every else own
+    elif every:
+        raise DataError(f"data spec '{spec}': ':all' applies to the run's own data only "
+                        f"(test:all or train:all)")
+    elif source.endswith(".toml"):
+        cfg = load_config(source).data
+    else:
+        cfg = DataConfig(name=source, binarize=own.binarize, seed=own.seed, path=own.path)
+    from ..data import load_dataset
+
+    data = load_dataset(cfg).to(device_of(run))
+    x = data.test_data() if split == "test" else data.train_data(0, run.config.train.seed)
+    y = data.test_y if split == "test" else data.train_y
+    if x.shape[1] != run.vae.input_dim:
+        raise DataError(f"data '{spec}' has {x.shape[1]} values per example but the run's "
+                        f"model takes {run.vae.input_dim}; use data of the kind it was trained on")
+    run.vae.likelihood.check(x, f"data '{spec}'")
+    return x, y, data

@@ -1,0 +1,35 @@
+"""``pyrovae anomaly RUN_DIR``: per-example anomaly scores (CSV), a histogram of normal vs
+anomalous scores (PNG) and the AUROC when labels say which examples are anomalous.
+
+    pyrovae anomaly RUN_DIR [--data test:all] [--score elbo|nll] [--labels-anomalous 9]
+"""
+
+from __future__ import annotations
+
+from .common import add_data_argument, add_run_argument, open_run, print_result
+
+
+def _anomaly(args) -> int:
+    from ..applications import anomaly
+
+    result = anomaly(open_run(args), args.out, data=args.data, score=args.score,
+                     labels_anomalous=args.labels_anomalous, num_samples=args.samples,
+                     seed=args.seed, progress=not args.no_progress)
+    return print_result(result)
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser("anomaly", help="anomaly scores (-ELBO or -log p(x)) and AUROC")
+    add_run_argument(p)
+    add_data_argument(p, default="test:all")
+    p.add_argument("--score", choices=("elbo", "nll"), default="elbo",
+                   help="-ELBO (default) or importance-sampled -log p(x)")
+    p.add_argument("--samples", type=int, help="z draws per example (default 10 for elbo, "
+                   "200 for nll)")
+    p.add_argument("--labels-anomalous", type=int, nargs="+", metavar="LABEL",
+                   help="labels that count as anomalous (default: the classes the run did "
+                   "not train on)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--out", help="output folder (default: the run folder)")
+    p.set_defaults(func=_anomaly)

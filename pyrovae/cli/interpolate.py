@@ -1,0 +1,28 @@
+"""``pyrovae interpolate RUN_DIR --a I --b J``: the decoded path between the posterior means
+of two test images (linear, and spherical for a Gaussian prior).
+
+    pyrovae interpolate RUN_DIR --a I --b J [--steps 10]
+"""
+
+from __future__ import annotations
+
+from .common import add_data_argument, add_run_argument, open_run, print_result
+
+
+def _interpolate(args) -> int:
+    from ..applications import interpolate
+
+    result = interpolate(open_run(args), args.out, a=args.a, b=args.b, steps=args.steps,
+                         data=args.data)
+    return print_result(result, skip=("paths",))
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser("interpolate", help="decoded latent path between two test images")
+    add_run_argument(p)
+    p.add_argument("--a", type=int, default=0, help="index of the first image (default 0)")
+    p.add_argument("--b", type=int, default=1, help="index of the second image (default 1)")
+    p.add_argument("--steps", type=int, default=10, help="points on the path, ends included")
+    add_data_argument(p)
+    p.add_argument("--out", help="output folder (default: the run folder)")
+    p.set_defaults(func=_interpolate)

@@ -1,0 +1,29 @@
+"""``pyrovae latent-map RUN_DIR``: test posterior means in 2-D coloured by label, and for a
+2-D latent the decoded manifold.
+
+    pyrovae latent-map RUN_DIR [--projection pca|kl] [--n 0] [--grid 20]
+"""
+
+from __future__ import annotations
+
+from .common import add_data_argument, add_run_argument, open_run, print_result
+
+
+def _latent_map(args) -> int:
+    from ..applications import latent_map
+
+    result = latent_map(open_run(args), args.out, projection=args.projection, n=args.n,
+                        grid=args.grid, data=args.data)
+    return print_result(result)
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser("latent-map", help="2-D map of posterior means (and decoded manifold)")
+    add_run_argument(p)
+    p.add_argument("--projection", choices=("pca", "kl"), default="pca",
+                   help="for latent_dim > 2: PCA (default) or the two top-KL dimensions")
+    p.add_argument("--n", type=int, default=0, help="use the first N examples (0 = all)")
+    p.add_argument("--grid", type=int, default=20, help="manifold grid size for latent_dim 2")
+    add_data_argument(p)
+    p.add_argument("--out", help="output folder (default: the run folder)")
+    p.set_defaults(func=_latent_map)

@@ -1,0 +1,24 @@
+"""``pyrovae reconstruct RUN_DIR``: test images beside their reconstructions, and the mean
+reconstruction error over the test set.
+
+    pyrovae reconstruct RUN_DIR [--n 16] [--data test]
+"""
+
+from __future__ import annotations
+
+from .common import add_data_argument, add_run_argument, open_run, print_result
+
+
+def _reconstruct(args) -> int:
+    from ..applications import reconstruct
+
+    return print_result(reconstruct(open_run(args), args.out, n=args.n, data=args.data))
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser("reconstruct", help="originals beside reconstructions; mean error")
+    add_run_argument(p)
+    p.add_argument("--n", type=int, default=16, help="images shown (default 16)")
+    add_data_argument(p)
+    p.add_argument("--out", help="output folder (default: the run folder)")
+    p.set_defaults(func=_reconstruct)

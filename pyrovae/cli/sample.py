@@ -1,0 +1,39 @@
+"""``pyrovae sample RUN_DIR``: a PNG grid of decoded prior draws (and their numbers).
+
+    pyrovae sample RUN_DIR [--n 64] [--temperature T] [--mode mean|sample] [--save-npy]
+    pyrovae sample RUN_DIR --by-class [COLUMNS]     (semi-supervised runs)
+"""
+
+from __future__ import annotations
+
+from .common import add_run_argument, open_run, print_result
+
+
+def _sample(args) -> int:
+    from ..applications import sample
+
+    if args.by_class is not None:  # semi-supervised runs: one row per class (docs/ssvae.md)
+        from ..semisupervised.sampling import by_class
+
+        return print_result(by_class(open_run(args), args.out, args.by_class, args.seed))
+
+    result = sample(open_run(args), args.out, n=args.n, temperature=args.temperature,
+                    mode=args.mode, seed=args.seed, save_npy=args.save_npy)
+    return print_result(result)
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser("sample", help="decode draws from the prior p(z) into a PNG grid")
+    add_run_argument(p)
+    p.add_argument("--n", type=int, default=64, help="number of draws (default 64)")
+    p.add_argument("--temperature", type=float, default=1.0,
+                   help="spread of z about the prior's mean, 1 = the prior (default 1)")
+    p.add_argument("--mode", choices=("mean", "sample"), default="mean",
+                   help="show E[x|z] (mean, default) or a draw x ~ p(x|z) (sample)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the draws (default 0)")
+    p.add_argument("--save-npy", action="store_true", help="also write sample.npy")
+    p.add_argument("--by-class", type=int, nargs="?", const=10, metavar="COLUMNS",
+                   help="semi-supervised runs: by_class.png, one row per class, the style z "
+                        "shared down each of COLUMNS columns (default 10)")
+    p.add_argument("--out", help="output folder (default: the run folder)")
+    p.set_defaults(func=_sample)

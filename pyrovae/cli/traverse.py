@@ -1,0 +1,32 @@
+"""``pyrovae traverse RUN_DIR``: one row per latent dimension, varied around a posterior
+mean (dimensions ordered by their KL).
+
+    pyrovae traverse RUN_DIR [--dims 0 3 7] [--range 3] [--steps 9] [--index 0] [--top 10]
+"""
+
+from __future__ import annotations
+
+from .common import add_data_argument, add_run_argument, open_run, print_result
+
+
+def _traverse(args) -> int:
+    from ..applications import traverse
+
+    result = traverse(open_run(args), args.out, dims=args.dims, span=args.range,
+                      steps=args.steps, index=args.index, top=args.top, data=args.data)
+    return print_result(result, skip=("ranking",))
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser("traverse", help="latent traversals, one row per dimension")
+    add_run_argument(p)
+    p.add_argument("--dims", type=int, nargs="+", help="dimensions to show (default: the "
+                   "--top ones by KL)")
+    p.add_argument("--top", type=int, default=10, help="rows when --dims is not given")
+    p.add_argument("--range", type=float, default=3.0,
+                   help="offsets -R..R in prior standard deviations (default 3)")
+    p.add_argument("--steps", type=int, default=9, help="columns per row (default 9)")
+    p.add_argument("--index", type=int, default=0, help="image whose posterior mean is varied")
+    add_data_argument(p)
+    p.add_argument("--out", help="output folder (default: the run folder)")
+    p.set_defaults(func=_traverse)
