@@ -139,13 +139,19 @@ class SSVAEConfig(VAEConfig):
                    "Trace_ELBO samples y ~ q(y|x)", choices=SS_OBJECTIVES)
     enumerate: str = _f("parallel", "enum: parallel (one batched pass over the classes) or "
                         "sequential (one pass per class)", choices=ENUMERATION)
+    common_noise: bool = _f(True, "parallel enum: one noise draw per point for z ~ q(z|x,y), "
+                            "shared by the classes (common random numbers)")
     labels: int = _f(100, "labelled training points, balanced across classes (by data.seed)",
                      min=1)
     validation: int = _f(10000, "training points held out (labels kept) to select the epoch",
                          min=0)
     alpha: float = _f(50.0, "weight of the classification loss -log q(y|x) per labelled point "
                       "(0 = off)", min=0.0)
-    classifier: tuple[int, ...] = _f((500,), "MLP hidden layers of the classifier q(y|x)", min=1)
+    classifier: tuple[int, ...] = _f((500,), "hidden layers of the classifier q(y|x) (after "
+                                     "its convolutions, if any)", min=1)
+    classifier_network: str = _f("mlp", "classifier q(y|x): mlp, or conv (stride-2 3x3 "
+                                 "convolutions with model.channels, then the hidden layers)",
+                                 choices=NETWORKS)
     num_classes: int = _f(10, "number of classes C; p(y) = 1/C", min=2)
     label_batch_size: int = _f(100, "labelled points per step (beside a batch_size batch of "
                                "unlabelled ones)", min=1)

@@ -82,12 +82,25 @@ def test_parallel_enumeration_equals_the_explicit_sum_over_classes(xs):
     assert grads[0] is not None and grads[0].abs().sum() > 0  # the classifier learns from U(x)
 
 
+def test_common_noise_shares_z_noise_across_classes_only_under_parallel_enumeration(xs):
+    traces = {}
+    for common in (True, False):
+        m = tiny(common_noise=common)
+        tr = poutine.trace(poutine.enum(m.guide, first_available_dim=-2)).get_trace(xs)
+        loc, scale = gaussian_head(m.encoder(xs, tr.nodes["y"]["value"]))
+        traces[common] = ((tr.nodes["z"]["value"] - loc) / scale).detach()  # eps [C, B, L]
+    shared, independent = traces[True], traces[False]
+    assert shared.shape == independent.shape == (C, xs.shape[0], 2)
+    torch.testing.assert_close(shared, shared[:1].expand_as(shared))
+    assert not torch.allclose(independent[0], independent[1])
+
+
 def test_every_estimator_of_the_unlabelled_bound_has_the_same_mean(xs):
-    """Parallel and sequential enumeration, sampled y (Trace_ELBO) and the evaluation's
-    analytic-KL form all estimate the same U(x); only z (and, sampled, y) is random."""
+    """Parallel (common or independent z noise) and sequential enumeration, sampled y
+    (Trace_ELBO) and the evaluation's analytic-KL form all estimate the same U(x)."""
     means = {}
     for name, kw in [("parallel", {}), ("sequential", {"enumerate": "sequential"}),
-                     ("trace", {"elbo": "trace"})]:
+                     ("trace", {"elbo": "trace"}), ("independent", {"common_noise": False})]:
         m = tiny(**kw)
         elbo = make_ss_elbo(m.config.elbo)
         pyro.set_rng_seed(0)
@@ -320,3 +333,30 @@ def test_cli_trains_with_set_labels_and_rejects_bad_values(tmp_path):
     bad = pyrovae("train", "configs/ssvae-digits.toml", "--set", "labels=5", "--out",
                   str(tmp_path / "bad"))
     assert bad.returncode == 2 and "fewer than num_classes" in bad.stderr
+
+
+def test_sample_by_class_command_and_its_errors(trained, tmp_path, digits):
+    done = pyrovae("sample", str(trained.path), "--by-class", "4", "--out", str(tmp_path))
+    assert done.returncode == 0, done.stderr
+    result = json.loads((tmp_path / "by_class.json").read_text())
+    assert (result["classes"], result["columns"]) == (10, 4)
+    from PIL import Image
+    width, height = Image.open(tmp_path / "by_class.png").size
+    assert height > 2 * width  # 10 rows of 4 columns
+    from pyrovae import VAEConfig
+    plain = train(VAEConfig(latent_dim=2, hidden=(16,)), digits, epochs=1, progress=False,
+                  out=tmp_path / "vae")
+    bad = pyrovae("sample", str(plain.path), "--by-class")
+    assert bad.returncode == 2 and "needs a semi-supervised run" in bad.stderr
+
+
+def test_conv_classifier_trains_on_images():
+    data = load_dataset("mnist", binarize="dynamic", train_size=1200, test_size=200)
+    config = small(classifier_network="conv", channels=(4, 8), classifier=(16,), labels=20,
+                   label_batch_size=20)
+    config.data.name, config.data.train_size, config.data.test_size = "mnist", 1200, 200
+    run = train(config, data, epochs=1)
+    assert run.vae.classifier.convs[0].out_channels == 4
+    assert 0 <= run.metrics["test_accuracy"] <= 1 and math.isfinite(run.metrics["test_elbo"])
+    with pytest.raises(ConfigError, match="classifier_network = \"conv\" needs images"):
+        SSVAE(SSVAEConfig(classifier_network="conv"), (64,))

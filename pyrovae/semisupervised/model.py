@@ -17,7 +17,8 @@ TraceEnum_ELBO sums it out exactly:
 
     U(x) = sum_y q(y|x) [L(x, y)] + H(q(y|x)),
 
-with y on a dimension left of the plate ([C, 1], so z is [C, B, L]). With ``elbo = "trace"``
+with y on a dimension left of the plate ([C, 1], so z is [C, B, L]; with ``common_noise`` the
+classes share z's noise, :class:`CommonNoiseNormal`). With ``elbo = "trace"``
 y is sampled instead (Trace_ELBO, score-function gradient for the classifier). The
 classification loss -alpha * log q(y|x) on labelled data (:meth:`SSVAE.aux_loss`) is added by
 the trainer, as in Kingma et al.'s J^alpha.
@@ -39,9 +40,27 @@ from ..errors import ConfigError
 from ..likelihoods import make_likelihood
 from ..nets.mlp import gaussian_head, mlp
 from ..rng import seeded
-from .nets import ConditionalMLP
+from .nets import ConditionalMLP, ConvClassifier
 
 _instance_ids = itertools.count()
+
+
+class CommonNoiseNormal(dist.Normal):
+    """N(loc, scale) whose draws z = loc + scale * eps use one eps [B, L] per data point for
+    every index left of the plate: under parallel enumeration the C classes' z [C, B, L] share
+    their noise (common random numbers). Each z_c is still a draw of q(z|x,c), so every
+    per-class term, and the enumerated sum, keeps its expectation; the differences
+    L(x,c) - L(x,c') that train the classifier lose the noise of independent draws."""
+
+    def rsample(self, sample_shape=torch.Size()):
+        batch = self.batch_shape  # [..., B, L]: the plate's dim and z's
+        shape = (*sample_shape, *[1] * (len(batch) - 2), *batch[-2:])
+        eps = torch.randn(shape, dtype=self.loc.dtype, device=self.loc.device)
+        return self.loc + self.scale * eps
+
+    def sample(self, sample_shape=torch.Size()):
+        with torch.no_grad():
+            return self.rsample(sample_shape)
 
 
 class SSVAE(PyroModule):
@@ -59,7 +78,15 @@ class SSVAE(PyroModule):
         self.beta = 1.0
         act, hidden, latent = config.activation, config.hidden, config.latent_dim
         self.likelihood = make_likelihood(config, d)
-        self.classifier = mlp([d, *config.classifier, c], act)
+        if config.classifier_network == "conv":
+            if len(self.input_shape) != 3:
+                raise ConfigError(f"classifier_network = \"conv\" needs images shaped (channels, "
+                                  f"height, width), not vectors of shape {self.input_shape}; "
+                                  f"use classifier_network = \"mlp\"")
+            self.classifier = ConvClassifier(self.input_shape, config.channels,
+                                             config.classifier, c, act)
+        else:
+            self.classifier = mlp([d, *config.classifier, c], act)
         self.encoder = ConditionalMLP(d, c, hidden, 2 * latent, act)
         self.decoder = ConditionalMLP(latent, c, tuple(reversed(hidden)),
                                       self.likelihood.params_per_pixel * d, act)
@@ -92,7 +119,8 @@ class SSVAE(PyroModule):
                 y = pyro.sample("y", dist.Categorical(logits=self.classifier(x)),
                                 infer=dict(self._y_infer))
             loc, scale = gaussian_head(self.encoder(x, y))
-            return pyro.sample("z", dist.Normal(loc, scale, validate_args=False).to_event(1))
+            q_z = (CommonNoiseNormal if self.config.common_noise else dist.Normal)
+            return pyro.sample("z", q_z(loc, scale, validate_args=False).to_event(1))
 
     def aux_loss(self, x: torch.Tensor, y: torch.Tensor, n_data: int | None = None):
         """-(N / B) sum_i log q(y_i|x_i) for labelled x [B, D], y [B]: the classification loss

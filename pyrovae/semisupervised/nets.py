@@ -30,3 +30,25 @@ class ConditionalMLP(nn.Module):
 
     def forward(self, a, y):
         return self.rest(self.first(a) + self.label(y))
+
+
+class ConvClassifier(nn.Module):
+    """x [B, C*H*W] -> stride-2 3x3 convolutions (``channels``) -> flatten -> MLP(hidden)
+    -> logits [B, num_classes]."""
+
+    def __init__(self, image_shape, channels, hidden, num_classes: int, act: str):
+        super().__init__()
+        from ..nets.conv import _downsampled
+
+        self.image_shape = tuple(image_shape)
+        c, h, w = self.image_shape
+        layers: list[nn.Module] = []
+        for c_out in channels:
+            layers += [nn.Conv2d(c, c_out, 3, stride=2, padding=1), activation(act)]
+            c = c_out
+        self.convs = nn.Sequential(*layers)
+        flat = c * _downsampled(h, len(channels)) * _downsampled(w, len(channels))
+        self.head = mlp([flat, *hidden, num_classes], act)
+
+    def forward(self, x):
+        return self.head(self.convs(x.reshape(-1, *self.image_shape)).flatten(1))

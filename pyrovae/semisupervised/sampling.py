@@ -44,3 +44,25 @@ def save_by_class(ssvae, path: str | Path, n_columns: int = 10, seed: int = 0,
     if x is not None:
         grid = torch.cat([x[:n_columns].to(grid.device).reshape(-1, grid.shape[-1]), grid])
     save_image_grid(grid, ssvae.input_shape, path, nrow=n_columns)
+
+
+def by_class(run, out=None, n_columns: int = 10, seed: int = 0) -> dict:
+    """``pyrovae sample RUN --by-class``: write by_class.png (:func:`save_by_class`) and
+    by_class.json for a semi-supervised run (a :class:`pyrovae.Run` or its folder)."""
+    from ..applications.runs import as_run, output_dir
+    from ..errors import ConfigError
+    from ..files import write_json
+    from .model import SSVAE
+
+    run = as_run(run)
+    if not isinstance(run.vae, SSVAE):
+        raise ConfigError(f"--by-class needs a semi-supervised run (model.kind = \"ssvae\"), "
+                          f"but '{run.path}' holds a {type(run.vae).__name__}")
+    if n_columns < 1:
+        raise ConfigError(f"--by-class {n_columns}: the number of columns must be >= 1")
+    folder = output_dir(run, out)
+    save_by_class(run.vae, folder / "by_class.png", n_columns, seed)
+    result = {"classes": run.vae.num_classes, "columns": n_columns, "seed": seed,
+              "png": str(folder / "by_class.png")}
+    write_json(folder / "by_class.json", result)
+    return result
