@@ -177,6 +177,10 @@ def test_anomaly_train_on_0_to_8_detect_9(run_0to8, tmp_path, capsys):
     scores = np.array([r["score"] for r in rows])
     assert result["auroc"] == pytest.approx(auroc(scores, labels == 9))
     assert result["auroc"] > 0.6
+    ratio = tmp_path / "ratio"
+    assert run_command(capsys, "anomaly", run_0to8, ratio, "--score", "ratio",
+                       "--no-progress")[0] == 0
+    assert 0 <= json.loads((ratio / "anomaly.json").read_text())["auroc"] <= 1
     own = tmp_path / "own"                                        # only trained classes: no AUROC
     assert run_command(capsys, "anomaly", run_0to8, own, "--data", "test", "--no-progress")[0] == 0
     assert json.loads((own / "anomaly.json").read_text())["auroc"] is None

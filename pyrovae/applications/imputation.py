@@ -8,31 +8,39 @@ The conditioning is done on the model, the probabilistic-programming way: under
 (a per-pixel ``MaskedDistribution`` inside the likelihood's event; hidden values never enter,
 not even as NaN). The guide q(z | x~) sees the masked image x~ = m x + (1 - m) fill. Then:
 
-  1. fill = the mean training image (also the baseline imputation)
-  2. pseudo-Gibbs (Rezende et al. 2014), ``gibbs_steps`` times:
-         z ~ q(z | x~),  fill = E[x | z] on the hidden pixels
-  3. importance sampling with the final x~: z_k ~ q(z | x~), k = 1..K,
-         log w_k = log p(x_obs | z_k) + log p(z_k) - log q(z_k | x~)      (masked model)
-     imputation = sum_k w~_k E[x_hidden | z_k]   (self-normalised, -> E[x_hidden | x_obs])
-     and one importance-resampled draw z_j, j ~ Categorical(w~), decoded.
+  1. x~_0 = the visible pixels, the mean training image elsewhere (also the baseline)
+  2. pseudo-Gibbs (Rezende et al. 2014), s = 1..S-1 (S - 1 = ``gibbs_steps``):
+         z_s ~ q(z | x~_{s-1}),  x~_s = E[x | z_s] on the hidden pixels
+  3. importance sampling with the chain's guides as one mixture proposal
+         r(z) = (1/S) sum_s q(z | x~_s),   z_k ~ r (K/S draws from each),
+         log w_k = log p(x_obs | z_k) + log p(z_k) - log r(z_k)      (masked model trace)
+     imputation = sum_k w~_k E[x_hidden | z_k]   (self-normalised, -> E[x_hidden | x_obs]
+     under the model as K grows), and one importance-resampled draw z_j, j ~ Cat(w~).
+     Any one q(z | x~_s) alone is a narrow proposal (effective sample size ~3 of 100 on
+     MNIST); the mixture over the chain covers more of the posterior.
 
-Errors are squared errors per hidden pixel against the data the model sees.
+Errors are squared errors per hidden pixel against the data the model sees and, for
+binarized data, against the grey levels the binary pixels were drawn from (which removes the
+Bernoulli noise no imputation can predict).
 """
 
 from __future__ import annotations
 
+import math
+
 import pyro
 import torch
 from pyro import distributions as dist
+from pyro import poutine
 from pyro.poutine.messenger import Messenger
 from tqdm.auto import tqdm
 
 from ..errors import ConfigError, DataError
-from ..evaluation.traces import eval_mode, paired_traces
+from ..evaluation.traces import eval_mode
 from ..files import write_json
 from ..reports.applications import save_labelled_grid
 from ..rng import seeded
-from .runs import as_run, output_dir, resolve_data
+from .runs import as_run, grey_levels, output_dir, resolve_data
 
 MASKS = ("center", "left-half", "right-half", "top-half", "bottom-half", "random:P")
 METHODS = ("baseline", "one_pass", "gibbs", "importance", "resampled")
@@ -113,23 +121,28 @@ def make_mask(spec: str, n: int, shape, seed: int = 0) -> torch.Tensor:
 
 @torch.no_grad()
 def impute_missing(vae, x: torch.Tensor, visible: torch.Tensor, fill: torch.Tensor,
-                   gibbs_steps: int = 5, num_samples: int = 100) -> dict:
+                   gibbs_steps: int = 9, num_samples: int = 200) -> dict:
     """Imputations of the hidden pixels of x [B, D] (``visible`` [B, D] bool), each [B, D]
-    with the visible pixels kept: ``one_pass`` (E[x|z = mu(x~)] from the baseline fill),
-    ``gibbs``, ``importance`` and ``resampled`` (see the module docstring), and ``ess`` [B]
-    (effective sample size 1 / sum_k w~_k^2 of the importance weights)."""
+    with the visible pixels kept: ``one_pass`` (E[x | z = mu(x~_0)]), ``gibbs`` (the chain
+    average of E[x | z_t]), ``importance`` and ``resampled`` (see the module docstring), and
+    ``ess`` [B] (effective sample size 1 / sum_k w~_k^2 of the importance weights)."""
     keep = lambda guess: torch.where(visible, x, guess)  # noqa: E731
     current = keep(fill.expand_as(x))
     result = {"one_pass": keep(vae.reconstruct(current))}
-    for _ in range(gibbs_steps):
-        loc, scale = vae.encode(current)
-        current = keep(vae.decode(loc + scale * torch.randn_like(loc)))
-    result["gibbs"] = current
-    with pyro.plate("particles", num_samples, dim=-2):
-        guide, model = paired_traces(MaskedVAE(vae, visible), current)
-    z = guide.nodes["z"]["value"]                                     # [K, B, L]
-    obs, prior, post = model.nodes["x"], model.nodes["z"], guide.nodes["z"]
-    log_w = obs["fn"].log_prob(obs["value"]) + prior["fn"].log_prob(z) - post["fn"].log_prob(z)
+    proposals, chain = [], []
+    for step in range(gibbs_steps + 1):
+        loc, scale = vae.encode(current)                              # q(z | x~_s)
+        proposals.append((loc, scale))
+        if step < gibbs_steps:
+            current = keep(vae.decode(loc + scale * torch.randn_like(loc)))
+            chain.append(current)
+    result["gibbs"] = torch.stack(chain).mean(0) if chain else result["one_pass"]
+    z, log_q = _mixture_draws(proposals, num_samples)                 # [K, B, L], [K, B]
+    with pyro.plate("particles", z.shape[0], dim=-2), pyro.validation_enabled(False):
+        model = poutine.trace(poutine.condition(MaskedVAE(vae, visible).model,
+                                                data={"z": z})).get_trace(current)
+    obs, prior = model.nodes["x"], model.nodes["z"]
+    log_w = obs["fn"].log_prob(obs["value"]) + prior["fn"].log_prob(z) - log_q
     w = torch.softmax(log_w.double(), dim=0).to(x.dtype)              # [K, B]
     means = vae.decode(z)                                             # [K, B, D]
     result["importance"] = keep((w[..., None] * means).sum(0))
@@ -139,8 +152,21 @@ def impute_missing(vae, x: torch.Tensor, visible: torch.Tensor, fill: torch.Tens
     return result
 
 
+def _mixture_draws(proposals, num_samples: int):
+    """K = num_samples draws from (1/S) sum_s q(z | x~_s), the same number from each of the
+    S proposals (stratified), and their mixture log-density: ([K, B, L], [K, B])."""
+    loc = torch.stack([p[0] for p in proposals])                      # [S, B, L]
+    scale = torch.stack([p[1] for p in proposals])
+    s = loc.shape[0]
+    per = max(1, num_samples // s)
+    q = dist.Normal(loc, scale).to_event(1)                           # batch [S, B]
+    z = q.sample((per,)).reshape(per * s, *loc.shape[1:])             # [K, B, L]
+    log_each = q.log_prob(z[:, None])                                 # [K, S, B]
+    return z, torch.logsumexp(log_each, dim=1) - math.log(s)
+
+
 def impute(run, out=None, mask: str = "left-half", n: int = 16, eval_n: int = 0,
-           gibbs_steps: int = 5, num_samples: int = 100, seed: int = 0, data: str = "test",
+           gibbs_steps: int = 9, num_samples: int = 200, seed: int = 0, data: str = "test",
            batch_size: int = 100, progress: bool = False) -> dict:
     """Impute the hidden pixels of the first ``eval_n`` (0 = all) examples of ``data``.
 
@@ -150,15 +176,18 @@ def impute(run, out=None, mask: str = "left-half", n: int = 16, eval_n: int = 0,
     run = as_run(run)
     vae, folder = run.vae, output_dir(run, out)
     x, _, dataset = resolve_data(run, data)
+    grey = grey_levels(dataset, data)
     if n < 1 or gibbs_steps < 0 or num_samples < 1:
         raise ConfigError(f"impute needs n >= 1, gibbs_steps >= 0 and num_samples >= 1, got "
                           f"{n}, {gibbs_steps}, {num_samples}")
     x = x[:eval_n] if eval_n else x
+    grey = None if grey is None else grey[:len(x)].to(x.device)
     visible = make_mask(mask, len(x), vae.input_shape, seed).to(x.device)
     if visible.all() or not visible.any(dim=1).all():
         raise DataError(f"mask '{mask}' hides nothing or everything of some images")
     fill = dataset.train_x.mean(0).to(x.device)                       # mean image [D]
     sq = {m: 0.0 for m in METHODS}
+    sq_grey = {m: 0.0 for m in METHODS}
     ess, shown = [], None
     with seeded(seed), eval_mode(vae):
         for start in tqdm(range(0, len(x), batch_size), disable=not progress, desc="impute"):
@@ -167,6 +196,9 @@ def impute(run, out=None, mask: str = "left-half", n: int = 16, eval_n: int = 0,
             got["baseline"] = torch.where(vb, xb, fill.expand_as(xb))
             for m in METHODS:
                 sq[m] += float(((got[m] - xb) ** 2)[~vb].double().sum())
+                if grey is not None:
+                    gb = grey[start:start + batch_size]
+                    sq_grey[m] += float(((got[m] - gb) ** 2)[~vb].double().sum())
             ess.append(got["ess"])
             if shown is None:
                 shown = (xb, vb, got)
@@ -186,6 +218,8 @@ def impute(run, out=None, mask: str = "left-half", n: int = 16, eval_n: int = 0,
               "mse_hidden": mse, "mse_hidden_baseline": mse["baseline"],
               "mse_hidden_imputed": mse["importance"],
               "improvement": 1 - mse["importance"] / mse["baseline"],
+              "mse_hidden_grey": None if grey is None else
+              {m: sq_grey[m] / hidden for m in METHODS},
               "ess_mean": float(ess.mean()), "png": str(folder / "impute.png")}
     write_json(folder / "impute.json", result)
     return result

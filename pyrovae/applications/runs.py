@@ -84,3 +84,11 @@ def resolve_data(run: Run, spec: str = "test"):
                         f"model takes {run.vae.input_dim}; use data of the kind it was trained on")
     run.vae.likelihood.check(x, f"data '{spec}'")
     return x, y, data
+
+
+def grey_levels(data, spec: str):
+    """The grey levels [N, D] that a binarized split of ``spec`` was drawn from (the pixel
+    probabilities), or None when the data are not binarized."""
+    if data.binarize == "none":
+        return None
+    return data.test_x if _split_of(spec)[1] == "test" else data.train_x

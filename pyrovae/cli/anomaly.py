@@ -1,7 +1,7 @@
 """``pyrovae anomaly RUN_DIR``: per-example anomaly scores (CSV), a histogram of normal vs
 anomalous scores (PNG) and the AUROC when labels say which examples are anomalous.
 
-    pyrovae anomaly RUN_DIR [--data test:all] [--score elbo|nll] [--labels-anomalous 9]
+    pyrovae anomaly RUN_DIR [--data test:all] [--score elbo|nll|ratio] [--labels-anomalous 9]
 """
 
 from __future__ import annotations
@@ -22,10 +22,11 @@ def add_parser(sub) -> None:
     p = sub.add_parser("anomaly", help="anomaly scores (-ELBO or -log p(x)) and AUROC")
     add_run_argument(p)
     add_data_argument(p, default="test:all")
-    p.add_argument("--score", choices=("elbo", "nll"), default="elbo",
-                   help="-ELBO (default) or importance-sampled -log p(x)")
-    p.add_argument("--samples", type=int, help="z draws per example (default 10 for elbo, "
-                   "200 for nll)")
+    p.add_argument("--score", choices=("elbo", "nll", "ratio"), default="elbo",
+                   help="-ELBO (default), importance-sampled -log p(x), or -ELBO against an "
+                   "independent-pixel background model (ratio)")
+    p.add_argument("--samples", type=int, help="z draws per example (default 10 for elbo "
+                   "and ratio, 200 for nll)")
     p.add_argument("--labels-anomalous", type=int, nargs="+", metavar="LABEL",
                    help="labels that count as anomalous (default: the classes the run did "
                    "not train on)")

@@ -26,9 +26,9 @@ def add_parser(sub) -> None:
                    "top-half, bottom-half or random:P (default left-half)")
     p.add_argument("--n", type=int, default=16, help="images shown (default 16)")
     p.add_argument("--eval-n", type=int, default=0, help="images scored (0 = all)")
-    p.add_argument("--gibbs-steps", type=int, default=5, help="pseudo-Gibbs steps (default 5)")
-    p.add_argument("--samples", type=int, default=100,
-                   help="importance samples per image (default 100)")
+    p.add_argument("--gibbs-steps", type=int, default=9, help="pseudo-Gibbs steps (default 9)")
+    p.add_argument("--samples", type=int, default=200,
+                   help="importance samples per image (default 200)")
     p.add_argument("--seed", type=int, default=0, help="seed of masks and draws")
     add_data_argument(p)
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
