@@ -323,3 +323,35 @@ def test_bad_options_fail_before_training(tmp_path, capsys, extra, message):
                  "--out", str(out)]) == 2
     assert message in one_line_error(capsys)
     assert not out.exists()
+
+
+def test_interrupted_compare_resumes_without_losing_finished_rows(tmp_path):
+    """SIGINT while the second run trains: exit 130 with the first row on disk; --resume
+    keeps that row as it was and continues the second run from its checkpoint."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    out = tmp_path / "out"
+    args = [sys.executable, "-m", "pyrovae", "compare", DIGITS, "--vary", "epochs=2,100",
+            *SMALL, "--out", str(out)]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.Popen(args, cwd=tmp_path, env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 120
+    while not (out / "epochs-100_seed0" / "checkpoint.pt").is_file():  # after its 1st epoch
+        assert proc.poll() is None and time.time() < deadline, proc.communicate()
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err
+    assert "compare interrupted in run epochs-100_seed0 (its checkpoint is saved); 1 " \
+           "finished rows are in" in err
+    first = read_rows(out / "compare.csv")
+    assert len(first) == 1
+    done = subprocess.run(args + ["--resume"], cwd=tmp_path, env=env, capture_output=True,
+                          text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    rows = read_rows(out / "compare.csv")
+    assert rows[0] == first[0] and [r["epochs"] for r in rows] == ["2", "100"]
