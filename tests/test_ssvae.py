@@ -105,11 +105,11 @@ def test_every_estimator_of_the_unlabelled_bound_has_the_same_mean(xs):
         elbo = make_ss_elbo(m.config.elbo)
         pyro.set_rng_seed(0)
         with torch.no_grad():
-            vals = torch.tensor([-elbo.loss(m.model, m.guide, xs) for _ in range(300)])
+            vals = torch.tensor([-elbo.loss(m.model, m.guide, xs) for _ in range(200)])
         means[name] = (vals.mean(), vals.std() / math.sqrt(len(vals)))
     m = tiny()
     pyro.set_rng_seed(0)
-    vals = torch.stack([unlabelled_terms(m, xs)["elbo"].sum() for _ in range(300)])
+    vals = torch.stack([unlabelled_terms(m, xs)["elbo"].sum() for _ in range(200)])
     means["analytic"] = (vals.mean(), vals.std() / math.sqrt(len(vals)))
     ref, ref_se = means["parallel"]
     for name, (mean, se) in means.items():
@@ -258,6 +258,7 @@ def test_saved_run_loads_to_the_same_classifier(trained, digits):
 
 def test_stopped_run_resumes_bit_for_bit(digits, tmp_path, monkeypatch):
     config = small(label_batch_size=15)  # 50 labels in rounds of 3 batches: crosses rounds
+    config.train.epochs = 2  # 12 steps each: the stop at step 17 is mid-epoch
     whole = train(config, digits, out=tmp_path / "whole")
     step = SSVAETrainer.train_step
 
@@ -323,31 +324,37 @@ def pyrovae(*args):
                           capture_output=True, text=True, timeout=300)
 
 
-def test_cli_trains_with_set_labels_and_rejects_bad_values(tmp_path):
+def test_cli_trains_with_set_labels_and_rejects_bad_values(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(ROOT)
     out = tmp_path / "run"
     done = pyrovae("train", "configs/ssvae-digits.toml", "--set", "labels=30", "--set",
                    "epochs=2", "--set", "progress=false", "--out", str(out))
     assert done.returncode == 0, done.stderr
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["labels"] == 30 and 0 <= metrics["test_accuracy"] <= 1
-    bad = pyrovae("train", "configs/ssvae-digits.toml", "--set", "labels=5", "--out",
-                  str(tmp_path / "bad"))
-    assert bad.returncode == 2 and "fewer than num_classes" in bad.stderr
+    from pyrovae.cli import main
+    bad = main(["train", "configs/ssvae-digits.toml", "--set", "labels=5", "--out",
+                str(tmp_path / "bad")])
+    assert bad == 2 and "fewer than num_classes" in capsys.readouterr().err
 
 
-def test_sample_by_class_command_and_its_errors(trained, tmp_path, digits):
-    done = pyrovae("sample", str(trained.path), "--by-class", "4", "--out", str(tmp_path))
-    assert done.returncode == 0, done.stderr
+def test_sample_by_class_command_and_its_errors(trained, tmp_path, digits, capsys):
+    from pyrovae.cli import main
+    assert main(["sample", str(trained.path), "--by-class", "4", "--out", str(tmp_path)]) == 0
     result = json.loads((tmp_path / "by_class.json").read_text())
     assert (result["classes"], result["columns"]) == (10, 4)
     from PIL import Image
     width, height = Image.open(tmp_path / "by_class.png").size
     assert height > 2 * width  # 10 rows of 4 columns
+    assert main(["sample", str(trained.path), "--out", str(tmp_path / "d")]) == 0  # the default
+    assert (tmp_path / "d" / "by_class.png").is_file()
+    assert main(["sample", str(trained.path), "--by-class", "0", "--out", str(tmp_path)]) == 2
+    assert "must be >= 1" in capsys.readouterr().err
     from pyrovae import VAEConfig
     plain = train(VAEConfig(latent_dim=2, hidden=(16,)), digits, epochs=1, progress=False,
                   out=tmp_path / "vae")
-    bad = pyrovae("sample", str(plain.path), "--by-class")
-    assert bad.returncode == 2 and "needs a semi-supervised run" in bad.stderr
+    assert main(["sample", str(plain.path), "--by-class"]) == 2
+    assert "needs a semi-supervised run" in capsys.readouterr().err
 
 
 def test_conv_classifier_trains_on_images():
