@@ -12,12 +12,14 @@ from .common import add_run_argument, open_run, print_result
 def _sample(args) -> int:
     from ..applications import sample
 
-    if args.by_class is not None:  # semi-supervised runs: one row per class (docs/ssvae.md)
-        from ..semisupervised.sampling import by_class
+    run = open_run(args)
+    if args.by_class is not None or run.config.model.kind == "ssvae":
+        from ..semisupervised.sampling import by_class  # one row per class (docs/ssvae.md)
 
-        return print_result(by_class(open_run(args), args.out, args.by_class, args.seed))
+        columns = 10 if args.by_class is None else args.by_class
+        return print_result(by_class(run, args.out, columns, args.seed))
 
-    result = sample(open_run(args), args.out, n=args.n, temperature=args.temperature,
+    result = sample(run, args.out, n=args.n, temperature=args.temperature,
                     mode=args.mode, seed=args.seed, save_npy=args.save_npy)
     return print_result(result)
 
@@ -33,7 +35,7 @@ def add_parser(sub) -> None:
     p.add_argument("--seed", type=int, default=0, help="seed of the draws (default 0)")
     p.add_argument("--save-npy", action="store_true", help="also write sample.npy")
     p.add_argument("--by-class", type=int, nargs="?", const=10, metavar="COLUMNS",
-                   help="semi-supervised runs: by_class.png, one row per class, the style z "
-                        "shared down each of COLUMNS columns (default 10)")
+                   help="semi-supervised runs (their default): by_class.png, one row per "
+                        "class, the style z shared down each of COLUMNS columns (default 10)")
     p.add_argument("--out", help="output folder (default: the run folder)")
     p.set_defaults(func=_sample)
