@@ -3,22 +3,13 @@ and score histograms (matplotlib, written atomically as PNG)."""
 
 from __future__ import annotations
 
-import io
 from pathlib import Path
 
 import numpy as np
 import torch
 from torchvision.utils import make_grid
 
-from ..files import atomic_write
-from .plots import _as_images, plt
-
-
-def save_figure(fig, path: str | Path, dpi: int = 120) -> None:
-    buf = io.BytesIO()
-    fig.savefig(buf, dpi=dpi, format="png")
-    plt.close(fig)
-    atomic_write(path, buf.getvalue())
+from .plots import _as_images, plt, save_figure
 
 
 def save_labelled_grid(x: torch.Tensor, shape, ncol: int, row_labels: list[str],
@@ -45,7 +36,6 @@ def save_labelled_grid(x: torch.Tensor, shape, ncol: int, row_labels: list[str],
     ax.tick_params(length=0)
     if title:
         ax.set_title(title, fontsize=9)
-    fig.tight_layout()
     save_figure(fig, path)
 
 
@@ -66,7 +56,6 @@ def save_latent_scatter(xy: np.ndarray, labels: np.ndarray | None, path: str | P
     ax.set_ylabel(axis_names[1])
     ax.set_title(title, fontsize=10)
     ax.grid(alpha=0.3)
-    fig.tight_layout()
     save_figure(fig, path)
 
 
@@ -88,5 +77,4 @@ def save_score_histogram(scores: np.ndarray, anomalous: np.ndarray | None, path:
     ax.set_title(title, fontsize=10)
     ax.legend()
     ax.grid(alpha=0.3)
-    fig.tight_layout()
     save_figure(fig, path)

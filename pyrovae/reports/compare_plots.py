@@ -5,17 +5,12 @@ use a log scale."""
 
 from __future__ import annotations
 
-import io
 import math
 from pathlib import Path
 
-import matplotlib
+from matplotlib.patches import Patch
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-from matplotlib.patches import Patch  # noqa: E402
-
-from ..files import atomic_write  # noqa: E402
+from .plots import plt, save_figure
 
 #: (column of compare.csv, panel title, log scale)
 PANELS = (
@@ -74,7 +69,4 @@ def save_compare_plot(rows: list[dict], keys: list[str], path: str | Path) -> No
     fig.legend(handles, [f"{i + 1}: {label}" for i, label in enumerate(labels)],
                loc="lower center", ncol=2 if len(labels) > 4 else 1, fontsize=9, frameon=False)
     fig.tight_layout(rect=(0, 0.03 + 0.03 * math.ceil(len(labels) / 2), 1, 1))
-    buf = io.BytesIO()
-    fig.savefig(buf, dpi=110, format="png")
-    plt.close(fig)
-    atomic_write(path, buf.getvalue())
+    save_figure(fig, path, dpi=110, tight=False)

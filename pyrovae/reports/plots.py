@@ -67,9 +67,11 @@ def save_elbo_curves(history: list[dict], path: str | Path) -> None:
     save_figure(fig, path)
 
 
-def save_figure(fig, path: str | Path, dpi: int = 120) -> None:
-    """Write a matplotlib figure as a PNG atomically (never a half-written file), and close it."""
-    fig.tight_layout()
+def save_figure(fig, path: str | Path, dpi: int = 120, tight: bool = True) -> None:
+    """Write a matplotlib figure as a PNG atomically (never a half-written file), and close it;
+    ``tight``: lay it out with ``tight_layout`` first."""
+    if tight:
+        fig.tight_layout()
     buf = io.BytesIO()
     fig.savefig(buf, dpi=dpi, format="png")
     atomic_write(path, buf.getvalue())
