@@ -145,7 +145,7 @@ class SSVAEConfig(VAEConfig):
                      min=1)
     validation: int = _f(10000, "training points held out (labels kept) to select the epoch",
                          min=0)
-    alpha: float = _f(50.0, "weight of the classification loss -log q(y|x) per labelled point "
+    alpha: float = _f(500.0, "weight of the classification loss -log q(y|x) per labelled point "
                       "(0 = off)", min=0.0)
     classifier: tuple[int, ...] = _f((500,), "hidden layers of the classifier q(y|x) (after "
                                      "its convolutions, if any)", min=1)
