@@ -104,6 +104,20 @@ def test_mutual_information_bounds():
                                                                                  abs=1e-6)
 
 
+def test_mutual_information_equals_the_direct_pairwise_formula():
+    """The matrix-product form equals log q(z_i|x_j) computed pair by pair."""
+    from pyrovae.rng import seeded
+    torch.manual_seed(0)
+    mu, sigma = torch.randn(300, 5).double(), torch.rand(300, 5).double() + 0.3
+    with seeded(3):
+        z = mu + sigma * torch.randn_like(mu)
+    own = Normal(mu, sigma).log_prob(z).sum(-1)
+    pairs = Normal(mu[None], sigma[None]).log_prob(z[:, None]).sum(-1)  # [N, N]
+    direct = float((own - torch.logsumexp(pairs, 1) + math.log(300)).mean())
+    assert mutual_information(mu, sigma, seed=3) == pytest.approx(direct, abs=1e-9)
+    assert mutual_information(mu, sigma, seed=3, chunk=7) == pytest.approx(direct, abs=1e-9)
+
+
 # ---- evaluate_run ---------------------------------------------------------------------------
 
 def test_evaluate_run_is_exact_on_ppca_with_the_true_posterior():
