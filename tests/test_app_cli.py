@@ -39,14 +39,7 @@ COMMANDS = {  # command -> (extra arguments, files it writes)
 }
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """One torch thread: on a shared 2-core machine several threads per process contend and
-    make these small runs many times slower."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # conftest.py
 
 
 def train(out: Path, *extra: str) -> Path:

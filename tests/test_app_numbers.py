@@ -22,13 +22,7 @@ from pyrovae.model import tempered_sample
 SHAPE, D = (1, 8, 8), 64
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """One torch thread (a shared 2-core machine: more threads contend)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # conftest.py
 
 
 def small_vae(prior="normal", latent_dim=3, likelihood="bernoulli", seed=0):

@@ -26,13 +26,7 @@ DIGITS = str(ROOT / "configs" / "digits.toml")
 BASE = load_config(DIGITS)
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """These models are tiny: one torch thread is faster, and much faster on a busy machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # conftest.py
 
 
 # ---- the grid ---------------------------------------------------------------------------------
