@@ -14,6 +14,7 @@ from __future__ import annotations
 import pyro
 import torch
 
+from ..errors import ConfigError
 from ..training.trainer import Trainer
 from .evaluate import accuracy, evaluate_ssvae
 from .labels import split_labels
@@ -38,7 +39,6 @@ class SSVAETrainer(Trainer):
         self.y_val = self.data.train_y[self.split.validation]
         n = self.split.unlabelled.numel()
         if self.tc.batch_size > n:
-            from ..errors import ConfigError
             raise ConfigError(f"train.batch_size = {self.tc.batch_size} is larger than the "
                               f"{n} unlabelled points; lower it")
         self._round, self._label_order = -1, None
