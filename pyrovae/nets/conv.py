@@ -20,19 +20,25 @@ def _downsampled(size: int, layers: int) -> int:
     return size
 
 
+def conv_stack(image_shape, channels, act: str) -> tuple[nn.Sequential, int]:
+    """3x3 stride-2 convolutions, one per entry of ``channels``, each followed by ``act``, on
+    images (C, H, W): the layers and the size of their flattened output."""
+    c, h, w = image_shape
+    layers: list[nn.Module] = []
+    for c_out in channels:
+        layers += [nn.Conv2d(c, c_out, 3, stride=2, padding=1), activation(act)]
+        c = c_out
+    n = len(channels)
+    return nn.Sequential(*layers), c * _downsampled(h, n) * _downsampled(w, n)
+
+
 class ConvEncoder(nn.Module):
     """x [B, C*H*W] -> convs -> flatten -> linear -> (loc, scale), each [B, L]."""
 
     def __init__(self, image_shape, channels, latent_dim: int, act: str = "relu"):
         super().__init__()
         self.image_shape = tuple(image_shape)
-        c, h, w = self.image_shape
-        layers: list[nn.Module] = []
-        for c_out in channels:
-            layers += [nn.Conv2d(c, c_out, 3, stride=2, padding=1), activation(act)]
-            c = c_out
-        self.convs = nn.Sequential(*layers)
-        flat = c * _downsampled(h, len(channels)) * _downsampled(w, len(channels))
+        self.convs, flat = conv_stack(self.image_shape, channels, act)
         self.head = nn.Linear(flat, 2 * latent_dim)
 
     def forward(self, x):

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from torch import nn
 
+from ..nets.conv import conv_stack
 from ..nets.mlp import activation, mlp
 
 
@@ -38,16 +39,8 @@ class ConvClassifier(nn.Module):
 
     def __init__(self, image_shape, channels, hidden, num_classes: int, act: str):
         super().__init__()
-        from ..nets.conv import _downsampled
-
         self.image_shape = tuple(image_shape)
-        c, h, w = self.image_shape
-        layers: list[nn.Module] = []
-        for c_out in channels:
-            layers += [nn.Conv2d(c, c_out, 3, stride=2, padding=1), activation(act)]
-            c = c_out
-        self.convs = nn.Sequential(*layers)
-        flat = c * _downsampled(h, len(channels)) * _downsampled(w, len(channels))
+        self.convs, flat = conv_stack(self.image_shape, channels, act)
         self.head = mlp([flat, *hidden, num_classes], act)
 
     def forward(self, x):
