@@ -1,0 +1,62 @@
+"""Configuration: the dataclasses of a run (``sections.py``), how their fields are coerced and
+validated (``fields.py``), and config files and ``--set`` edits (``files.py``).
+
+    [model]   VAEConfig (or SSVAEConfig)   [data] DataConfig   [train] TrainConfig
+    RunConfig = the three; load_config(path, ["key=value", ...]) reads a TOML file.
+"""
+
+from .fields import (
+    _unknown_message,
+    _field_type,
+    coerce,
+    check_fields,
+    section_from_dict,
+)
+from .sections import (
+    OBJECTIVES,
+    LIKELIHOODS,
+    VARIANCES,
+    PRIORS,
+    ANALYTIC_KL_PRIORS,
+    FLOWS,
+    SCHEDULES,
+    NETWORKS,
+    ACTIVATIONS,
+    BINARIZE,
+    MODEL_KINDS,
+    SS_OBJECTIVES,
+    ENUMERATION,
+    DEVICES,
+    _f,
+    PriorConfig,
+    KLConfig,
+    VAEConfig,
+    SSVAEConfig,
+    MODEL_CLASSES,
+    model_class,
+    DataConfig,
+    TrainConfig,
+    RunConfig,
+    SECTIONS,
+)
+from .files import (
+    parse_value,
+    _leaves,
+    _variants,
+    _annotation,
+    _resolve_key,
+    _non_defaults,
+    apply_overrides,
+    load_config,
+    _toml_value,
+    to_toml,
+)
+
+__all__ = ["_unknown_message", "_field_type", "coerce", "check_fields", "section_from_dict", "OBJECTIVES",
+           "LIKELIHOODS", "VARIANCES", "PRIORS", "ANALYTIC_KL_PRIORS", "FLOWS", "SCHEDULES",
+           "NETWORKS", "ACTIVATIONS", "BINARIZE", "MODEL_KINDS", "SS_OBJECTIVES",
+           "ENUMERATION", "DEVICES", "_f", "PriorConfig", "KLConfig", "VAEConfig",
+           "SSVAEConfig", "MODEL_CLASSES", "model_class", "DataConfig", "TrainConfig",
+           "RunConfig", "SECTIONS", "parse_value", "_leaves", "_variants", "_annotation",
+           "_resolve_key", "_non_defaults", "apply_overrides", "load_config", "_toml_value",
+           "to_toml"]

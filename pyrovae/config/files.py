@@ -1,0 +1,137 @@
+"""Config files and command-line edits: ``load_config`` (TOML), ``apply_overrides``
+(``--set key=value`` with dotted keys or unambiguous tails) and ``to_toml`` (reads back to an
+equal config)."""
+
+from __future__ import annotations
+
+import dataclasses
+import tomllib
+from pathlib import Path
+from typing import Any
+
+from ..errors import ConfigError
+from .fields import _field_type, _unknown_message
+from .sections import MODEL_CLASSES, SECTIONS, RunConfig, model_class
+
+
+def parse_value(text: str) -> Any:
+    """Parse a ``--set`` value as TOML (numbers, booleans, lists, quoted strings), else a string."""
+    try:
+        return tomllib.loads(f"v = {text}")["v"]
+    except tomllib.TOMLDecodeError:
+        return text
+
+
+def _leaves(cls, prefix: str) -> dict[str, tuple[str, ...]]:
+    """Every settable dotted key of a config dataclass -> its path; nested tables included."""
+    keys = {}
+    for f in dataclasses.fields(cls):
+        full = f"{prefix}.{f.name}"
+        keys[full] = tuple(full.split("."))
+        annotation = _field_type(cls, f.name)
+        if dataclasses.is_dataclass(annotation):
+            keys.update(_leaves(annotation, full))
+    return keys
+
+
+def _variants(section: str) -> tuple[type, ...]:
+    """The dataclasses a section may be: [model] is any of MODEL_CLASSES."""
+    return tuple(MODEL_CLASSES.values()) if section == "model" else (SECTIONS[section],)
+
+
+def _annotation(path: tuple[str, ...]):
+    for cls in _variants(path[0]):
+        if path[1] in cls.__dataclass_fields__:
+            for name in path[1:]:
+                cls = _field_type(cls, name)
+            return cls
+    raise KeyError(path)
+
+
+def _resolve_key(key: str, all_keys: dict[str, tuple[str, ...]]) -> tuple[str, ...]:
+    """``model.prior.name``, or any unambiguous tail of it: ``prior.name``, ``components``."""
+    if key in all_keys:
+        return all_keys[key]
+    matches = [full for full in all_keys if full.endswith("." + key)]
+    if len(matches) > 1:
+        raise ConfigError(f"key '{key}' is ambiguous: write one of {', '.join(matches)}")
+    if not matches:
+        raise ConfigError(_unknown_message(key, list(all_keys)))
+    return all_keys[matches[0]]
+
+
+def _non_defaults(model: dict[str, Any]) -> dict[str, Any]:
+    """The keys of a raw [model] table that differ from its kind's defaults."""
+    defaults = dataclasses.asdict(model_class(model)())
+    return {k: v for k, v in model.items() if v != defaults.get(k)}
+
+
+def apply_overrides(config: RunConfig, assignments: list[str]) -> RunConfig:
+    """Apply ``key=value`` edits; ``key`` is a dotted path (``model.kl.beta``) or an unambiguous
+    tail of one (``kl.beta``, ``latent_dim``)."""
+    raw = config.to_dict()
+    all_keys = {}
+    for section in SECTIONS:
+        for cls in _variants(section):
+            all_keys.update(_leaves(cls, section))
+    for item in assignments:
+        if "=" not in item:
+            raise ConfigError(f"--set expects key=value, got '{item}'")
+        key, text = (part.strip() for part in item.split("=", 1))
+        path = _resolve_key(key, all_keys)
+        value = parse_value(text)
+        annotation = _annotation(path)
+        if annotation is str and not isinstance(value, str):
+            value = text  # e.g. data.path=2024 or data.name=inf: a name, not a number
+        if path == ("model", "kind") and value != raw["model"].get("kind", "vae"):
+            raw["model"] = _non_defaults(raw["model"])  # the new kind's defaults fill the rest
+        parent = raw
+        for name in path[:-1]:
+            parent = parent.setdefault(name, {})
+        if dataclasses.is_dataclass(annotation) and isinstance(value, str):
+            parent.setdefault(path[-1], {})["name"] = value  # prior=vamp keeps the other settings
+        else:
+            parent[path[-1]] = value
+    return RunConfig.from_dict(raw)
+
+
+def load_config(path: str | Path, overrides: list[str] | None = None) -> RunConfig:
+    """Read a TOML config file (sections [model], [data], [train]) and apply ``overrides``."""
+    path = Path(path)
+    if not path.is_file():
+        problem = "is a folder, not a file" if path.is_dir() else "does not exist"
+        raise ConfigError(f"config file '{path}' {problem} (see configs/ for examples)")
+    try:
+        raw = tomllib.loads(path.read_bytes().decode("utf-8"))  # TOML is UTF-8 on every OS
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as err:
+        raise ConfigError(f"config file '{path}' is not valid TOML: {err}") from None
+    except OSError as err:
+        raise ConfigError(f"cannot read config file '{path}': {err.strerror}") from None
+    config = RunConfig.from_dict(raw)
+    return apply_overrides(config, overrides or [])
+
+
+def _toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return repr(value)
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{k} = {_toml_value(v)}" for k, v in value.items()) + "}"
+    if value is None:
+        raise ConfigError("TOML has no null; use a default instead of None")
+    escaped = str(value).replace("\\", "\\\\").replace('"', '\\"')
+    escaped = "".join(c if c >= " " and c != "\x7f" else f"\\u{ord(c):04x}" for c in escaped)
+    return f'"{escaped}"'
+
+
+def to_toml(config: RunConfig) -> str:
+    """The config as TOML text that :func:`load_config` reads back to an equal config."""
+    lines = []
+    for section, body in config.to_dict().items():
+        lines.append(f"[{section}]")
+        lines += [f"{key} = {_toml_value(value)}" for key, value in body.items()]
+        lines.append("")
+    return "\n".join(lines)
