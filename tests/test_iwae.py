@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from pyrovae import VAE, VAEConfig, load_dataset, train
-from pyrovae.config import ConfigError
+from pyrovae.errors import ConfigError
 from pyrovae.evaluation import log_likelihood, log_weights
 from pyrovae.objectives import IWAE_ELBO, make_elbo
 from test_likelihood import ppca

@@ -5,6 +5,7 @@ validated (``fields.py``), and config files and ``--set`` edits (``files.py``).
     RunConfig = the three; load_config(path, ["key=value", ...]) reads a TOML file.
 """
 
+from ..errors import ConfigError
 from .fields import (
     _unknown_message,
     _field_type,
@@ -52,7 +53,7 @@ from .files import (
     to_toml,
 )
 
-__all__ = ["_unknown_message", "_field_type", "coerce", "check_fields", "section_from_dict", "OBJECTIVES",
+__all__ = ["ConfigError", "_unknown_message", "_field_type", "coerce", "check_fields", "section_from_dict", "OBJECTIVES",
            "LIKELIHOODS", "VARIANCES", "PRIORS", "ANALYTIC_KL_PRIORS", "FLOWS", "SCHEDULES",
            "NETWORKS", "ACTIVATIONS", "BINARIZE", "MODEL_KINDS", "SS_OBJECTIVES",
            "ENUMERATION", "DEVICES", "_f", "PriorConfig", "KLConfig", "VAEConfig",
