@@ -174,6 +174,10 @@ def test_anomaly_train_on_0_to_8_detect_9(run_0to8, tmp_path, capsys):
     assert run_command(capsys, "anomaly", run_0to8, ratio, "--score", "ratio",
                        "--no-progress")[0] == 0
     assert 0 <= json.loads((ratio / "anomaly.json").read_text())["auroc"] <= 1
+    latent = tmp_path / "latent"
+    assert run_command(capsys, "anomaly", run_0to8, latent, "--score", "latent",
+                       "--neighbours", "2", "--no-progress")[0] == 0
+    assert 0 <= json.loads((latent / "anomaly.json").read_text())["auroc"] <= 1
     own = tmp_path / "own"                                        # only trained classes: no AUROC
     assert run_command(capsys, "anomaly", run_0to8, own, "--data", "test", "--no-progress")[0] == 0
     assert json.loads((own / "anomaly.json").read_text())["auroc"] is None

@@ -325,3 +325,22 @@ def test_elbo_score_is_minus_the_elbo_per_example():
     assert float(scores.mean()) == pytest.approx(-evaluate_elbo(vae, x)["elbo"], abs=0.05)
     mog = small_vae("mog")                                          # no closed-form KL
     assert torch.isfinite(anomaly_scores(mog, x, "elbo", 5)).all()
+
+
+def test_latent_score_is_the_distance_to_the_k_th_nearest_training_code():
+    from pyrovae.applications.anomaly import anomaly_scores, latent_distance
+
+    vae = small_vae()
+    x_train, x = binary(40, seed=2), binary(7, seed=3)
+    codes, mu = vae.encode(x_train)[0].numpy(), vae.encode(x)[0].numpy()
+    brute = np.sort(np.linalg.norm(mu[:, None] - codes[None], axis=-1), axis=1)  # [7, 40]
+    for k in (1, 3):
+        got = latent_distance(vae, x, x_train, neighbours=k, chunk=2).numpy()
+        np.testing.assert_allclose(got, brute[:, k - 1], rtol=1e-5, atol=1e-6)
+    # a training point is its own nearest code: score 0
+    own = anomaly_scores(vae, x_train[:5], "latent", x_train=x_train)
+    np.testing.assert_allclose(own.numpy(), 0.0, atol=1e-4)
+    with pytest.raises(ConfigError, match="neighbours"):
+        latent_distance(vae, x, x_train, neighbours=41)
+    with pytest.raises(ConfigError, match="training points"):
+        anomaly_scores(vae, x, "latent")

@@ -11,6 +11,10 @@
                    (Bernoulli likelihood only). -ELBO alone mostly measures how many strokes
                    an image has (a held-out 9 is simpler than a 0 or an 8 and scores lower);
                    the ratio removes that (Ren et al. 2019; Serra et al. 2020).
+    score "latent": s(x) = || mu(x) - mu(x_(k)) ||, mu = E_q[z|x], x_(k) the training point
+                   whose code is x's k-th nearest (k = ``neighbours``, default 1): how far x's
+                   code lies from every training code. An unseen class gets codes of its own
+                   even when its pixels are as likely as the training digits'.
 
 AUROC = P(s(anomalous) > s(normal)) + 1/2 P(tie), computed from ranks (Mann-Whitney U):
 
@@ -35,8 +39,8 @@ from ..reports.applications import save_score_histogram
 from ..rng import seeded
 from .runs import as_run, output_dir, resolve_data
 
-SCORES = ("elbo", "nll", "ratio")
-DEFAULT_SAMPLES = {"elbo": 10, "nll": 200, "ratio": 10}
+SCORES = ("elbo", "nll", "ratio", "latent")
+DEFAULT_SAMPLES = {"elbo": 10, "nll": 200, "ratio": 10, "latent": 1}  # latent: no sampling
 PIXEL_CLAMP = 1e-3  # background pixel probabilities kept in [1e-3, 1 - 1e-3]
 
 
@@ -67,11 +71,33 @@ def background_log_prob(x: torch.Tensor, mean_image: torch.Tensor) -> torch.Tens
 
 
 @torch.no_grad()
+def latent_distance(vae, x: torch.Tensor, x_train: torch.Tensor, neighbours: int = 1,
+                    chunk: int = 1000) -> torch.Tensor:
+    """Distance [N] from each E_q[z|x] (x [N, D]) to its ``neighbours``-th nearest code among
+    the posterior means of x_train [M, D]; O(chunk * M) memory."""
+    from ..evaluation import posterior_params
+
+    if not 1 <= neighbours <= x_train.shape[0]:
+        raise ConfigError(f"neighbours = {neighbours} must be between 1 and the "
+                          f"{x_train.shape[0]} training points")
+    codes = posterior_params(vae, x_train)[0]  # [M, L]
+    mu = posterior_params(vae, x)[0].to(codes.device)  # [N, L]
+    return torch.cat([torch.cdist(b, codes).topk(neighbours, largest=False).values[:, -1]
+                      for b in mu.split(chunk)]).double()
+
+
+@torch.no_grad()
 def anomaly_scores(vae, x: torch.Tensor, score: str = "elbo", num_samples: int | None = None,
                    batch_size: int = 100, seed: int = 0, progress: bool = False,
-                   mean_image: torch.Tensor | None = None) -> torch.Tensor:
+                   mean_image: torch.Tensor | None = None,
+                   x_train: torch.Tensor | None = None, neighbours: int = 1) -> torch.Tensor:
     """Per-example anomaly scores [N] in nats (higher = more anomalous) of x [N, D];
-    ``mean_image`` [D] (the background model) is needed by the "ratio" score."""
+    ``mean_image`` [D] (the background model) is needed by the "ratio" score, the training
+    points ``x_train`` [M, D] by the "latent" score."""
+    if score == "latent":
+        if x_train is None:
+            raise ConfigError("score \"latent\" needs the training points (x_train)")
+        return latent_distance(vae, x, x_train, neighbours)
     if score == "ratio":
         if vae.likelihood.name != "bernoulli" or mean_image is None:
             raise ConfigError("score \"ratio\" needs a bernoulli likelihood (binary data) and "
@@ -112,7 +138,7 @@ def anomalous_labels(run, labels, anomalous_classes=None):
 
 def anomaly(run, out=None, data: str = "test:all", score: str = "elbo",
             labels_anomalous=None, num_samples: int | None = None, seed: int = 0,
-            progress: bool = False) -> dict:
+            progress: bool = False, neighbours: int = 1) -> dict:
     """Score every example of ``data``: anomaly_scores.csv (index, label, anomalous, score),
     anomaly.png (histogram, normal vs anomalous) and anomaly.json (AUROC when labels say
     which examples are anomalous). Returns the numbers."""
@@ -120,13 +146,15 @@ def anomaly(run, out=None, data: str = "test:all", score: str = "elbo",
     folder = output_dir(run, out)
     x, y, _ = resolve_data(run, data)
     anomalous = anomalous_labels(run, y, labels_anomalous)
-    mean_image = None
-    if score == "ratio":  # the background model of the data the run trained on
+    mean_image = x_train = None
+    if score in ("ratio", "latent"):  # the data the run trained on
         from ..data import load_dataset
 
-        mean_image = load_dataset(run.config.data).train_x.mean(0)
+        train = load_dataset(run.config.data).to(next(run.vae.parameters()).device)
+        mean_image = train.train_x.mean(0)
+        x_train = train.train_data(0, run.config.train.seed)
     s = anomaly_scores(run.vae, x, score, num_samples, seed=seed, progress=progress,
-                       mean_image=mean_image)
+                       mean_image=mean_image, x_train=x_train, neighbours=neighbours)
     s = s.cpu().numpy()
     rows = [{"index": i, "label": "" if y is None else int(y[i]),
              "anomalous": "" if anomalous is None else int(anomalous[i]), "score": float(v)}
@@ -145,7 +173,8 @@ def anomaly(run, out=None, data: str = "test:all", score: str = "elbo",
             result["auroc"] = auroc(s, anomalous)
             title += f": AUROC {result['auroc']:.3f}"
     label = {"elbo": "-ELBO (nats)", "nll": "-log p(x) (nats, importance sampled)",
-             "ratio": "-ELBO + log p_0(x) (nats, vs independent pixels)"}[score]
+             "ratio": "-ELBO + log p_0(x) (nats, vs independent pixels)",
+             "latent": "distance of E_q[z|x] to the nearest training code"}[score]
     save_score_histogram(s, anomalous, folder / "anomaly.png", title, label)
     result.update(csv=str(folder / "anomaly_scores.csv"), png=str(folder / "anomaly.png"))
     write_json(folder / "anomaly.json", result)

@@ -1,7 +1,7 @@
 """``pyrovae anomaly RUN_DIR``: per-example anomaly scores (CSV), a histogram of normal vs
 anomalous scores (PNG) and the AUROC when labels say which examples are anomalous.
 
-    pyrovae anomaly RUN_DIR [--data test:all] [--score elbo|nll|ratio] [--labels-anomalous 9]
+    pyrovae anomaly RUN_DIR [--data test:all] [--score elbo|nll|ratio|latent] [--labels-anomalous 9]
 """
 
 from __future__ import annotations
@@ -14,19 +14,23 @@ def _anomaly(args) -> int:
 
     result = anomaly(open_run(args), args.out, data=args.data, score=args.score,
                      labels_anomalous=args.labels_anomalous, num_samples=args.samples,
-                     seed=args.seed, progress=not args.no_progress)
+                     seed=args.seed, progress=not args.no_progress,
+                     neighbours=args.neighbours)
     return print_result(result)
 
 
 def add_parser(sub) -> None:
-    p = sub.add_parser("anomaly", help="anomaly scores (-ELBO or -log p(x)) and AUROC")
+    p = sub.add_parser("anomaly", help="anomaly scores (-ELBO, -log p(x), ratio, latent) and AUROC")
     add_run_argument(p)
     add_data_argument(p, default="test:all")
-    p.add_argument("--score", choices=("elbo", "nll", "ratio"), default="elbo",
-                   help="-ELBO (default), importance-sampled -log p(x), or -ELBO against an "
-                   "independent-pixel background model (ratio)")
+    p.add_argument("--score", choices=("elbo", "nll", "ratio", "latent"), default="elbo",
+                   help="-ELBO (default), importance-sampled -log p(x), -ELBO against an "
+                   "independent-pixel background model (ratio), or the distance of E_q[z|x] "
+                   "from the training codes (latent)")
     p.add_argument("--samples", type=int, help="z draws per example (default 10 for elbo "
                    "and ratio, 200 for nll)")
+    p.add_argument("--neighbours", type=int, default=1, metavar="K",
+                   help="latent: distance to the K-th nearest training code (default 1)")
     p.add_argument("--labels-anomalous", type=int, nargs="+", metavar="LABEL",
                    help="labels that count as anomalous (default: the classes the run did "
                    "not train on)")
