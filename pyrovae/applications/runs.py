@@ -18,9 +18,8 @@ import torch
 
 from ..config import DataConfig, load_config
 from ..errors import CheckpointError, DataError
+from ..evaluation.evaluate import SPLITS, split_data
 from ..training import Run, load
-
-SPLITS = ("test", "train")
 
 
 def as_run(run, device: str = "cpu") -> Run:
@@ -77,7 +76,7 @@ def resolve_data(run: Run, spec: str = "test"):
     from ..data import load_dataset
 
     data = load_dataset(cfg).to(device_of(run))
-    x = data.test_data() if split == "test" else data.train_data(0, run.config.train.seed)
+    x = split_data(data, split, seed=run.config.train.seed)
     y = data.test_y if split == "test" else data.train_y
     if x.shape[1] != run.vae.input_dim:
         raise DataError(f"data '{spec}' has {x.shape[1]} values per example but the run's "

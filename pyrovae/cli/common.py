@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
-
-from ..errors import CheckpointError
 
 
 def add_common(p: argparse.ArgumentParser) -> None:
@@ -24,13 +21,9 @@ def add_run_argument(p: argparse.ArgumentParser) -> None:
 
 def open_run(args):
     """Load ``args.run`` (a :class:`pyrovae.Run`) or raise a one-line CheckpointError."""
-    from ..training import load
+    from ..applications.runs import as_run
 
-    path = Path(args.run)
-    if not (path / "config.toml").is_file():
-        raise CheckpointError(f"'{path}' is not a run folder (no config.toml); give the --out "
-                              f"folder of a `pyrovae train` run")
-    return load(path, device=args.device)
+    return as_run(args.run, device=args.device)
 
 
 def add_data_argument(p: argparse.ArgumentParser, default: str = "test") -> None:

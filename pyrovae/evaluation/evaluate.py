@@ -40,14 +40,15 @@ def peak_rss_mb() -> float:
     return peak / 2**20 if sys.platform == "darwin" else peak / 1024  # bytes on macOS, else KiB
 
 
-def split_data(data, split: str, max_points: int | None = None) -> torch.Tensor:
-    """The evaluation points: the test set, or the training set with its first-epoch
-    binarization; the first ``max_points`` of them when given."""
+def split_data(data, split: str, max_points: int | None = None, seed: int = 0) -> torch.Tensor:
+    """The points of a split as the model sees them: the test set, or the training set
+    binarized by the fixed draw ``data.train_data(0, seed)``; the first ``max_points`` when
+    given."""
     if split not in SPLITS:
         raise ConfigError(f"split '{split}' is not one of: {', '.join(SPLITS)}")
     if max_points is not None and max_points < 1:
         raise ConfigError(f"max_points = {max_points} must be >= 1 (or None for all points)")
-    x = data.test_data() if split == "test" else data.train_data(0)
+    x = data.test_data() if split == "test" else data.train_data(0, seed)
     return x[:max_points] if max_points else x
 
 

@@ -22,13 +22,20 @@ from .traces import eval_mode, paired_traces
 
 
 @torch.no_grad()
-def log_weights(vae, x: torch.Tensor, k: int) -> torch.Tensor:
-    """log p(x, z) - log q(z|x) for k draws z ~ q(z|x) per row of x [B, D]: returns [k, B]."""
+def weighted_draws(vae, x: torch.Tensor, k: int):
+    """k draws z ~ q(z|x) per row of x [B, D] with their terms: (z [k, B, L],
+    log p(x|z) [k, B], log w = log p(x, z) - log q(z|x) [k, B])."""
     with pyro.plate("particles", k, dim=-2):
         guide, model = paired_traces(vae, x)
     q, p, obs = guide.nodes["z"], model.nodes["z"], model.nodes["x"]
     z = q["value"]
-    return obs["fn"].log_prob(obs["value"]) + p["fn"].log_prob(z) - q["fn"].log_prob(z)
+    log_px_z = obs["fn"].log_prob(obs["value"])
+    return z, log_px_z, log_px_z + p["fn"].log_prob(z) - q["fn"].log_prob(z)
+
+
+def log_weights(vae, x: torch.Tensor, k: int) -> torch.Tensor:
+    """log p(x, z) - log q(z|x) for k draws z ~ q(z|x) per row of x [B, D]: returns [k, B]."""
+    return weighted_draws(vae, x, k)[2]
 
 
 def _chunk_size(vae, batch: int, budget_bytes: int) -> int:

@@ -27,22 +27,18 @@ from ..errors import ConfigError
 
 
 def _groups(run, x: torch.Tensor, points: list[int], draws: int, seed: int) -> dict:
-    import pyro
     import xarray as xr
 
     from ..config import to_toml
-    from ..evaluation.likelihood import log_mean_exp
+    from ..evaluation.likelihood import log_mean_exp, weighted_draws
     from ..evaluation.psis import pareto_khat
-    from ..evaluation.traces import eval_mode, paired_traces
+    from ..evaluation.traces import eval_mode
     from ..rng import seeded
 
     vae = run.vae
-    with torch.no_grad(), seeded(seed), eval_mode(vae), pyro.plate("draws", draws, dim=-2):
-        guide, model = paired_traces(vae, x)
-    z = guide.nodes["z"]["value"]  # [S, P, L]
-    obs, prior, q = model.nodes["x"], model.nodes["z"]["fn"], guide.nodes["z"]["fn"]
-    log_px_z = obs["fn"].log_prob(obs["value"])  # [S, P]
-    log_w = (log_px_z + prior.log_prob(z) - q.log_prob(z)).double()
+    with seeded(seed), eval_mode(vae):
+        z, log_px_z, log_w = weighted_draws(vae, x, draws)  # [S, P, L], [S, P], [S, P]
+    log_w = log_w.double()
     coords = {"chain": [0], "draw": np.arange(draws), "point": np.array(points),
               "latent": np.arange(z.shape[-1]), "pixel": np.arange(x.shape[-1]),
               "epoch": np.array([int(r["epoch"]) for r in run.history], dtype=int)}
