@@ -15,7 +15,7 @@ from pyro import poutine
 from torch.nn import functional as F
 
 from pyrovae import SSVAE, SSVAEConfig, load, load_dataset, train
-from pyrovae.config import RunConfig, load_config, to_toml
+from pyrovae.config import KLConfig, RunConfig, load_config, to_toml
 from pyrovae.errors import ConfigError, DataError
 from pyrovae.nets.mlp import gaussian_head
 from pyrovae.semisupervised import (evaluate_ssvae, make_ss_elbo, sample_by_class, split_labels,
@@ -42,9 +42,9 @@ def xs():
     return torch.bernoulli(torch.rand(6, D, generator=gen), generator=gen)
 
 
-def hand_unlabelled_elbo(m: SSVAE, x, z):
-    """sum_b sum_c q(c|x_b) [log p(x_b|c,z_bc) + log p(z_bc) + log p(c) - log q(z_bc|x_b,c)
-    - log q(c|x_b)], computed class by class with plain torch; z [C, B, L]."""
+def hand_unlabelled_elbo(m: SSVAE, x, z, beta=1.0):
+    """sum_b sum_c q(c|x_b) [log p(x_b|c,z_bc) + beta (log p(z_bc) - log q(z_bc|x_b,c))
+    + log p(c) - log q(c|x_b)], computed class by class with plain torch; z [C, B, L]."""
     log_q = torch.log_softmax(m.classifier(x), -1)  # [B, C]
     total = 0.0
     for c in range(C):
@@ -55,13 +55,14 @@ def hand_unlabelled_elbo(m: SSVAE, x, z):
         log_px = torch.distributions.Bernoulli(logits=m.decoder(zc, y)).log_prob(x).sum(-1)
         log_pz = torch.distributions.Normal(0.0, 1.0).log_prob(zc).sum(-1)
         log_qz = torch.distributions.Normal(loc, scale).log_prob(zc).sum(-1)
-        term = log_px + log_pz - log_qz + math.log(1 / C) - log_q[:, c]
+        term = log_px + beta * (log_pz - log_qz) + math.log(1 / C) - log_q[:, c]
         total = total + (log_q[:, c].exp() * term).sum()
     return total
 
 
-def test_parallel_enumeration_equals_the_explicit_sum_over_classes(xs):
-    m = tiny()
+@pytest.mark.parametrize("beta", [1.0, 2.5])
+def test_parallel_enumeration_equals_the_explicit_sum_over_classes(xs, beta):
+    m = tiny(kl=KLConfig(beta=beta))  # beta weighs z's KL (1 = the M2 bound)
     elbo = make_ss_elbo("enum")
     pyro.set_rng_seed(3)
     loss = elbo.differentiable_loss(m.model, m.guide, xs, n_data=N)
@@ -70,7 +71,7 @@ def test_parallel_enumeration_equals_the_explicit_sum_over_classes(xs):
     trace = poutine.trace(poutine.enum(m.guide, first_available_dim=-2)).get_trace(xs, n_data=N)
     z = trace.nodes["z"]["value"].detach()
     assert trace.nodes["y"]["value"].shape == (C, 1) and z.shape == (C, xs.shape[0], 2)
-    expected = -hand_unlabelled_elbo(m, xs, z) * N / xs.shape[0]
+    expected = -hand_unlabelled_elbo(m, xs, z, beta) * N / xs.shape[0]
     assert loss.item() == pytest.approx(expected.item(), rel=1e-5)
     hand_grads = torch.autograd.grad(expected, list(m.parameters()), allow_unused=True)
     for name, (g, h) in zip(dict(m.named_parameters()), zip(grads, hand_grads)):
@@ -202,6 +203,8 @@ def test_kind_switches_the_model_section(tmp_path):
     ({"labels": 5}, "fewer than num_classes"),
     ({"enumerate": "both"}, "parallel, sequential"),
     ({"alpha": -1.0}, "must be >= 0"),
+    ({"kl": KLConfig(beta=0.0)}, "needs a weight > 0"),
+    ({"kl": KLConfig(schedule="linear", warmup=10)}, "not supported by kind"),
     ({"kind": "vae"}, "built by VAEConfig"),
 ])
 def test_bad_ssvae_configs_fail_clearly(kw, message):

@@ -154,13 +154,16 @@ class SSVAEConfig(VAEConfig):
     def __post_init__(self):
         super().__post_init__()
         fixed = {"network": "mlp", "prior.name": "normal", "num_particles": 1,
-                 "kl.beta": 1.0, "kl.schedule": "constant", "kl.free_bits": 0.0}
+                 "kl.schedule": "constant", "kl.free_bits": 0.0}
         for key, value in fixed.items():
             obj, name = (self, key) if "." not in key else (getattr(self, key.split(".")[0]),
                                                             key.split(".")[1])
             if getattr(obj, name) != value:
                 raise ConfigError(f"model.{key} = {getattr(obj, name)!r} is not supported by "
                                   f"kind = \"ssvae\"; it needs {key} = {value!r}")
+        if not self.kl.beta > 0:
+            raise ConfigError(f"model.kl.beta = {self.kl.beta!r}: kind = \"ssvae\" needs a "
+                              f"weight > 0 on the KL of z (1 = the M2 bound)")
         if self.labels < self.num_classes:
             raise ConfigError(f"model.labels = {self.labels} is fewer than num_classes = "
                               f"{self.num_classes}; give every class a labelled point")

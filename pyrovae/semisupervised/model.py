@@ -32,6 +32,7 @@ import math
 
 import pyro
 import pyro.distributions as dist
+from pyro import poutine
 import torch
 from pyro.nn import PyroModule
 
@@ -75,7 +76,7 @@ class SSVAE(PyroModule):
         self.input_shape = tuple(int(s) for s in input_shape)
         self.input_dim = d = math.prod(self.input_shape)
         self.num_classes = c = config.num_classes
-        self.beta = 1.0
+        self.beta = float(config.kl.beta)
         act, hidden, latent = config.activation, config.hidden, config.latent_dim
         self.likelihood = make_likelihood(config, d)
         if config.classifier_network == "conv":
@@ -100,13 +101,19 @@ class SSVAE(PyroModule):
         subsample = torch.arange(x.shape[0], device=x.device)
         return pyro.plate("data", size=n_data or x.shape[0], subsample=subsample, dim=-1)
 
+    def _kl_scale(self):
+        """beta on both z sites (``model.kl.beta``): the bound's KL(q(z|x,y) || p(z)) becomes
+        beta * KL; 1 (the default) is M2's ELBO and adds no handler."""
+        return contextlib.nullcontext() if self.beta == 1.0 else poutine.scale(scale=self.beta)
+
     def model(self, x: torch.Tensor, y: torch.Tensor | None = None,
               n_data: int | None = None) -> torch.Tensor:
         """p(y) p(z) p(x|y,z), x [B, D] observed, y [B] observed when given. Returns the
         decoder output [..., B, K*D]."""
         with self._plate(x, n_data):
             y = pyro.sample("y", dist.Categorical(logits=self.prior_logits), obs=y)
-            z = pyro.sample("z", dist.Normal(self.z_loc, self.z_scale).to_event(1))
+            with self._kl_scale():
+                z = pyro.sample("z", dist.Normal(self.z_loc, self.z_scale).to_event(1))
             out = self.decoder(z, y)
             pyro.sample("x", self.likelihood(out), obs=x)
         return out
@@ -120,7 +127,8 @@ class SSVAE(PyroModule):
                                 infer=dict(self._y_infer))
             loc, scale = gaussian_head(self.encoder(x, y))
             q_z = (CommonNoiseNormal if self.config.common_noise else dist.Normal)
-            return pyro.sample("z", q_z(loc, scale, validate_args=False).to_event(1))
+            with self._kl_scale():
+                return pyro.sample("z", q_z(loc, scale, validate_args=False).to_event(1))
 
     def aux_loss(self, x: torch.Tensor, y: torch.Tensor, n_data: int | None = None):
         """-(N / B) sum_i log q(y_i|x_i) for labelled x [B, D], y [B]: the classification loss
