@@ -2,11 +2,14 @@
 100 / 600 / 1000 / 3000 labels, and the sampled-y objective beside the enumerated one.
 
     python examples/ssvae_mnist.py [--labels 100 600 1000 3000] [--sampled 100]
-        [--config configs/ssvae-mnist.toml] [--set key=value ...] [--out runs/ssvae-table]
+        [--epochs-for 100=60 ...] [--config configs/ssvae-mnist.toml] [--set key=value ...]
+        [--out runs/ssvae-table]
 
 Each row trains configs/ssvae-mnist.toml (docs/ssvae.md: the recipe and the budget) with
 ``labels = N`` into OUT/enum-N/ (``--sampled N``: also ``elbo = "trace"``, y sampled, into
-OUT/trace-N/), one run at a time, and writes OUT/table.md and OUT/table.json. A run folder
+OUT/trace-N/), one run at a time, for the config's epochs or, for an enumerated row whose
+label count is named by ``--epochs-for N=E`` (default 100=60: the fewest labels need the
+longest run), E epochs; it writes OUT/table.md and OUT/table.json. A run folder
 that already holds a finished run is read, not retrained, so the script can be stopped and
 restarted. Tip on a shared CPU: OMP_NUM_THREADS=1 is faster than contending threads.
 """
@@ -40,14 +43,19 @@ def main():
                         help="label counts also run with sampled y (Trace_ELBO)")
     parser.add_argument("--config", default="configs/ssvae-mnist.toml")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
+    parser.add_argument("--epochs-for", action="append", default=None, metavar="LABELS=EPOCHS",
+                        help="train the rows with LABELS labels for EPOCHS epochs (default "
+                             "100=60)")
     parser.add_argument("--out", default="runs/ssvae-table")
     args = parser.parse_args()
+    epochs_for = dict(map(int, item.split("=")) for item in args.epochs_for or ["100=60"])
     first = load_config(args.config, args.set)
     data = load_dataset(first.data)
     jobs = [(n, "enum") for n in args.labels] + [(n, "trace") for n in args.sampled]
     rows = []
     for n, objective in jobs:
-        sets = [*args.set, f"labels={n}", f"elbo={objective}"]
+        sets = [*args.set, f"labels={n}", f"elbo={objective}",
+                *([f"epochs={epochs_for[n]}"] if objective == "enum" and n in epochs_for else [])]
         rows.append(run_row(args.config, sets, Path(args.out) / f"{objective}-{n}", data))
         print(json.dumps(rows[-1]))
     lines = ["| labels | objective | epochs | test accuracy (last epoch) | at best validation "
