@@ -261,6 +261,7 @@ def test_saved_run_loads_to_the_same_classifier(trained, digits):
 def test_stopped_run_resumes_bit_for_bit(digits, tmp_path, monkeypatch):
     config = small(label_batch_size=15)  # 50 labels in rounds of 3 batches: crosses rounds
     config.train.epochs = 2  # 12 steps each: the stop at step 17 is mid-epoch
+    config.train.lr_schedule = "cosine"  # the rate, a function of the step, resumes too
     whole = train(config, digits, out=tmp_path / "whole")
     step = SSVAETrainer.train_step
 

@@ -30,6 +30,7 @@ PRIORS = ("normal", "learnable-normal", "mog", "vamp", "flow")
 ANALYTIC_KL_PRIORS = ("normal", "learnable-normal")  # closed-form KL(Normal q || prior)
 FLOWS = ("spline", "affine")
 SCHEDULES = ("constant", "linear", "cyclical")
+LR_SCHEDULES = ("constant", "cosine")
 NETWORKS = ("mlp", "conv")
 ACTIVATIONS = ("relu", "softplus", "tanh", "elu", "leaky_relu", "gelu")
 BINARIZE = ("none", "static", "dynamic")
@@ -215,7 +216,11 @@ class TrainConfig:
 
     epochs: int = _f(10, "passes over the training set", min=1)
     batch_size: int = _f(128, "minibatch size", min=1)
-    lr: float = _f(1e-3, "Adam learning rate", min=0.0, exclusive_min=True)
+    lr: float = _f(1e-3, "Adam learning rate (the schedule's starting value)", min=0.0,
+                   exclusive_min=True)
+    lr_schedule: str = _f("constant", "learning rate over the run's steps: constant, or cosine "
+                          "(from lr down to lr_min)", choices=LR_SCHEDULES)
+    lr_min: float = _f(0.0, "cosine: the learning rate at the last step", min=0.0)
     seed: int = _f(0, "seed of parameters, data order, dynamic binarization and z draws", min=0)
     device: str = _f("cpu", "cpu | cuda", choices=DEVICES)
     eval_batch_size: int = _f(1000, "batch size when evaluating", min=1)
@@ -228,6 +233,9 @@ class TrainConfig:
 
     def __post_init__(self):
         check_fields(self, "train")
+        if self.lr_min > self.lr:
+            raise ConfigError(f"train.lr_min = {self.lr_min!r} is above train.lr = {self.lr!r}; "
+                              f"the cosine schedule decays from lr to lr_min, so lower lr_min")
 
 
 @dataclass

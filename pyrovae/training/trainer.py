@@ -38,6 +38,7 @@ from ..errors import CheckpointError, ConfigError
 from ..evaluation import evaluate_elbo
 from ..files import atomic_write, write_csv, write_json
 from ..kl import beta_at
+from .lr_schedule import lr_at
 from ..model import VAE
 from ..objectives import COMPILED, has_differentiable_loss, make_elbo
 from ..reports import save_elbo_curves, save_reconstructions, save_samples
@@ -234,6 +235,14 @@ class Trainer:
             return self._beta_const
         return torch.tensor(beta_at(self.config.model.kl, self.step), device=self.device)
 
+    def _apply_lr(self) -> None:
+        """Set Adam's rate to the schedule's lr_t for this step (constant: left as built)."""
+        tc = self.tc
+        if tc.lr_schedule != "constant":
+            lr = lr_at(tc.lr_schedule, tc.lr, tc.lr_min, self.step, tc.epochs * self.steps_per_epoch)
+            for group in self.optimizer.param_groups:
+                group["lr"] = lr
+
     def train_step(self, xb: torch.Tensor) -> torch.Tensor:
         """One SVI step on the minibatch xb [B, D]; returns the loss (-ELBO * N) on the device."""
         beta = self.beta_tensor()
@@ -303,6 +312,7 @@ class Trainer:
                     i = self.batch
                     xb = x_epoch[order[i * self.bsz:(i + 1) * self.bsz]]
                     self._last_batch = xb
+                    self._apply_lr()
                     loss = self.train_step(xb)
                     self.loss_sum += loss
                     self.watch.update(loss, self.step + 1)
