@@ -2,14 +2,14 @@
 100 / 600 / 1000 / 3000 labels, and the sampled-y objective beside the enumerated one.
 
     python examples/ssvae_mnist.py [--labels 100 600 1000 3000] [--sampled 100]
-        [--epochs-for 100=60 ...] [--config configs/ssvae-mnist.toml] [--set key=value ...]
+        [--config configs/ssvae-mnist.toml] [--set KEY=VALUE ...] [--set-for N:KEY=VALUE ...]
         [--out runs/ssvae-table]
 
 Each row trains configs/ssvae-mnist.toml (docs/ssvae.md: the recipe and the budget) with
 ``labels = N`` into OUT/enum-N/ (``--sampled N``: also ``elbo = "trace"``, y sampled, into
-OUT/trace-N/), one run at a time, for the config's epochs or, for an enumerated row whose
-label count is named by ``--epochs-for N=E`` (default 100=60: the fewest labels need the
-longest run), E epochs; it writes OUT/table.md and OUT/table.json. A run folder
+OUT/trace-N/), one run at a time; ``--set-for N:KEY=VALUE`` changes a key for the enumerated
+row with N labels only (default: ``100:epochs=200 100:lr=1e-3``, the fewest labels
+need the longest run, docs/ssvae.md). It writes OUT/table.md and OUT/table.json. A run folder
 that already holds a finished run is read, not retrained, so the script can be stopped and
 restarted. Tip on a shared CPU: OMP_NUM_THREADS=1 is faster than contending threads.
 """
@@ -20,15 +20,18 @@ from pathlib import Path
 
 from pyrovae import load, load_config, load_dataset, train
 
+LONG_ROW = ["100:epochs=200", "100:lr=1e-3"]  # the --set-for default
+
 
 def run_row(config_path, sets, out, data):
     """Train (or read, when finished) one run; its table row."""
     if (out / "metrics.json").is_file():
-        metrics = load(out).metrics
+        run = load(out)
     else:
-        config = load_config(config_path, sets)
-        metrics = train(config, data, out=out, force=True).metrics
+        run = train(load_config(config_path, sets), data, out=out, force=True)
+    metrics, tc = run.metrics, run.config.train
     return {"labels": metrics["labels"], "objective": metrics["objective"],
+            "lr": f"{tc.lr:g}" + (f" {tc.lr_schedule}" if tc.lr_schedule != "constant" else ""),
             "alpha": metrics["alpha"], "test_accuracy": metrics["test_accuracy"],
             "test_accuracy_at_best_val": metrics["test_accuracy_at_best_val"],
             "best_val_epoch": metrics["best_val_epoch"], "epochs": metrics["epochs"],
@@ -43,24 +46,30 @@ def main():
                         help="label counts also run with sampled y (Trace_ELBO)")
     parser.add_argument("--config", default="configs/ssvae-mnist.toml")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
-    parser.add_argument("--epochs-for", action="append", default=None, metavar="LABELS=EPOCHS",
-                        help="train the rows with LABELS labels for EPOCHS epochs (default "
-                             "100=60)")
+    parser.add_argument("--set-for", action="append", default=None, metavar="N:KEY=VALUE",
+                        help="a --set for the enumerated row with N labels only (default: "
+                             + " ".join(LONG_ROW) + ")")
     parser.add_argument("--out", default="runs/ssvae-table")
     args = parser.parse_args()
-    epochs_for = dict(map(int, item.split("=")) for item in args.epochs_for or ["100=60"])
+    row_sets = {}
+    for item in args.set_for or LONG_ROW:
+        n, sep, setting = item.partition(":")
+        if not (sep and n.isdigit() and "=" in setting):
+            parser.error(f"--set-for {item!r} is not N:KEY=VALUE, e.g. 100:epochs=50")
+        row_sets.setdefault(int(n), []).append(setting)
     first = load_config(args.config, args.set)
     data = load_dataset(first.data)
     jobs = [(n, "enum") for n in args.labels] + [(n, "trace") for n in args.sampled]
     rows = []
     for n, objective in jobs:
         sets = [*args.set, f"labels={n}", f"elbo={objective}",
-                *([f"epochs={epochs_for[n]}"] if objective == "enum" and n in epochs_for else [])]
+                *(row_sets.get(n, []) if objective == "enum" else [])]
         rows.append(run_row(args.config, sets, Path(args.out) / f"{objective}-{n}", data))
         print(json.dumps(rows[-1]))
-    lines = ["| labels | objective | epochs | test accuracy (last epoch) | at best validation "
-             "(epoch) | test ELBO | minutes |", "|---|---|---|---|---|---|---|"]
-    lines += [f"| {r['labels']} | {r['objective']} | {r['epochs']} | {r['test_accuracy']:.4f} | "
+    lines = ["| labels | objective | lr | epochs | test accuracy (last epoch) | at best "
+             "validation (epoch) | test ELBO | minutes |", "|---|---|---|---|---|---|---|---|"]
+    lines += [f"| {r['labels']} | {r['objective']} | {r['lr']} | {r['epochs']} | "
+              f"{r['test_accuracy']:.4f} | "
               f"{r['test_accuracy_at_best_val']:.4f} ({r['best_val_epoch']}) | "
               f"{r['test_elbo']:.1f} | {r['minutes']:.1f} |" for r in rows]
     print("\n".join(lines))
