@@ -18,17 +18,17 @@ import argparse
 import json
 from pathlib import Path
 
-from pyrovae import load, load_config, load_dataset, train
+from pyrovae import PyroVAEError, load, load_config, load_dataset, train
 
 LONG_ROW = ["100:epochs=200", "100:lr=1e-3"]  # the --set-for default
 
 
-def run_row(config_path, sets, out, data):
-    """Train (or read, when finished) one run; its table row."""
+def run_row(config, out, data):
+    """Train ``config`` (or read the run, when finished) into ``out``; its table row."""
     if (out / "metrics.json").is_file():
         run = load(out)
     else:
-        run = train(load_config(config_path, sets), data, out=out, force=True)
+        run = train(config, data, out=out, force=True)
     metrics, tc = run.metrics, run.config.train
     return {"labels": metrics["labels"], "objective": metrics["objective"],
             "lr": f"{tc.lr:g}" + (f" {tc.lr_schedule}" if tc.lr_schedule != "constant" else ""),
@@ -57,14 +57,19 @@ def main():
         if not (sep and n.isdigit() and "=" in setting):
             parser.error(f"--set-for {item!r} is not N:KEY=VALUE, e.g. 100:epochs=50")
         row_sets.setdefault(int(n), []).append(setting)
-    first = load_config(args.config, args.set)
-    data = load_dataset(first.data)
     jobs = [(n, "enum") for n in args.labels] + [(n, "trace") for n in args.sampled]
-    rows = []
+    configs = {}  # every row's config is checked before the first one trains
     for n, objective in jobs:
         sets = [*args.set, f"labels={n}", f"elbo={objective}",
                 *(row_sets.get(n, []) if objective == "enum" else [])]
-        rows.append(run_row(args.config, sets, Path(args.out) / f"{objective}-{n}", data))
+        try:
+            configs[n, objective] = load_config(args.config, sets)
+        except PyroVAEError as err:
+            parser.error(f"row {objective}-{n}: {err}")
+    data = load_dataset(configs[jobs[0]].data)
+    rows = []
+    for (n, objective), config in configs.items():
+        rows.append(run_row(config, Path(args.out) / f"{objective}-{n}", data))
         print(json.dumps(rows[-1]))
     lines = ["| labels | objective | lr | epochs | test accuracy (last epoch) | at best "
              "validation (epoch) | test ELBO | minutes |", "|---|---|---|---|---|---|---|---|"]

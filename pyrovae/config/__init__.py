@@ -21,6 +21,7 @@ from .sections import (
     ANALYTIC_KL_PRIORS,
     FLOWS,
     SCHEDULES,
+    LR_SCHEDULES,
     NETWORKS,
     ACTIVATIONS,
     BINARIZE,
@@ -55,6 +56,7 @@ from .files import (
 
 __all__ = ["ConfigError", "_unknown_message", "_field_type", "coerce", "check_fields", "section_from_dict", "OBJECTIVES",
            "LIKELIHOODS", "VARIANCES", "PRIORS", "ANALYTIC_KL_PRIORS", "FLOWS", "SCHEDULES",
+           "LR_SCHEDULES",
            "NETWORKS", "ACTIVATIONS", "BINARIZE", "MODEL_KINDS", "SS_OBJECTIVES",
            "ENUMERATION", "DEVICES", "_f", "PriorConfig", "KLConfig", "VAEConfig",
            "SSVAEConfig", "MODEL_CLASSES", "model_class", "DataConfig", "TrainConfig",

@@ -38,13 +38,13 @@ from ..errors import CheckpointError, ConfigError
 from ..evaluation import evaluate_elbo
 from ..files import atomic_write, write_csv, write_json
 from ..kl import beta_at
-from .lr_schedule import lr_at
 from ..model import VAE
 from ..objectives import COMPILED, has_differentiable_loss, make_elbo
 from ..reports import save_elbo_curves, save_reconstructions, save_samples
 from ..rng import seed_everything, seeded
 from .checkpoint import CHECKPOINT_NAME, load_checkpoint, save_checkpoint
 from .guards import FiniteWatch, TrainingInterrupted, stop_on_signals
+from .lr_schedule import lr_at
 from .run import Run, check_run_dir, config_text, create_run_dir, describe_device, make_model
 from .state import capture_rng, restore_rng
 
