@@ -4,23 +4,32 @@
     cfg = VAEConfig(latent_dim=50, hidden=(400,), likelihood="bernoulli", elbo="meanfield")
     run = train(cfg, load_dataset("mnist", binarize="dynamic"), epochs=10, out="runs/mnist")
 
-Data flow: ``data`` -> ``model`` (from ``priors``, ``likelihoods``, ``nets``; the
-semi-supervised M2 model in ``semisupervised``) -> ``objectives`` -> ``training`` ->
-``evaluation`` -> ``reports``; ``experiments`` compares runs, ``applications`` uses a trained
-one (generation, latent maps, anomaly scores, imputation); ``cli`` is a thin layer over this API.
+    run = train(MyPyroModule(...), data, epochs=10, out="runs/mine")   # a model you wrote
+
+Data flow: ``data`` -> the model and guide (``model``: the VAE, from ``priors``,
+``likelihoods``, ``nets``; ``semisupervised``: the M2 model; ``user_model``: yours; all
+following ``interface`` and registered in ``registry``) -> ``objectives`` -> ``training`` ->
+``evaluation`` -> ``reports``; ``runs`` holds run folders below training and the
+applications; ``experiments`` compares runs, ``applications`` uses a trained one (generation,
+latent maps, anomaly scores, imputation); ``cli`` is a thin layer over this API.
 """
 
-__version__ = "0.1.0"
-
-from .config import (DataConfig, KLConfig, PriorConfig, RunConfig, TrainConfig,  # noqa: E402
+from ._version import __version__
+from .config import (DataConfig, KLConfig, ModuleConfig, PriorConfig, RunConfig, TrainConfig,
                      VAEConfig, load_config)
-from .data import Dataset, load_dataset  # noqa: E402
-from .errors import PyroVAEError  # noqa: E402
-from .evaluation import evaluate_elbo, evaluate_run  # noqa: E402
-from .model import VAE  # noqa: E402
-from .semisupervised import SSVAE, SSVAEConfig  # noqa: E402
-from .training import Run, load, train  # noqa: E402
+from .data import Dataset, load_dataset
+from .errors import PyroVAEError
+from .evaluation import evaluate_elbo, evaluate_run
+from .interface import capabilities
+from .model import VAE
+from .registry import LIKELIHOODS, MODEL_KINDS, NETWORKS, OBJECTIVES, PRIORS
+from .runs import Run, load
+from .semisupervised import SSVAE, SSVAEConfig
+from .training import train
+from .user_model import module_config
 
-__all__ = ["VAE", "VAEConfig", "SSVAE", "SSVAEConfig", "PriorConfig", "KLConfig", "DataConfig",
-           "TrainConfig", "RunConfig", "Dataset", "Run", "PyroVAEError", "train", "load",
-           "load_dataset", "load_config", "evaluate_elbo", "evaluate_run"]
+__all__ = ["VAE", "VAEConfig", "SSVAE", "SSVAEConfig", "ModuleConfig", "PriorConfig",
+           "KLConfig", "DataConfig", "TrainConfig", "RunConfig", "Dataset", "Run",
+           "PyroVAEError", "train", "load", "load_dataset", "load_config", "evaluate_elbo",
+           "evaluate_run", "module_config", "capabilities", "PRIORS", "LIKELIHOODS",
+           "OBJECTIVES", "NETWORKS", "MODEL_KINDS", "__version__"]

@@ -37,6 +37,7 @@ from torch.nn import functional as F
 from .distributions import (LEVELS, LOG_SCALE_MIN, ContinuousBernoulli,  # noqa: F401
                             DiscretizedLogistic, GRID_TOL, cb_mean)
 from .errors import ConfigError, DataError
+from .registry import LIKELIHOODS
 
 MIN_SCALE = 1e-3        # floor on a learned Gaussian standard deviation (see GaussianLearned...)
 
@@ -54,6 +55,12 @@ class Likelihood(nn.Module):
 
     name = ""
     params_per_pixel = 1
+
+    @classmethod
+    def build(cls, config, input_dim: int) -> Likelihood:
+        """One from a model config (``sigma``, ``variance``) for data of size D; subclasses
+        whose constructor takes settings override it."""
+        return cls()
 
     def split(self, out: torch.Tensor) -> tuple[torch.Tensor, ...]:
         """The K per-pixel parameters of ``out`` [..., K*D], each [..., D] (K-major layout)."""
@@ -77,6 +84,7 @@ class Likelihood(nn.Module):
         return f"name={self.name!r}, params_per_pixel={self.params_per_pixel}"
 
 
+@LIKELIHOODS.register("bernoulli")
 class BernoulliLikelihood(Likelihood):
     """x_d ~ Bernoulli(sigmoid(out_d)), parameterised by logits for numerical stability.
 
@@ -105,6 +113,7 @@ class BernoulliLikelihood(Likelihood):
                             f"likelihood needs binary values 0/1: {hint}")
 
 
+@LIKELIHOODS.register("continuous-bernoulli")
 class ContinuousBernoulliLikelihood(Likelihood):
     """x_d ~ ContinuousBernoulli(logits=out_d): the Bernoulli form with its normaliser, a
     proper density for grey levels in [0, 1] (Loaiza-Ganem & Cunningham 2019).
@@ -130,6 +139,7 @@ class ContinuousBernoulliLikelihood(Likelihood):
                             f"(e.g. divide by 255), or use likelihood = \"gaussian\"")
 
 
+@LIKELIHOODS.register("gaussian")
 class GaussianLikelihood(Likelihood):
     """x_d ~ Normal(out_d, sigma^2) with a fixed sigma.
 
@@ -142,6 +152,10 @@ class GaussianLikelihood(Likelihood):
         super().__init__()
         self.sigma = float(sigma)
 
+    @classmethod
+    def build(cls, config, input_dim):
+        return cls(config.sigma)
+
     def forward(self, out):
         return dist.Normal(out, self.sigma, validate_args=False).to_event(1)
 
@@ -152,6 +166,7 @@ class GaussianLikelihood(Likelihood):
         return f"{super().extra_repr()}, sigma={self.sigma:g}"
 
 
+@LIKELIHOODS.register("gaussian-learned")
 class GaussianLearnedLikelihood(Likelihood):
     """x_d ~ Normal(mu_d, s_d^2) with a learned standard deviation s_d.
 
@@ -173,6 +188,10 @@ class GaussianLearnedLikelihood(Likelihood):
     """
 
     name = "gaussian-learned"
+
+    @classmethod
+    def build(cls, config, input_dim):
+        return cls(input_dim, config.variance, init_scale=config.sigma)
 
     def __init__(self, input_dim: int, variance: str = "pixel", init_scale: float = 0.1,
                  min_scale: float = MIN_SCALE):
@@ -216,6 +235,7 @@ class GaussianLearnedLikelihood(Likelihood):
                 f"init_scale={self.init_scale:g}, min_scale={self.min_scale:g}")
 
 
+@LIKELIHOODS.register("laplace")
 class LaplaceLikelihood(Likelihood):
     """x_d ~ Laplace(out_d, b) with a fixed scale b (an L1 reconstruction loss).
 
@@ -228,6 +248,10 @@ class LaplaceLikelihood(Likelihood):
         super().__init__()
         self.b = float(scale)
 
+    @classmethod
+    def build(cls, config, input_dim):
+        return cls(config.sigma)
+
     def forward(self, out):
         return dist.Laplace(out, self.b, validate_args=False).to_event(1)
 
@@ -238,6 +262,7 @@ class LaplaceLikelihood(Likelihood):
         return f"{super().extra_repr()}, b={self.b:g}"
 
 
+@LIKELIHOODS.register("discretized-logistic")
 class DiscretizedLogisticLikelihood(Likelihood):
     """x_d ~ DiscretizedLogistic(mu_d, log s_d) on the 8-bit grid {0, 1/255, ..., 1}.
 
@@ -286,18 +311,5 @@ class DiscretizedLogisticLikelihood(Likelihood):
 
 
 def make_likelihood(config, input_dim: int) -> Likelihood:
-    """The likelihood named by ``config.likelihood`` (a VAEConfig) for data of size D."""
-    name = config.likelihood
-    if name == "bernoulli":
-        return BernoulliLikelihood()
-    if name == "continuous-bernoulli":
-        return ContinuousBernoulliLikelihood()
-    if name == "gaussian":
-        return GaussianLikelihood(config.sigma)
-    if name == "gaussian-learned":
-        return GaussianLearnedLikelihood(input_dim, config.variance, init_scale=config.sigma)
-    if name == "laplace":
-        return LaplaceLikelihood(config.sigma)
-    if name == "discretized-logistic":
-        return DiscretizedLogisticLikelihood()
-    raise ValueError(f"unknown likelihood {name!r}")
+    """The likelihood registered as ``config.likelihood`` (a model config) for data of size D."""
+    return LIKELIHOODS.get(config.likelihood).build(config, input_dim)

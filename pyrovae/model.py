@@ -35,6 +35,7 @@ from .errors import ConfigError
 from .likelihoods import make_likelihood
 from .nets import make_decoder, make_encoder
 from .priors import make_prior
+from .registry import MODEL_KINDS
 from .rng import seeded
 
 _instance_ids = itertools.count()
@@ -49,6 +50,9 @@ class VAE(PyroModule):
     Pyro requires for its JIT objectives, in Pyro's param store under a name unique to this
     instance, so several VAEs can coexist in one process).
     """
+
+    capabilities = ("encoder", "decoder", "prior", "sample", "reconstruct")
+    max_plate_nesting = 1
 
     def __init__(self, config: VAEConfig, input_shape):
         super().__init__(name=f"vae{next(_instance_ids)}")
@@ -96,6 +100,13 @@ class VAE(PyroModule):
             loc, scale = self.encoder(x)
             with poutine.scale(scale=self._kl_weight(beta)):
                 return pyro.sample("z", dist.Normal(loc, scale, validate_args=False).to_event(1))
+
+    def particle_bytes(self, batch: int) -> int:
+        """Memory of one importance draw per point for a batch of B points (float32, the
+        decoder's output and hidden layers, with room for temporaries)."""
+        width = (self.input_dim * self.likelihood.params_per_pixel + sum(self.config.hidden)
+                 + 4 * self.config.latent_dim)
+        return 4 * batch * width * 3
 
     # ---- deterministic helpers for using a trained model (no Pyro effects) -------------------
 
@@ -146,3 +157,6 @@ def tempered_sample(prior: dist.TorchDistribution, n: int, temperature: float = 
         loc = comp.mean[k]
         return loc + temperature * (comp.sample((n,))[torch.arange(n), k] - loc)
     return prior.mean + temperature * (prior.sample((n,)) - prior.mean)
+
+
+MODEL_KINDS.register("vae", VAE, config=VAEConfig, beta=True, compile=True)

@@ -38,6 +38,7 @@ from torch.distributions import constraints
 from torch.nn import functional as F
 
 from .errors import DataError
+from .registry import PRIORS
 
 _SOFTPLUS_INV_1 = math.log(math.e - 1.0)  # softplus(_SOFTPLUS_INV_1) = 1
 
@@ -53,11 +54,27 @@ def _mixture(logits: torch.Tensor, loc: torch.Tensor, scale: torch.Tensor):
                                   _diag_normal(loc, scale), validate_args=False)
 
 
+def register_prior(name: str):
+    """Class decorator: register a :class:`Prior` subclass as ``prior = name``, with its
+    ``analytic_kl`` flag as the registry's capability."""
+    def add(cls):
+        return PRIORS.register(name, cls, analytic_kl=bool(cls.analytic_kl))
+    return add
+
+
 class Prior(nn.Module):
-    """Base class: ``forward()`` -> distribution with event shape [L] and batch shape []."""
+    """Base class: ``forward()`` -> distribution with event shape [L] and batch shape [].
+
+    ``build(config, latent_dim, encoder, input_shape)`` makes one from a PriorConfig; a
+    subclass whose constructor takes more than ``latent_dim`` overrides it.
+    """
 
     analytic_kl: bool = False  # whether kl_divergence(Independent(Normal), prior) exists
     latent_dim: int
+
+    @classmethod
+    def build(cls, config, latent_dim: int, encoder: nn.Module, input_shape) -> Prior:
+        return cls(latent_dim)
 
     def forward(self) -> dist.TorchDistribution:
         raise NotImplementedError
@@ -71,6 +88,7 @@ class Prior(nn.Module):
         return self().sample((n,))
 
 
+@register_prior("normal")
 class StandardNormalPrior(Prior):
     """p(z) = N(0, I_L)."""
 
@@ -86,6 +104,7 @@ class StandardNormalPrior(Prior):
         return dist.Normal(self.loc, self.scale, validate_args=False).to_event(1)
 
 
+@register_prior("learnable-normal")
 class LearnableNormalPrior(Prior):
     """p(z) = N(mu, diag(sigma^2)), mu (init 0) and sigma = softplus(raw_scale) (init 1)
     learned."""
@@ -106,6 +125,7 @@ class LearnableNormalPrior(Prior):
         return _diag_normal(self.loc, self.scale)
 
 
+@register_prior("mog")
 class MixtureOfGaussiansPrior(Prior):
     """p(z) = sum_k pi_k N(z; mu_k, diag(sigma_k^2)), k = 1..K.
 
@@ -121,6 +141,10 @@ class MixtureOfGaussiansPrior(Prior):
         self.locs = nn.Parameter(torch.randn(components, latent_dim))
         self.raw_scales = nn.Parameter(torch.full((components, latent_dim), _SOFTPLUS_INV_1))
 
+    @classmethod
+    def build(cls, config, latent_dim, encoder, input_shape):
+        return cls(latent_dim, config.components)
+
     @property
     def weights(self) -> torch.Tensor:
         return torch.softmax(self.logits, -1)
@@ -133,6 +157,7 @@ class MixtureOfGaussiansPrior(Prior):
         return _mixture(self.logits, self.locs, self.scales)
 
 
+@register_prior("vamp")
 class VampPrior(Prior):
     """VampPrior (Tomczak & Welling, 2018): p(z) = (1/K) sum_k q(z | u_k).
 
@@ -156,6 +181,10 @@ class VampPrior(Prior):
         object.__setattr__(self, "encoder_ref", encoder)  # not a submodule: see the docstring
         self.pseudo_raw = nn.Parameter(torch.randn(components, self.input_dim))
         self.register_buffer("mix_logits", torch.zeros(components), persistent=False)
+
+    @classmethod
+    def build(cls, config, latent_dim, encoder, input_shape):
+        return cls(latent_dim, config.components, encoder, input_shape)
 
     @property
     def pseudo_inputs(self) -> torch.Tensor:
@@ -265,6 +294,7 @@ class _SplineAutoregressive(T.SplineAutoregressive):
         object.__setattr__(self, "spline", _ConditionalSpline(self._modules.pop("spline")))
 
 
+@register_prior("flow")
 class FlowPrior(Prior):
     """p(z): base N(0, I) pushed through a learned normalizing flow (a MAF).
 
@@ -294,6 +324,10 @@ class FlowPrior(Prior):
         self.register_buffer("loc", torch.zeros(latent_dim))
         self.register_buffer("scale", torch.ones(latent_dim))
         self.transforms = nn.ModuleList(self._layer(i) for i in range(layers))
+
+    @classmethod
+    def build(cls, config, latent_dim, encoder, input_shape):
+        return cls(latent_dim, config.flow_layers, config.flow_type)
 
     def _layer(self, i: int) -> TransformModule:
         dim = self.latent_dim
@@ -331,24 +365,9 @@ class FlowPrior(Prior):
                                             validate_args=False)
 
 
-PRIOR_CLASSES = {"normal": StandardNormalPrior, "learnable-normal": LearnableNormalPrior,
-                 "mog": MixtureOfGaussiansPrior, "vamp": VampPrior, "flow": FlowPrior}
-
-
 def make_prior(config, latent_dim: int, encoder: nn.Module, input_shape) -> nn.Module:
-    """The prior named by ``config.name`` (a PriorConfig) over z in R^latent_dim.
+    """The prior registered as ``config.name`` (a PriorConfig) over z in R^latent_dim.
 
     ``encoder`` and ``input_shape`` are for priors built from the encoder (VampPrior).
     """
-    name = config.name
-    if name == "normal":
-        return StandardNormalPrior(latent_dim)
-    if name == "learnable-normal":
-        return LearnableNormalPrior(latent_dim)
-    if name == "mog":
-        return MixtureOfGaussiansPrior(latent_dim, config.components)
-    if name == "vamp":
-        return VampPrior(latent_dim, config.components, encoder, input_shape)
-    if name == "flow":
-        return FlowPrior(latent_dim, config.flow_layers, config.flow_type)
-    raise ValueError(f"unknown prior {name!r} (valid: {', '.join(PRIOR_CLASSES)})")
+    return PRIORS.get(config.name).build(config, latent_dim, encoder, input_shape)

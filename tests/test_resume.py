@@ -13,7 +13,7 @@ import torch
 
 from pyrovae import VAEConfig, load, load_dataset, train
 from pyrovae.errors import CheckpointError
-from pyrovae.training.checkpoint import load_checkpoint
+from pyrovae.runs import load_checkpoint
 from pyrovae.training.guards import NonFiniteError
 
 ROOT = Path(__file__).resolve().parents[1]

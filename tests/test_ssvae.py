@@ -20,9 +20,9 @@ from pyrovae.errors import ConfigError, DataError
 from pyrovae.nets.mlp import gaussian_head
 from pyrovae.semisupervised import (evaluate_ssvae, make_ss_elbo, sample_by_class, split_labels,
                                     ss_loss)
-from pyrovae.semisupervised.evaluate import unlabelled_terms
+from pyrovae.evaluation import elbo_terms
 from pyrovae.semisupervised.trainer import SSVAETrainer
-from pyrovae.training.checkpoint import load_checkpoint
+from pyrovae.runs import load_checkpoint
 from pyrovae.training.guards import TrainingInterrupted
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -109,7 +109,7 @@ def test_every_estimator_of_the_unlabelled_bound_has_the_same_mean(xs):
         means[name] = (vals.mean(), vals.std() / math.sqrt(len(vals)))
     m = tiny()
     pyro.set_rng_seed(0)
-    vals = torch.stack([unlabelled_terms(m, xs)["elbo"].sum() for _ in range(200)])
+    vals = torch.stack([elbo_terms(m, xs).elbo.sum() for _ in range(200)])
     means["analytic"] = (vals.mean(), vals.std() / math.sqrt(len(vals)))
     ref, ref_se = means["parallel"]
     for name, (mean, se) in means.items():

@@ -10,7 +10,7 @@ from pyrovae import (DataConfig, RunConfig, TrainConfig, VAEConfig, evaluate_elb
                      load_dataset, train)
 from pyrovae.config import OBJECTIVES
 from pyrovae.errors import CheckpointError, ConfigError, DataError
-from pyrovae.training.checkpoint import load_checkpoint, save_checkpoint
+from pyrovae.runs import load_checkpoint, save_checkpoint
 
 FAST = dict(progress=False, batch_size=64, lr=3e-3)
 

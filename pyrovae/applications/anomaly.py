@@ -27,7 +27,6 @@ average rank. Shapes: x [N, D] -> scores [N].
 from __future__ import annotations
 
 import numpy as np
-import pyro
 import torch
 from tqdm.auto import tqdm
 
@@ -99,7 +98,8 @@ def anomaly_scores(vae, x: torch.Tensor, score: str = "elbo", num_samples: int |
             raise ConfigError("score \"latent\" needs the training points (x_train)")
         return latent_distance(vae, x, x_train, neighbours)
     if score == "ratio":
-        if vae.likelihood.name != "bernoulli" or mean_image is None:
+        if getattr(getattr(vae, "likelihood", None), "name", None) != "bernoulli" \
+                or mean_image is None:
             raise ConfigError("score \"ratio\" needs a bernoulli likelihood (binary data) and "
                               "the mean training image; use --score elbo or nll")
         elbo = anomaly_scores(vae, x, "elbo", num_samples, batch_size, seed, progress)
@@ -115,8 +115,7 @@ def anomaly_scores(vae, x: torch.Tensor, score: str = "elbo", num_samples: int |
     out = []
     with seeded(seed), eval_mode(vae):
         for xb in tqdm(x.split(batch_size), disable=not progress, desc=f"-ELBO, K={k}"):
-            with pyro.plate("particles", k, dim=-2):
-                terms = elbo_terms(vae, xb, analytic_kl=True)             # each [K, B]
+            terms = elbo_terms(vae, xb, analytic_kl=True, particles=k)    # each [K, B]
             out.append((terms.kl.double() - terms.log_px_z.double()).mean(0))
     return torch.cat(out)
 

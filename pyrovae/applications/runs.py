@@ -19,7 +19,7 @@ import torch
 from ..config import DataConfig, load_config
 from ..errors import CheckpointError, DataError
 from ..evaluation.evaluate import SPLITS, split_data
-from ..training import Run, load
+from ..runs import Run, load
 
 
 def as_run(run, device: str = "cpu") -> Run:

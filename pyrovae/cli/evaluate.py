@@ -34,7 +34,8 @@ def format_table(result: dict) -> str:
 
 def _evaluate(args) -> int:
     from ..data import load_dataset
-    from ..evaluation import evaluate_run, write_evaluation
+    from ..evaluation import evaluate_run
+    from ..reports import write_evaluation
 
     run = open_run(args)
     data = load_dataset(run.config.data)

@@ -11,7 +11,7 @@ from typing import Any
 
 from ..errors import ConfigError
 from .fields import _field_type, _unknown_message
-from .sections import MODEL_CLASSES, SECTIONS, RunConfig, model_class
+from .sections import SECTIONS, RunConfig, model_class, model_classes
 
 
 def parse_value(text: str) -> Any:
@@ -35,8 +35,17 @@ def _leaves(cls, prefix: str) -> dict[str, tuple[str, ...]]:
 
 
 def _variants(section: str) -> tuple[type, ...]:
-    """The dataclasses a section may be: [model] is any of MODEL_CLASSES."""
-    return tuple(MODEL_CLASSES.values()) if section == "model" else (SECTIONS[section],)
+    """The dataclasses a section may be: [model] is the config of any registered kind."""
+    return tuple(model_classes().values()) if section == "model" else (SECTIONS[section],)
+
+
+def settable_keys() -> dict[str, tuple[str, ...]]:
+    """Every key ``--set`` and ``compare --vary`` take, of every section and model kind."""
+    keys = {}
+    for section in SECTIONS:
+        for cls in _variants(section):
+            keys.update(_leaves(cls, section))
+    return keys
 
 
 def _annotation(path: tuple[str, ...]):
@@ -70,10 +79,7 @@ def apply_overrides(config: RunConfig, assignments: list[str]) -> RunConfig:
     """Apply ``key=value`` edits; ``key`` is a dotted path (``model.kl.beta``) or an unambiguous
     tail of one (``kl.beta``, ``latent_dim``)."""
     raw = config.to_dict()
-    all_keys = {}
-    for section in SECTIONS:
-        for cls in _variants(section):
-            all_keys.update(_leaves(cls, section))
+    all_keys = settable_keys()
     for item in assignments:
         if "=" not in item:
             raise ConfigError(f"--set expects key=value, got '{item}'")

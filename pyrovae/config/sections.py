@@ -20,21 +20,20 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..errors import ConfigError
+from ..registry import LIKELIHOODS, MODEL_KINDS, NETWORKS, OBJECTIVES as ALL_OBJECTIVES, PRIORS
 from .fields import _unknown_message, check_fields, section_from_dict
 
-OBJECTIVES = ("trace", "meanfield", "jit-trace", "jit-meanfield", "tracegraph", "iwae")
-LIKELIHOODS = ("bernoulli", "continuous-bernoulli", "gaussian", "gaussian-learned", "laplace",
-               "discretized-logistic")
+# The component names come from the registries (pyrovae.registry), read when a config is
+# checked: a component registered by a plug-in is a valid choice at once.
+OBJECTIVES = ALL_OBJECTIVES.where(enumerates=False)      # the VAE's (continuous latents)
+ANALYTIC_KL_OBJECTIVES = ALL_OBJECTIVES.where(analytic_kl=True)
+ANALYTIC_KL_PRIORS = PRIORS.where(analytic_kl=True)  # closed-form KL(Normal q || prior)
 VARIANCES = ("pixel", "decoder")
-PRIORS = ("normal", "learnable-normal", "mog", "vamp", "flow")
-ANALYTIC_KL_PRIORS = ("normal", "learnable-normal")  # closed-form KL(Normal q || prior)
 FLOWS = ("spline", "affine")
 SCHEDULES = ("constant", "linear", "cyclical")
 LR_SCHEDULES = ("constant", "cosine")
-NETWORKS = ("mlp", "conv")
 ACTIVATIONS = ("relu", "softplus", "tanh", "elu", "leaky_relu", "gelu")
 BINARIZE = ("none", "static", "dynamic")
-MODEL_KINDS = ("vae", "ssvae")
 SS_OBJECTIVES = ("enum", "trace")  # ssvae: y summed out (TraceEnum_ELBO) or sampled (Trace_ELBO)
 ENUMERATION = ("parallel", "sequential")
 DEVICES = ("cpu", "cuda")
@@ -102,21 +101,22 @@ class VAEConfig:
 
     def __post_init__(self):
         check_fields(self, "model")
-        wanted = MODEL_CLASSES[self.kind]
-        if type(self) is not wanted and type(self) in MODEL_CLASSES.values():
+        wanted = MODEL_KINDS.capability(self.kind, "config")
+        if type(self) is not wanted and type(self) in model_classes().values():
             raise ConfigError(f"model.kind = \"{self.kind}\" is built by {wanted.__name__}, "
                               f"not {type(self).__name__}; use {wanted.__name__}(...)")
-        analytic = ("meanfield", "jit-meanfield")
+        analytic = ANALYTIC_KL_OBJECTIVES
         if self.elbo in analytic and self.prior.name not in ANALYTIC_KL_PRIORS:
             raise ConfigError(
                 f"model.elbo = \"{self.elbo}\" needs a closed-form KL(q || p), which the "
                 f"\"{self.prior.name}\" prior lacks; use elbo = \"trace\", \"jit-trace\" or "
                 f"\"tracegraph\" (Monte Carlo KL), or prior = "
                 f"{' / '.join(ANALYTIC_KL_PRIORS)}")
-        if self.kl.free_bits > 0 and self.elbo not in analytic:
+        if self.kl.free_bits > 0 and not ALL_OBJECTIVES.capability(self.elbo, "has_free_bits"):
             raise ConfigError(
-                f"model.kl.free_bits needs the analytic per-dimension KL of elbo = \"meanfield\" "
-                f"or \"jit-meanfield\", not \"{self.elbo}\"; set free_bits = 0 or change elbo")
+                f"model.kl.free_bits needs the analytic per-dimension KL of elbo = "
+                f"{' or '.join(repr(n) for n in ALL_OBJECTIVES.where(has_free_bits=True))}, not "
+                f"\"{self.elbo}\"; set free_bits = 0 or change elbo")
         if self.network == "conv" and not self.channels:
             raise ConfigError("model.channels = [] is empty but network = \"conv\" needs at "
                               "least one layer, e.g. channels = [32, 64]")
@@ -170,17 +170,61 @@ class SSVAEConfig(VAEConfig):
                               f"{self.num_classes}; give every class a labelled point")
 
 
-MODEL_CLASSES: dict[str, type] = {"vae": VAEConfig, "ssvae": SSVAEConfig}
+def _plain(value, where: str):
+    """Refuse a value a TOML file cannot hold (it is written to the run's config.toml)."""
+    if isinstance(value, dict):
+        for k, v in value.items():
+            if not isinstance(k, str):
+                raise ConfigError(f"{where} has a key {k!r} that is not a string")
+            _plain(v, f"{where}.{k}")
+    elif isinstance(value, (list, tuple)):
+        for v in value:
+            _plain(v, where)
+    elif not isinstance(value, (str, int, float, bool)):
+        raise ConfigError(f"{where} = {value!r} cannot be written to a config file; give "
+                          f"numbers, strings, booleans, lists or tables")
+
+
+@dataclass
+class ModuleConfig:
+    """A model the user wrote (docs/custom_models.md): a module following the model interface,
+    rebuilt as ``target(**args)`` from an import path ``package.module:Class``."""
+
+    kind: str = _f("module", "model: vae, ssvae, or module (a model you wrote)",
+                   choices=MODEL_KINDS)
+    target: str = _f("", "import path of the module's class or factory: 'package.module:Name'")
+    args: dict = field(default_factory=dict,
+                       metadata={"help": "keyword arguments of target (a TOML table)"})
+    elbo: str = _f("trace", "objective (Pyro ELBO estimator)", choices=ALL_OBJECTIVES)
+    num_particles: int = _f(1, "Monte Carlo samples of the latents per data point and step",
+                            min=1)
+
+    def __post_init__(self):
+        check_fields(self, "model")
+        if not isinstance(self.args, dict):
+            raise ConfigError(f"model.args must be a table of keyword arguments, like "
+                              f"args = {{hidden = 200}}, got {self.args!r}")
+        _plain(self.args, "model.args")
+        if self.target and (":" not in self.target or self.target.startswith(":")
+                            or self.target.endswith(":")):
+            raise ConfigError(f"model.target = {self.target!r} must be an import path "
+                              f"'package.module:Name'")
+
+
+def model_classes() -> dict[str, type]:
+    """kind -> the [model] dataclass of every registered model kind."""
+    return {kind: MODEL_KINDS.capability(kind, "config") for kind in MODEL_KINDS}
 
 
 def model_class(body: dict[str, Any]) -> type:
     """The [model] dataclass for a raw table: chosen by its ``kind`` (default "vae")."""
     kind = body.get("kind", "vae")
-    if kind not in MODEL_CLASSES:
-        raise ConfigError(f"model.kind = {kind!r} is not one of: {', '.join(MODEL_CLASSES)}")
-    cls = MODEL_CLASSES[kind]
+    if kind not in MODEL_KINDS:
+        raise ConfigError(f"model.kind = {kind!r} is not one of: {', '.join(MODEL_KINDS)}")
+    classes = model_classes()
+    cls = classes[kind]
     own = {f.name for f in dataclasses.fields(cls)}
-    for other_kind, other in MODEL_CLASSES.items():
+    for other_kind, other in classes.items():
         stray = [k for k in body if k not in own and k in other.__dataclass_fields__]
         if stray:
             raise ConfigError(f"model.{stray[0]} belongs to kind = \"{other_kind}\" models, but "

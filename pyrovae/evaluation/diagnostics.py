@@ -37,7 +37,7 @@ def posterior_params(vae, x: torch.Tensor, batch_size: int = 1000):
 def kl_per_dim(vae, mu: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor | None:
     """Average analytic KL of each latent dimension [L], or None when the prior does not
     factorise over dimensions (mixture, VampPrior, flow): then only the total KL is defined."""
-    if not getattr(vae.prior, "analytic_kl", False):
+    if not getattr(getattr(vae, "prior", None), "analytic_kl", False):
         return None
     p = vae.prior().base_dist  # Normal with [L] parameters
     return kl_divergence(Normal(mu, sigma), Normal(p.loc, p.scale)).mean(0)

@@ -1,15 +1,18 @@
-"""The ELBO per data point, split into its reconstruction and KL terms.
+"""The ELBO per data point, split into its reconstruction and KL terms, for any model that
+follows the interface (every site found from the traces, see traces.py).
 
-For each data point x_i and one draw z_i ~ q(z|x_i)::
+For each data point x_i, one draw of the guide's sampled sites, and the guide's enumerated
+(discrete) sites summed out exactly with their probabilities q_E::
 
-    log_px_z_i = log p(x_i | z_i)                                 (minus the distortion)
-    kl_i       = KL(q(z|x_i) || p(z))        analytic, when it has a closed form
-               = log q(z_i|x_i) - log p(z_i)  Monte Carlo, otherwise
-    elbo_i     = log_px_z_i - beta * kl_i
+    log_px_z_i = sum_E q_E sum_{observed o} log p(x_i | ...)                (minus the distortion)
+    kl_i       = sum_E q_E sum_{latent s} KL_s
+    elbo_i     = log_px_z_i - sum_E q_E sum_s c_s KL_s
 
-The terms are read off Pyro traces of the VAE's own guide and model (the guide's draw replayed
-into the model), so any prior or likelihood the model uses is evaluated the same way, and the
-densities are the unscaled per-point ones (no plate scaling). Shapes: x [B, D] -> terms [B].
+with KL_s = log q(z_s|.) - log p(z_s|.) at the draw (Monte Carlo), or the closed-form
+KL(q_s || p_s) when it exists and z_s is the only sampled latent site (so its prior does not
+depend on another draw); c_s is the site's scale in the guide (the model's beta, 1 unless the
+model scales the site). The densities are the unscaled per-point ones (no plate scaling).
+Shapes: x [B, D] -> terms [B] (or [K, B] inside a particle plate of K).
 """
 
 from __future__ import annotations
@@ -21,42 +24,76 @@ import torch
 from torch.distributions import kl_divergence
 
 from ..rng import seeded
-from .traces import eval_mode, paired_traces
+from .traces import PointTraces, eval_mode, point_traces
 
 
 @dataclass
 class ElboTerms:
-    """Per-point terms, each [B]."""
+    """Per-point terms, each [B] (or [K, B])."""
 
     log_px_z: torch.Tensor
     kl: torch.Tensor
-    beta: float
+    weighted_kl: torch.Tensor
     analytic_kl: bool = False
 
     @property
     def elbo(self) -> torch.Tensor:
-        return self.log_px_z - self.beta * self.kl
+        return self.log_px_z - self.weighted_kl
+
+    @property
+    def beta(self) -> float:
+        """The average weight of the KL (1 for an unweighted bound)."""
+        kl = float(self.kl.sum())
+        return float(self.weighted_kl.sum()) / kl if kl else 1.0
 
 
-def _kl(q, p, z, analytic: bool) -> tuple[torch.Tensor, bool]:
-    """(KL per point, whether it is analytic)."""
+def _site_kl(t: PointTraces, name: str, analytic: bool) -> tuple[torch.Tensor, bool]:
+    """(KL_s per point, whether it is the closed form)."""
     if analytic:
+        q, p = t.guide.nodes[name]["fn"], t.model.nodes[name]["fn"]
         try:
-            return kl_divergence(q, p), True
+            kl = kl_divergence(q, p)
         except NotImplementedError:
             pass
-    return q.log_prob(z) - p.log_prob(z), False
+        else:
+            if kl.shape == t.lp_guide[name].shape:  # no plates nested inside the data plate
+                return kl, True
+    return t.lp_guide[name] - t.lp_model[name], False
+
+
+def _scale(site) -> float | torch.Tensor:
+    scale = site["scale"]
+    return scale if torch.is_tensor(scale) else float(scale)
 
 
 @torch.no_grad()
-def elbo_terms(vae, x: torch.Tensor, analytic_kl: bool = True) -> ElboTerms:
-    """One-sample ELBO terms of each row of x [B, D] under ``vae``'s model and guide."""
-    guide_trace, model_trace = paired_traces(vae, x)
-    obs = model_trace.nodes["x"]
-    q_site, p_site = guide_trace.nodes["z"], model_trace.nodes["z"]
-    log_px_z = obs["fn"].log_prob(obs["value"])
-    kl, analytic = _kl(q_site["fn"], p_site["fn"], q_site["value"], analytic_kl)
-    return ElboTerms(log_px_z, kl, vae.beta, analytic)
+def terms_of(t: PointTraces, analytic_kl: bool = True) -> ElboTerms:
+    """:class:`ElboTerms` from the traces of one batch (see the module docstring)."""
+    analytic_ok = analytic_kl and len(t.sampled) == 1 and not t.prior_only
+    log_q = t.log_enum_prob()
+    log_px = sum((t.lp_model[n] * _scale(t.model.nodes[n]) for n in t.observed), 0.0)
+    kl, weighted, analytic = 0.0, 0.0, bool(t.sampled) and analytic_ok
+    for name in t.sampled + t.enumerated:
+        if name in t.sampled:
+            term, closed = _site_kl(t, name, analytic_ok)
+            analytic = analytic and closed
+        else:
+            term = t.lp_guide[name] - t.lp_model[name]
+        kl = kl + term
+        weighted = weighted + _scale(t.guide.nodes[name]) * term
+    zero = torch.zeros_like(log_px)
+    return ElboTerms(t.expect(log_px, log_q), t.expect(kl + zero, log_q),
+                     t.expect(weighted + zero, log_q), analytic)
+
+
+@torch.no_grad()
+def elbo_terms(vae, x: torch.Tensor, analytic_kl: bool = True, particles: int = 0,
+               enumerate: str = "all") -> ElboTerms:
+    """One-sample ELBO terms of each row of x [B, D] under ``vae``'s model and guide
+    ([K, B] with ``particles`` = K). ``enumerate="all"``: every finite discrete guide site is
+    summed out exactly (the same expectation as sampling it, without its noise)."""
+    return terms_of(point_traces(vae, x, particles=particles, enumerate=enumerate),
+                    analytic_kl)
 
 
 @torch.no_grad()
@@ -74,7 +111,7 @@ def evaluate_elbo(vae, x: torch.Tensor, batch_size: int = 1000, analytic_kl: boo
             parts.append(elbo_terms(vae, x[start:start + batch_size], analytic_kl))
     log_px_z = torch.cat([p.log_px_z for p in parts]).double()
     kl = torch.cat([p.kl for p in parts]).double()
-    elbo = log_px_z - vae.beta * kl
+    elbo = log_px_z - torch.cat([p.weighted_kl for p in parts]).double()
     n = elbo.numel()
     se = float(elbo.std() / math.sqrt(n)) if n > 1 else float("nan")
     return {"elbo": float(elbo.mean()), "elbo_se": se, "log_px_z": float(log_px_z.mean()),

@@ -6,7 +6,9 @@ On the chosen split (N points, x [N, D]):
     rate, distortion        E KL(q(z|x) || p(z)) and -E log p(x|z): elbo = -distortion - beta rate
     {split}_nll, _se        -log p(x) by importance sampling with K draws per point (likelihood.py)
     psis_khat               Pareto k-hat of each point's K weights, summarised (psis.py)
-    kl_per_dim, active_units, mutual_info   posterior diagnostics (diagnostics.py)
+    kl_per_dim, active_units, mutual_info   posterior diagnostics (diagnostics.py), for a
+                            model with a Gaussian encoder (the "encoder" capability)
+    {split}_accuracy        argmax q(y|x) against the labels, for a model with "labels"
 
 Timings and the process's peak resident memory are recorded with the numbers. Results go to
 RUN/eval.json, RUN/eval_points.csv (per-point log p(x) and k-hat), RUN/khat.png and
@@ -25,8 +27,9 @@ import numpy as np
 import torch
 
 from ..errors import ConfigError
-from ..files import write_csv, write_json
+from ..interface import has
 from . import diagnostics
+from .classification import accuracy
 from .elbo import evaluate_elbo
 from .likelihood import log_mean_exp, reduce_log_weights
 from .psis import pareto_khat, summarize_khat
@@ -78,24 +81,22 @@ def evaluate_run(run, data, nll_samples: int = 5000, split: str = "test",
     timings["nll_seconds"] = time.perf_counter() - start
 
     start = time.perf_counter()
-    mu, sigma = diagnostics.posterior_params(vae, x)
-    kl_dim = diagnostics.kl_per_dim(vae, mu, sigma)
-    act = diagnostics.activity(mu)
-    mi = diagnostics.mutual_information(mu, sigma, seed=seed)
+    posterior = posterior_diagnostics(vae, x, seed) if has(vae, "encoder") else {}
+    labels = getattr(data, "test_y" if split == "test" else "train_y", None)
+    if has(vae, "labels") and labels is not None:
+        posterior[f"{split}_accuracy"] = accuracy(vae, x, labels[:n])
     timings["diagnostics_seconds"] = time.perf_counter() - start
 
     nll_se = float(np.std(log_px, ddof=1) / math.sqrt(n)) if n > 1 else float("nan")
-    return {
+    result = {
         "split": split, "num_points": n, "nll_samples": nll_samples, "seed": seed,
         f"{split}_elbo": elbo["elbo"], f"{split}_elbo_se": elbo["elbo_se"],
         f"{split}_nll": float(-log_px.mean()), f"{split}_nll_se": nll_se,
-        "rate": elbo["kl"], "distortion": -elbo["log_px_z"], "beta": float(vae.beta),
+        "rate": elbo["kl"], "distortion": -elbo["log_px_z"], "beta": float(getattr(vae, "beta", 1.0)),
         "kl_estimator": elbo["kl_estimator"],
-        "active_units": int((act > diagnostics.ACTIVE_THRESHOLD).sum()),
-        "latent_dim": int(mu.shape[1]),
-        "mutual_info": mi, "mutual_info_max": math.log(n),
-        "kl_per_dim": None if kl_dim is None else [float(v) for v in kl_dim],
-        "activity": [float(v) for v in act],
+        "active_units": None, "latent_dim": None, "mutual_info": None, "mutual_info_max": None,
+        "kl_per_dim": None, "activity": None,
+        **posterior,
         "khat_share_above_0_7": summarize_khat(khat)["share_above_0_7"],
         "psis_khat": summarize_khat(khat),
         **{k: round(v, 3) for k, v in timings.items()},
@@ -103,21 +104,18 @@ def evaluate_run(run, data, nll_samples: int = 5000, split: str = "test",
         "peak_rss_mb": round(peak_rss_mb(), 1),
         "per_point": {"log_px": log_px, "khat": khat},
     }
+    return result
 
 
-def write_evaluation(result: dict, out: str | Path) -> list[Path]:
-    """eval.json, eval_points.csv, khat.png and kl_per_dim.png in folder ``out``."""
-    from ..reports.evaluation_plots import save_khat_histogram, save_kl_per_dim
-
-    out = Path(out)
-    per_point = result["per_point"]
-    summary = {k: v for k, v in result.items() if k != "per_point"}
-    write_json(out / "eval.json", summary)
-    write_csv(out / "eval_points.csv", [
-        {"index": i, "log_px": float(lp), "khat": None if np.isnan(k) else float(k)}
-        for i, (lp, k) in enumerate(zip(per_point["log_px"], per_point["khat"]))])
-    save_khat_histogram(per_point["khat"], out / "khat.png")
-    kl = None if result["kl_per_dim"] is None else np.array(result["kl_per_dim"])
-    save_kl_per_dim(kl, np.array(result["activity"]), out / "kl_per_dim.png")
-    return [out / name for name in ("eval.json", "eval_points.csv", "khat.png",
-                                    "kl_per_dim.png")]
+def posterior_diagnostics(vae, x: torch.Tensor, seed: int = 0) -> dict:
+    """Active units, mutual information, KL and activity per dimension of the Gaussian
+    encoder's q(z|x) (diagnostics.py), for a model with the "encoder" capability."""
+    mu, sigma = diagnostics.posterior_params(vae, x)
+    kl_dim = diagnostics.kl_per_dim(vae, mu, sigma)
+    act = diagnostics.activity(mu)
+    return {"active_units": int((act > diagnostics.ACTIVE_THRESHOLD).sum()),
+            "latent_dim": int(mu.shape[1]),
+            "mutual_info": diagnostics.mutual_information(mu, sigma, seed=seed),
+            "mutual_info_max": math.log(x.shape[0]),
+            "kl_per_dim": None if kl_dim is None else [float(v) for v in kl_dim],
+            "activity": [float(v) for v in act]}

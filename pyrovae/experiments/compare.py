@@ -27,8 +27,9 @@ from pathlib import Path
 from ..config import RunConfig, load_config
 from ..errors import CheckpointError, ConfigError, PyroVAEError
 from ..files import atomic_write, read_csv, write_csv, write_json
-from ..training import load, train
-from ..training.checkpoint import CHECKPOINT_NAME
+from ..runs import load
+from ..training import train
+from ..runs import CHECKPOINT_NAME
 from ..training.guards import TrainingInterrupted
 from .grid import Combination, RunSpec, expand
 from .same_params import same_parameter_gradients
@@ -151,7 +152,8 @@ def train_or_load(spec: RunSpec, data, run_dir: Path, force: bool):
 
 def measure(run, data, spec: RunSpec, settings: Settings, progress: bool) -> dict:
     """One row of compare.csv for a trained run."""
-    from ..evaluation import evaluate_run, write_evaluation
+    from ..evaluation import evaluate_run
+    from ..reports import write_evaluation
     from ..evaluation.gradients import elbo_gradient_variance, fixed_minibatch
 
     row = {"run": spec.name, "combination": spec.combination.label,

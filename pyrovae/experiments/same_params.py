@@ -16,7 +16,7 @@ from dataclasses import replace
 from ..errors import ConfigError
 from ..evaluation.gradients import elbo_gradient_variance, estimator, fixed_minibatch
 from ..files import read_csv
-from ..training import load
+from ..runs import load
 
 #: settings a stored row must share to be reused on resume
 _KEPT = ("grad_draws", "grad_batch", "eval_seed")

@@ -3,12 +3,15 @@
     encoder: x [B, D]      -> (loc [B, L], scale [B, L])   the amortized q(z|x) = N(loc, scale^2)
     decoder: z [..., B, L] -> out [..., B, K * D]          parameters of p(x|z), K per pixel
 
-``make_encoder``/``make_decoder`` build the architecture named by ``VAEConfig.network``.
+Architectures are registered in :data:`pyrovae.registry.NETWORKS` (``model.network``): each
+entry is an object with ``encoder(config, input_shape)`` and ``decoder(config, input_shape,
+params_per_pixel)``. ``make_encoder``/``make_decoder`` build the one a config names.
 """
 
+from ..errors import ConfigError
+from ..registry import NETWORKS
 from .conv import ConvDecoder, ConvEncoder
 from .mlp import MLPDecoder, MLPEncoder, activation
-from ..errors import ConfigError
 
 
 def _image_shape(shape):
@@ -19,21 +22,43 @@ def _image_shape(shape):
     return tuple(shape)
 
 
-def make_encoder(config, input_shape):
-    """The encoder for ``config`` (a VAEConfig) on data of shape ``input_shape``."""
-    if config.network == "conv":
+@NETWORKS.register("mlp")
+class MLPNetworks:
+    """Fully connected: ``model.hidden`` layers (the decoder mirrors them)."""
+
+    @staticmethod
+    def encoder(config, input_shape):
+        return MLPEncoder(input_shape, config.hidden, config.latent_dim, config.activation)
+
+    @staticmethod
+    def decoder(config, input_shape, params_per_pixel=1):
+        return MLPDecoder(input_shape, config.hidden, config.latent_dim, config.activation,
+                          params_per_pixel)
+
+
+@NETWORKS.register("conv")
+class ConvNetworks:
+    """Stride-2 convolutions with ``model.channels`` (images only); transposed ones back."""
+
+    @staticmethod
+    def encoder(config, input_shape):
         return ConvEncoder(_image_shape(input_shape), config.channels, config.latent_dim,
                            config.activation)
-    return MLPEncoder(input_shape, config.hidden, config.latent_dim, config.activation)
+
+    @staticmethod
+    def decoder(config, input_shape, params_per_pixel=1):
+        return ConvDecoder(_image_shape(input_shape), config.channels, config.latent_dim,
+                           config.activation, params_per_pixel)
+
+
+def make_encoder(config, input_shape):
+    """The encoder for ``config`` (a VAEConfig) on data of shape ``input_shape``."""
+    return NETWORKS.get(config.network).encoder(config, input_shape)
 
 
 def make_decoder(config, input_shape, params_per_pixel=1):
     """The decoder mirroring :func:`make_encoder`, with ``params_per_pixel`` outputs per pixel."""
-    if config.network == "conv":
-        return ConvDecoder(_image_shape(input_shape), config.channels, config.latent_dim,
-                           config.activation, params_per_pixel)
-    return MLPDecoder(input_shape, config.hidden, config.latent_dim, config.activation,
-                      params_per_pixel)
+    return NETWORKS.get(config.network).decoder(config, input_shape, params_per_pixel)
 
 
 __all__ = ["MLPEncoder", "MLPDecoder", "ConvEncoder", "ConvDecoder", "make_encoder",

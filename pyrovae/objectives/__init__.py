@@ -10,9 +10,12 @@
                    reparameterised sites it equals Trace_ELBO.
     iwae           the importance-weighted bound with K = num_particles draws, combined per
                    data point (iwae.py); K = 1 is the ELBO of ``trace``.
+    enum           TraceEnum_ELBO: discrete sites the guide marks are summed out exactly.
 
-One estimator per file: the compiled forms in jit.py, free bits in free_bits.py, IWAE in
-iwae.py.
+One estimator per file, each registering itself in :data:`pyrovae.registry.OBJECTIVES` with
+its capabilities (``analytic_kl``, ``compiled``, ``free_bits``, ``enumerates``, ...): Pyro's
+own in pyro_elbos.py, the compiled forms in jit.py, free bits in free_bits.py, IWAE in
+iwae.py. A new objective is one new file that registers itself.
 
 ``num_particles`` > 1 averages that many draws of z per data point, vectorised over an extra
 particle plate (so the networks see z of shape [P, B, L]).
@@ -24,46 +27,42 @@ import warnings
 
 import pyro.infer as infer
 
+from ..registry import OBJECTIVES
+from . import pyro_elbos  # noqa: F401  (registers trace, meanfield, tracegraph, enum)
 from .free_bits import FreeBitsMeanFieldELBO, JitFreeBitsMeanFieldELBO
 from .iwae import IWAE_ELBO
 from .jit import JitTraceELBO, JitTraceMeanFieldELBO
 
-__all__ = ["make_elbo", "has_differentiable_loss", "COMPILED", "ANALYTIC_KL", "IWAE_ELBO",
+__all__ = ["make_elbo", "has_differentiable_loss", "compiled_form", "OBJECTIVES", "IWAE_ELBO",
            "JitTraceELBO", "JitTraceMeanFieldELBO", "FreeBitsMeanFieldELBO",
            "JitFreeBitsMeanFieldELBO"]
-
-
-_FREE_BITS = {"meanfield": FreeBitsMeanFieldELBO, "jit-meanfield": JitFreeBitsMeanFieldELBO}
-
-_ESTIMATORS = {
-    "trace": infer.Trace_ELBO,
-    "meanfield": infer.TraceMeanField_ELBO,
-    "jit-trace": JitTraceELBO,
-    "jit-meanfield": JitTraceMeanFieldELBO,
-    "tracegraph": infer.TraceGraph_ELBO,
-    "iwae": IWAE_ELBO,
-}
 
 # torch 2.x deprecates torch.jit.trace, which Pyro's JIT objectives are built on.
 warnings.filterwarnings("ignore", message=r".*torch.jit.trace.*deprecated", category=FutureWarning)
 
-# The compiled form of each objective, used by the trainer's fast path: the same estimator,
-# traced once by torch.jit so each step skips Pyro's Python-level tracing.
-COMPILED = {"trace": "jit-trace", "meanfield": "jit-meanfield"}
 
-ANALYTIC_KL = {"meanfield", "jit-meanfield"}
+def compiled_form(name: str) -> str:
+    """The registered compiled (torch.jit) form of objective ``name``, or ``name`` itself: the
+    same estimator, traced once so each step skips Pyro's Python-level tracing."""
+    return OBJECTIVES.capability(name, "compiled") or name
 
 
-def make_elbo(name: str, num_particles: int = 1, free_bits: float = 0.0) -> infer.ELBO:
-    """The Pyro ELBO called ``name`` with ``num_particles`` vectorised particles and, for the
-    mean-field objectives, a free-bits floor of ``free_bits`` nats per latent dimension."""
-    if free_bits > 0 and name not in _FREE_BITS:
-        raise ValueError(f"free bits need an analytic per-dimension KL: {sorted(_FREE_BITS)}")
-    cls = _FREE_BITS[name] if free_bits > 0 else _ESTIMATORS[name]
-    kwargs = dict(num_particles=num_particles, max_plate_nesting=1)
-    if name != "iwae":  # IWAE always draws its K particles in one vectorised plate
+def make_elbo(name: str, num_particles: int = 1, free_bits: float = 0.0,
+              max_plate_nesting: int = 1) -> infer.ELBO:
+    """The objective registered as ``name`` with ``num_particles`` vectorised particles and, for
+    the objectives with the ``free_bits`` capability, a floor of ``free_bits`` nats per latent
+    dimension. ``max_plate_nesting``: the model's plates (the particle plate goes left of them)."""
+    entry = OBJECTIVES.entry(name)
+    cls = entry.obj
+    if free_bits > 0:
+        cls = entry.capabilities.get("free_bits")
+        if cls is None:
+            raise ValueError(f"free bits need an analytic per-dimension KL: "
+                             f"{list(OBJECTIVES.where(has_free_bits=True))}")
+    kwargs = dict(num_particles=num_particles, max_plate_nesting=max_plate_nesting)
+    if entry.capabilities.get("vectorize", True):  # (IWAE always uses its own particle plate)
         kwargs["vectorize_particles"] = num_particles > 1
-    if name.startswith("jit-"):
+    if entry.capabilities.get("jit", False):
         kwargs["ignore_jit_warnings"] = True
     elbo = cls(**kwargs)
     if free_bits > 0:

@@ -11,6 +11,8 @@ import torch
 from pyro.infer.util import torch_item
 from torch.distributions import kl_divergence
 
+from ..registry import OBJECTIVES
+
 from .jit import JitTraceMeanFieldELBO
 
 
@@ -50,3 +52,10 @@ class FreeBitsMeanFieldELBO(_FreeBits, infer.TraceMeanField_ELBO):
 
 class JitFreeBitsMeanFieldELBO(_FreeBits, JitTraceMeanFieldELBO):
     """The compiled form of :class:`FreeBitsMeanFieldELBO`."""
+
+
+# the free-bits variants of the mean-field objectives (``model.kl.free_bits > 0``)
+for _name, _cls in (("meanfield", FreeBitsMeanFieldELBO), ("jit-meanfield", JitFreeBitsMeanFieldELBO)):
+    _entry = OBJECTIVES.entry(_name)
+    OBJECTIVES.register(_name, _entry.obj, replace=True,
+                        **{**_entry.capabilities, "free_bits": _cls, "has_free_bits": True})

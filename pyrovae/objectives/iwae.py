@@ -26,6 +26,8 @@ import pyro.infer as infer
 import torch
 from pyro.infer.enum import get_importance_trace
 
+from ..registry import OBJECTIVES
+
 
 class IWAE_ELBO(infer.ELBO):
     """Importance-weighted bound with K = ``num_particles`` draws per data point."""
@@ -81,3 +83,6 @@ class IWAE_ELBO(infer.ELBO):
         loss = self.differentiable_loss(model, guide, *args, **kwargs)
         loss.backward()
         return float(loss.detach())
+
+
+OBJECTIVES.register("iwae", IWAE_ELBO, vectorize=False)

@@ -13,6 +13,8 @@ import weakref
 import pyro
 import pyro.infer as infer
 
+from ..registry import OBJECTIVES
+
 
 class _StableCallables:
     """Pyro's JIT objectives key their compiled graphs on ``id(model)``. A bound method such as
@@ -76,3 +78,7 @@ class JitTraceMeanFieldELBO(_StableCallables, infer.JitTraceMeanField_ELBO):
 
             self._differentiable_loss = differentiable_loss
         return self._differentiable_loss(*args, **kwargs)
+
+
+OBJECTIVES.register("jit-trace", JitTraceELBO, jit=True)
+OBJECTIVES.register("jit-meanfield", JitTraceMeanFieldELBO, jit=True, analytic_kl=True)

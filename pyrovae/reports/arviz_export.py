@@ -2,7 +2,9 @@
 
 Groups (chain = 1; S draws; P points; L latent dimensions; D pixels):
 
-    posterior        z [chain, draw, point, latent]       draws z_s ~ q(z|x_i) of the guide
+    posterior        one variable per latent site of the guide, e.g. z [chain, draw, point,
+                     latent] (a site's further dims are named SITE_dim_0, ...): draws
+                     z_s ~ q(z|x_i) of the guide, every site sampled (a discrete one too)
     log_likelihood   x [chain, draw, point]               log p(x_i | z_s)
     sample_stats     log_weight [chain, draw, point]      log p(x_i, z_s) - log q(z_s|x_i)
                      log_marginal [point], khat [point]   IS log p(x_i) from these S draws, and
@@ -37,28 +39,39 @@ def _groups(run, x: torch.Tensor, points: list[int], draws: int, seed: int) -> d
 
     vae = run.vae
     with seeded(seed), eval_mode(vae):
-        z, log_px_z, log_w = weighted_draws(vae, x, draws)  # [S, P, L], [S, P], [S, P]
+        latents, log_px_z, log_w = weighted_draws(vae, x, draws)  # {site: [S, P, ...]}, [S, P]
     log_w = log_w.double()
     coords = {"chain": [0], "draw": np.arange(draws), "point": np.array(points),
-              "latent": np.arange(z.shape[-1]), "pixel": np.arange(x.shape[-1]),
+              "pixel": np.arange(x.shape[-1]),
               "epoch": np.array([int(r["epoch"]) for r in run.history], dtype=int)}
+    per_draw = ("chain", "draw", "point")
+    site_dims = {}
+    for name, value in latents.items():
+        value = value.expand(draws, len(points), *value.shape[2:])
+        latents[name] = value
+        extra = value.shape[2:]
+        names = ("latent",) if name == "z" and len(extra) == 1 else tuple(
+            f"{name}_dim_{i}" for i in range(len(extra)))
+        for dim, size in zip(names, extra):
+            coords[dim] = np.arange(size)
+        site_dims[name] = per_draw + names
 
     def var(t, dims):
         return xr.DataArray(np.asarray(t.detach().cpu() if torch.is_tensor(t) else t),
                             dims=dims, coords={d: coords[d] for d in dims})
 
-    per_draw = ("chain", "draw", "point")
     stats = {"log_weight": var(log_w[None], per_draw),
              "log_marginal": var(log_mean_exp(log_w), ("point",)),
              "khat": var(pareto_khat(log_w.T), ("point",))}
     for key in ("train_elbo", "test_elbo"):
         stats[key] = var([float(r[key]) for r in run.history], ("epoch",))
-    from .. import __version__
+    from .._version import __version__
     attrs = {"pyrovae_version": __version__, "objective": run.config.model.elbo,
              "draws": "guide q(z|x); reweight with sample_stats.log_weight",
              "pyrovae_config": to_toml(run.config)}
     return {
-        "posterior": xr.Dataset({"z": var(z[None], per_draw + ("latent",))}, attrs=attrs),
+        "posterior": xr.Dataset({name: var(v[None], site_dims[name])
+                                 for name, v in latents.items()}, attrs=attrs),
         "log_likelihood": xr.Dataset({"x": var(log_px_z[None], per_draw)}, attrs=attrs),
         "sample_stats": xr.Dataset(stats, attrs=attrs),
         "observed_data": xr.Dataset({"x": var(x, ("point", "pixel"))}, attrs=attrs),

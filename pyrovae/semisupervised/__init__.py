@@ -10,11 +10,15 @@
 """
 
 from ..config import SSVAEConfig
+from ..registry import MODEL_KINDS
 from .evaluate import accuracy, evaluate_ssvae
 from .labels import LabelSplit, split_labels
 from .model import SSVAE
 from .objective import make_ss_elbo, ss_loss
 from .sampling import sample_by_class, save_by_class
+from .trainer import SSVAETrainer
 
-__all__ = ["SSVAE", "SSVAEConfig", "LabelSplit", "split_labels", "make_ss_elbo", "ss_loss",
+MODEL_KINDS.register("ssvae", SSVAE, config=SSVAEConfig, trainer=SSVAETrainer)
+
+__all__ = ["SSVAE", "SSVAEConfig", "LabelSplit", "split_labels", "make_ss_elbo", "ss_loss", "SSVAETrainer",
            "accuracy", "evaluate_ssvae", "sample_by_class", "save_by_class"]

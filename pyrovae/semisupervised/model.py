@@ -35,11 +35,13 @@ import pyro.distributions as dist
 from pyro import poutine
 import torch
 from pyro.nn import PyroModule
+from pyro.poutine.runtime import get_plates
 
 from ..config import SSVAEConfig
 from ..errors import ConfigError
 from ..likelihoods import make_likelihood
 from ..nets.mlp import gaussian_head, mlp
+from ..priors import StandardNormalPrior
 from ..rng import seeded
 from .nets import ConditionalMLP, ConvClassifier
 
@@ -47,15 +49,32 @@ _instance_ids = itertools.count()
 
 
 class CommonNoiseNormal(dist.Normal):
-    """N(loc, scale) whose draws z = loc + scale * eps use one eps [B, L] per data point for
-    every index left of the plate: under parallel enumeration the C classes' z [C, B, L] share
-    their noise (common random numbers). Each z_c is still a draw of q(z|x,c), so every
+    """N(loc, scale) whose draws z = loc + scale * eps share one noise tensor eps across every
+    batch dim that is not a plate: under parallel enumeration the C classes' z [C, ..., B, L]
+    share their noise (common random numbers), while each particle of a particle plate and
+    each data point keeps a draw of its own. Each z_c is still a draw of q(z|x,c), so every
     per-class term, and the enumerated sum, keeps its expectation; the differences
-    L(x,c) - L(x,c') that train the classifier lose the noise of independent draws."""
+    L(x,c) - L(x,c') that train the classifier lose the noise of independent draws.
+
+    ``plate_dims``: the dims (negative, of the batch shape *without* z's own last dim) of the
+    plates active where the site is sampled (``pyro.poutine.runtime.get_plates()``)."""
+
+    def __init__(self, loc, scale, plate_dims=(-1,), validate_args=None):
+        super().__init__(loc, scale, validate_args=validate_args)
+        self.plate_dims = tuple(plate_dims)
+
+    def expand(self, batch_shape, _instance=None):
+        new = self._get_checked_instance(CommonNoiseNormal, _instance
+                                         or CommonNoiseNormal.__new__(CommonNoiseNormal))
+        new = super().expand(batch_shape, new)
+        new.plate_dims = self.plate_dims
+        return new
 
     def rsample(self, sample_shape=torch.Size()):
-        batch = self.batch_shape  # [..., B, L]: the plate's dim and z's
-        shape = (*sample_shape, *[1] * (len(batch) - 2), *batch[-2:])
+        batch = self.batch_shape  # [..., B, L]: the plates' dims, then z's
+        keep = {len(batch) - 1} | {len(batch) - 1 + d for d in self.plate_dims
+                                   if -d < len(batch)}
+        shape = (*sample_shape, *[n if i in keep else 1 for i, n in enumerate(batch)])
         eps = torch.randn(shape, dtype=self.loc.dtype, device=self.loc.device)
         return self.loc + self.scale * eps
 
@@ -67,6 +86,11 @@ class CommonNoiseNormal(dist.Normal):
 class SSVAE(PyroModule):
     """The M2 model for data of ``input_shape`` ((C, H, W) images or (D,) vectors, seen
     flattened as [B, D]) with ``config.num_classes`` classes."""
+
+    capabilities = ("encoder", "decoder", "prior", "sample", "reconstruct", "labels",
+                    "condition")
+    condition_names = ("y",)
+    max_plate_nesting = 1
 
     def __init__(self, config: SSVAEConfig, input_shape):
         super().__init__(name=f"ssvae{next(_instance_ids)}")
@@ -92,8 +116,8 @@ class SSVAE(PyroModule):
         self.decoder = ConditionalMLP(latent, c, tuple(reversed(hidden)),
                                       self.likelihood.params_per_pixel * d, act)
         self.register_buffer("prior_logits", torch.full((c,), -math.log(c)))
-        self.register_buffer("z_loc", torch.zeros(latent))
-        self.register_buffer("z_scale", torch.ones(latent))
+        self.prior = StandardNormalPrior(latent)  # p(z) = N(0, I)
+        self._register_load_state_dict_pre_hook(_rename_old_prior_keys)
         self._y_infer = {"enumerate": config.enumerate} if config.elbo == "enum" else {}
 
     def _plate(self, x: torch.Tensor, n_data: int | None):
@@ -113,7 +137,7 @@ class SSVAE(PyroModule):
         with self._plate(x, n_data):
             y = pyro.sample("y", dist.Categorical(logits=self.prior_logits), obs=y)
             with self._kl_scale():
-                z = pyro.sample("z", dist.Normal(self.z_loc, self.z_scale).to_event(1))
+                z = pyro.sample("z", self.prior())
             out = self.decoder(z, y)
             pyro.sample("x", self.likelihood(out), obs=x)
         return out
@@ -126,9 +150,13 @@ class SSVAE(PyroModule):
                 y = pyro.sample("y", dist.Categorical(logits=self.classifier(x)),
                                 infer=dict(self._y_infer))
             loc, scale = gaussian_head(self.encoder(x, y))
-            q_z = (CommonNoiseNormal if self.config.common_noise else dist.Normal)
+            if self.config.common_noise:
+                q_z = CommonNoiseNormal(loc, scale, [f.dim for f in get_plates()
+                                                     if f.dim is not None], validate_args=False)
+            else:
+                q_z = dist.Normal(loc, scale, validate_args=False)
             with self._kl_scale():
-                return pyro.sample("z", q_z(loc, scale, validate_args=False).to_event(1))
+                return pyro.sample("z", q_z.to_event(1))
 
     def aux_loss(self, x: torch.Tensor, y: torch.Tensor, n_data: int | None = None):
         """-(N / B) sum_i log q(y_i|x_i) for labelled x [B, D], y [B]: the classification loss
@@ -156,6 +184,12 @@ class SSVAE(PyroModule):
         return gaussian_head(self.encoder(x, self.classify(x) if y is None else y))
 
     @torch.no_grad()
+    def condition(self, x: torch.Tensor) -> dict:
+        """What :meth:`decode` needs beside z for the rows of x [B, D]: the most probable
+        class {"y": [B]}."""
+        return {"y": self.classify(x)}
+
+    @torch.no_grad()
     def decode(self, z: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         """Mean of p(x|y,z): z [..., L], y [...] (broadcastable) -> E[x|y,z] [..., D]."""
         return self.likelihood.mean(self.decoder(z, y))
@@ -167,6 +201,14 @@ class SSVAE(PyroModule):
         y = self.classify(x)
         return self.decode(self.encode(x, y)[0], y)
 
+    def particle_bytes(self, batch: int) -> int:
+        """Memory of one importance draw per point for B points, y summed out over C classes
+        (float32; decoder output and hidden layers, with room for temporaries)."""
+        c = self.config
+        width = (self.input_dim * self.likelihood.params_per_pixel + sum(c.hidden)
+                 + 4 * c.latent_dim)
+        return 4 * batch * self.num_classes * width * 3
+
     @torch.no_grad()
     def sample(self, n: int, seed: int | None = None, temperature: float = 1.0) -> torch.Tensor:
         """Decoder means of n draws y ~ p(y), z ~ N(0, T^2 I) (repeatable for a ``seed``): [n, D]."""
@@ -176,3 +218,10 @@ class SSVAE(PyroModule):
             y = dist.Categorical(logits=self.prior_logits).sample((n,))
             z = temperature * torch.randn(n, self.config.latent_dim, device=y.device)
         return self.decode(z, y)
+
+
+def _rename_old_prior_keys(state_dict, prefix, *args):
+    """Checkpoints of pyrovae 0.1 kept p(z)'s parameters as ``z_loc``/``z_scale``."""
+    for old, new in (("z_loc", "prior.loc"), ("z_scale", "prior.scale")):
+        if prefix + old in state_dict:
+            state_dict[prefix + new] = state_dict.pop(prefix + old)

@@ -92,7 +92,7 @@ class SSVAETrainer(Trainer):
 
     def history_row(self, train_elbo: float, test: dict, epoch_seconds: float) -> dict:
         row = super().history_row(train_elbo, test, epoch_seconds)
-        row.pop("beta")
+        row.pop("beta", None)
         seconds = row.pop("seconds")
         return {**row, "val_accuracy": test["val_accuracy"], "test_accuracy": test["accuracy"],
                 "seconds": seconds}

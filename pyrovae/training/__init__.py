@@ -1,7 +1,7 @@
-"""Training: the SVI loop, run folders and checkpoints."""
+"""Training: the SVI loop (``trainer.py``), ``train()`` above it; run folders and checkpoints
+live in ``pyrovae.runs`` below it (re-exported here for convenience)."""
 
-from .checkpoint import load_checkpoint, save_checkpoint
-from .run import Run, load
+from ..runs import Run, load, load_checkpoint, save_checkpoint
 from .trainer import train
 
 __all__ = ["Run", "load", "load_checkpoint", "save_checkpoint", "train"]

@@ -8,7 +8,7 @@ import signal
 import torch
 
 from ..errors import PyroVAEError
-from ..evaluation.traces import paired_traces
+from ..evaluation.traces import point_traces
 
 
 class TrainingInterrupted(PyroVAEError):
@@ -88,9 +88,10 @@ class FiniteWatch:
 
 def _nonfinite_sites(vae, batch) -> list[str]:
     try:
-        guide, model = paired_traces(vae, batch)
+        traces = point_traces(vae, batch, enumerate="none")
     except Exception:  # the networks themselves may fail on NaN weights
         return ["(could not evaluate)"]
+    guide, model = traces.guide, traces.model
     sites = []
     for label, tr in (("guide", guide), ("model", model)):
         for name, site in tr.nodes.items():

@@ -31,34 +31,41 @@ import pyro
 import torch
 from tqdm.auto import tqdm
 
-from .. import __version__
-from ..config import DataConfig, RunConfig, TrainConfig, VAEConfig
+from .._version import __version__
+from ..config import DataConfig, RunConfig, TrainConfig
 from ..data import Dataset
 from ..errors import CheckpointError, ConfigError
 from ..evaluation import evaluate_elbo
 from ..files import atomic_write, write_csv, write_json
+from ..interface import check_interface, has, max_plate_nesting
 from ..kl import beta_at
-from ..model import VAE
-from ..objectives import COMPILED, has_differentiable_loss, make_elbo
+from ..objectives import compiled_form, has_differentiable_loss, make_elbo
+from ..registry import MODEL_KINDS
 from ..reports import save_elbo_curves, save_reconstructions, save_samples
 from ..rng import seed_everything, seeded
-from .checkpoint import CHECKPOINT_NAME, load_checkpoint, save_checkpoint
+from ..runs import (CHECKPOINT_NAME, Run, check_run_dir, config_text, create_run_dir,
+                    describe_device, load_checkpoint, make_model, save_checkpoint)
 from .guards import FiniteWatch, TrainingInterrupted, stop_on_signals
 from .lr_schedule import lr_at
-from .run import Run, check_run_dir, config_text, create_run_dir, describe_device, make_model
+from ..user_model import module_config
+from .programs import bind_programs
 from .state import capture_rng, restore_rng
 
 _PERM_SEED_OFFSET = 7919  # the data order uses a stream apart from dynamic binarization
 RESUMABLE_CHANGES = ("epochs", "progress", "log_every", "checkpoint_every", "eval_batch_size")
 
 
-def resolve_config(config: VAEConfig | RunConfig, data: Dataset, overrides: dict) -> RunConfig:
-    """A RunConfig from a model config or a whole run config, with ``train`` keyword overrides."""
-    if isinstance(config, VAEConfig):
+def resolve_config(config, data: Dataset, overrides: dict) -> RunConfig:
+    """A RunConfig from a model config (of any registered kind), a whole run config, or a
+    user's module (see :func:`module_config`), with ``train`` keyword overrides."""
+    if isinstance(config, torch.nn.Module):
+        config = module_config(config)
+    if type(config) in set(MODEL_KINDS.capability(k, "config") for k in MODEL_KINDS):
         source = data.source or DataConfig(name=data.name, binarize=data.binarize, seed=data.seed)
         config = RunConfig(model=config, data=source)
     elif not isinstance(config, RunConfig):
-        raise ConfigError(f"train() needs a VAEConfig or RunConfig, got {type(config).__name__}")
+        raise ConfigError(f"train() needs a model config (e.g. VAEConfig), a RunConfig or a "
+                          f"PyroModule with model and guide, got {type(config).__name__}")
     if overrides:
         fields = set(TrainConfig.__dataclass_fields__)
         unknown = sorted(set(overrides) - fields)
@@ -69,14 +76,26 @@ def resolve_config(config: VAEConfig | RunConfig, data: Dataset, overrides: dict
     return config
 
 
-def check_compatible(config: RunConfig, data: Dataset, vae: VAE, train_x: torch.Tensor) -> None:
+def check_data(module, x: torch.Tensor, what: str) -> None:
+    """Refuse data the module's likelihood cannot score: its ``likelihood.check`` when it has
+    one (support, binary values, 8-bit grid, ...), else finiteness."""
+    check = getattr(getattr(module, "likelihood", None), "check", None)
+    if callable(check):
+        check(x, what)
+    elif not torch.isfinite(x).all():
+        from ..errors import DataError
+
+        raise DataError(f"{what} has NaN or inf values; clean or drop those rows")
+
+
+def check_compatible(config: RunConfig, data: Dataset, vae, train_x: torch.Tensor) -> None:
     """Refuse, before any training, data that the model cannot fit (``train_x``: the training
     set as the first epoch sees it)."""
     if config.train.batch_size > data.num_train:
         raise ConfigError(f"train.batch_size = {config.train.batch_size} is larger than the "
                           f"training set ({data.num_train} examples); lower it")
-    vae.likelihood.check(train_x, f"{data.name} training data")
-    vae.likelihood.check(data.test_data(), f"{data.name} test data")
+    check_data(vae, train_x, f"{data.name} training data")
+    check_data(vae, data.test_data(), f"{data.name} test data")
 
 
 def check_resumable(saved: RunConfig, wanted: RunConfig, where: Path) -> RunConfig:
@@ -122,12 +141,16 @@ class Trainer:
     itself is shared.
     """
 
-    def __init__(self, config: RunConfig, data: Dataset, out_dir: Path | None):
+    def __init__(self, config: RunConfig, data: Dataset, out_dir: Path | None,
+                 module: torch.nn.Module | None = None):
         self.config, self.tc, self.out_dir = config, config.train, out_dir
+        self.kind = MODEL_KINDS.entry(config.model.kind)
         self.device = describe_device(self.tc.device)
         seed_everything(self.tc.seed)
         try:
-            self.vae = make_model(config.model, data.shape).to(self.device)
+            built = module if module is not None else make_model(config.model, data.shape)
+            check_interface(built)
+            self.vae = built.to(self.device)
         except (RuntimeError, MemoryError) as err:  # e.g. latent_dim = 10**8
             if "memory" not in str(err).lower() and not isinstance(err, MemoryError):
                 raise
@@ -141,8 +164,10 @@ class Trainer:
         prior = getattr(self.vae, "prior", None)  # (an SSVAE has the fixed N(0, I))
         if hasattr(prior, "init_from_data"):  # e.g. VampPrior's pseudo-inputs
             prior.init_from_data(first_epoch, torch.Generator().manual_seed(self.tc.seed))
-        self._beta_const = (torch.tensor(config.model.kl.beta, device=self.device)
-                            if config.model.kl.schedule == "constant" else None)
+        kl = getattr(config.model, "kl", None)  # a kind without a KL weight takes no beta
+        self.kl = kl if self.kind.capabilities.get("beta") else None
+        self._beta_const = (torch.tensor(kl.beta, device=self.device)
+                            if self.kl is not None and kl.schedule == "constant" else None)
         self.elbo = self.make_objective()
         self._validated = False
         # the fast path needs a loss tensor (TraceGraph_ELBO only gives loss_and_grads)
@@ -161,11 +186,14 @@ class Trainer:
         return self.data.num_train
 
     def make_objective(self):
-        """The ELBO estimator; the fast path runs its compiled form where one exists."""
+        """The ELBO estimator; the fast path runs its compiled form where one exists (for
+        kinds that allow compiling)."""
         config = self.config.model
-        self.objective = (COMPILED.get(config.elbo, config.elbo) if self.tc.fast
-                          else config.elbo)
-        return make_elbo(self.objective, config.num_particles, config.kl.free_bits)
+        compiles = self.tc.fast and self.kind.capabilities.get("compile", False)
+        self.objective = compiled_form(config.elbo) if compiles else config.elbo
+        free_bits = self.kl.free_bits if self.kl is not None else 0.0
+        return make_elbo(self.objective, config.num_particles, free_bits,
+                         max_plate_nesting(self.vae))
 
     def epoch_data(self, epoch: int) -> torch.Tensor:
         """The [n, D] rows that ``epoch`` shuffles into minibatches."""
@@ -226,14 +254,23 @@ class Trainer:
             with seeded(0):
                 x0 = self.data.train_x[:self.bsz]  # a batch of the right shape and support
                 x0 = x0 if self.data.binarize == "none" else x0.round()
-                self.elbo.differentiable_loss(self.model, self.guide, x0, self.beta_tensor(),
+                self.elbo.differentiable_loss(self.model, self.guide, *self.step_args(x0),
                                               n_data=self.n)
 
-    def beta_tensor(self) -> torch.Tensor:
-        """beta_t of the current step as a 0-d tensor (an input of compiled objectives)."""
+    def beta_tensor(self) -> torch.Tensor | None:
+        """beta_t of the current step as a 0-d tensor (an input of compiled objectives), or
+        None for a kind without a KL weight."""
         if self._beta_const is not None:
             return self._beta_const
-        return torch.tensor(beta_at(self.config.model.kl, self.step), device=self.device)
+        if self.kl is None:
+            return None
+        return torch.tensor(beta_at(self.kl, self.step), device=self.device)
+
+    def step_args(self, xb: torch.Tensor) -> tuple:
+        """The positional arguments of model and guide for the minibatch xb: (x, beta_t) for
+        kinds with a KL weight, else (x,)."""
+        beta = self.beta_tensor()
+        return (xb,) if beta is None else (xb, beta)
 
     def _apply_lr(self) -> None:
         """Set Adam's rate to the schedule's lr_t for this step (constant: left as built)."""
@@ -245,18 +282,18 @@ class Trainer:
 
     def train_step(self, xb: torch.Tensor) -> torch.Tensor:
         """One SVI step on the minibatch xb [B, D]; returns the loss (-ELBO * N) on the device."""
-        beta = self.beta_tensor()
+        args = self.step_args(xb)
         # fast: Pyro's argument checks on the first step only; generic: on every step
         with pyro.validation_enabled(not (self._validated and self.fast)):
             self.optimizer.zero_grad(set_to_none=True)
             if self.differentiable:
-                loss = self.elbo.differentiable_loss(self.model, self.guide, xb, beta,
+                loss = self.elbo.differentiable_loss(self.model, self.guide, *args,
                                                      n_data=self.n)
                 loss.backward()
                 loss = loss.detach()
             else:
-                loss = torch.as_tensor(self.elbo.loss_and_grads(self.model, self.guide, xb,
-                                                                beta, n_data=self.n))
+                loss = torch.as_tensor(self.elbo.loss_and_grads(self.model, self.guide, *args,
+                                                                n_data=self.n))
         self._validated = True
         if self.tc.clip_norm > 0:
             torch.nn.utils.clip_grad_norm_(self.vae.parameters(), self.tc.clip_norm)
@@ -283,14 +320,16 @@ class Trainer:
                              seed=self.tc.seed)
 
     def history_row(self, train_elbo: float, test: dict, epoch_seconds: float) -> dict:
-        return {"epoch": self.epoch, "step": self.step, "train_elbo": train_elbo,
-                "test_elbo": test["elbo"], "test_log_px_z": test["log_px_z"],
-                "test_kl": test["kl"], "beta": beta_at(self.config.model.kl, self.step - 1),
-                "seconds": epoch_seconds}
+        row = {"epoch": self.epoch, "step": self.step, "train_elbo": train_elbo,
+               "test_elbo": test["elbo"], "test_log_px_z": test["log_px_z"],
+               "test_kl": test["kl"]}
+        if self.kl is not None:
+            row["beta"] = beta_at(self.kl, self.step - 1)
+        return {**row, "seconds": epoch_seconds}
 
     def prepare(self) -> None:
         """Bind the model and guide once (JIT objectives key on their ids) and compile."""
-        self.model, self.guide = self.vae.model, self.vae.guide
+        self.model, self.guide = bind_programs(self.vae)
         self.differentiable = has_differentiable_loss(self.elbo)
         self._compile()
 
@@ -363,24 +402,25 @@ class Trainer:
 
 
 def trainer_class(config: RunConfig) -> type[Trainer]:
-    """The Trainer for the config's model kind."""
-    if config.model.kind == "ssvae":
-        from ..semisupervised.trainer import SSVAETrainer
-
-        return SSVAETrainer
-    return Trainer
+    """The Trainer for the config's model kind: the one its registration names, else this
+    generic one."""
+    return MODEL_KINDS.capability(config.model.kind, "trainer") or Trainer
 
 
-def train(config: VAEConfig | RunConfig, data: Dataset, out: str | Path | None = None,
-          force: bool = False, resume: bool = False, **train_options) -> Run:
-    """Train a VAE on ``data`` and (if ``out`` is given) write a run folder there.
+def train(config, data: Dataset, out: str | Path | None = None, force: bool = False,
+          resume: bool = False, **train_options) -> Run:
+    """Train a model on ``data`` and (if ``out`` is given) write a run folder there.
 
-    ``config`` is a :class:`VAEConfig` (then ``train_options`` such as ``epochs=10``,
-    ``batch_size=128``, ``lr=1e-3``, ``seed=0``, ``device="cpu"`` fill the train section) or a
-    whole :class:`RunConfig`. ``resume=True`` continues the run in ``out`` from its checkpoint
-    (``epochs`` may be raised). Returns a :class:`Run` with the trained VAE, the per-epoch
+    ``config`` is a model config (:class:`VAEConfig`, :class:`SSVAEConfig`, ...; then
+    ``train_options`` such as ``epochs=10``, ``batch_size=128``, ``lr=1e-3``, ``seed=0``,
+    ``device="cpu"`` fill the train section), a whole :class:`RunConfig`, or your own
+    ``PyroModule`` following the model interface (``pyrovae.interface``; it is trained as it
+    is and recorded by import path and constructor arguments, so ``pyrovae.load`` and every
+    command can rebuild it). ``resume=True`` continues the run in ``out`` from its checkpoint
+    (``epochs`` may be raised). Returns a :class:`Run` with the trained model, the per-epoch
     history and the final metrics (ELBOs in nats per data point, higher is better).
     """
+    module = config if isinstance(config, torch.nn.Module) else None
     config = resolve_config(config, data, train_options)
     payload = None
     if resume:
@@ -392,7 +432,7 @@ def train(config: VAEConfig | RunConfig, data: Dataset, out: str | Path | None =
         config = check_resumable(saved, config, out_dir)
     else:
         out_dir = check_run_dir(out, force) if out is not None else None
-    trainer = trainer_class(config)(config, data, out_dir)  # checks device, data, model first
+    trainer = trainer_class(config)(config, data, out_dir, module)  # checks device, data, model
     if out_dir is not None and payload is None:
         create_run_dir(out_dir, force)
     if payload is not None:
@@ -409,10 +449,13 @@ def train(config: VAEConfig | RunConfig, data: Dataset, out: str | Path | None =
 
 
 def write_reports(run: Run, data: Dataset) -> None:
-    """metrics.json and the PNGs of a finished run."""
-    out = run.path
-    save_samples(run.vae, out / "samples.png", seed=run.config.train.seed)
-    run.metrics["reconstruction_mse"] = save_reconstructions(run.vae, data.test_data(),
-                                                             out / "reconstructions.png")
+    """metrics.json and the PNGs of a finished run (samples and reconstructions when the
+    model has those capabilities)."""
+    out, module = run.path, run.vae
+    if has(module, "sample") and hasattr(module, "input_shape"):
+        save_samples(module, out / "samples.png", seed=run.config.train.seed)
+    if has(module, "reconstruct") and hasattr(module, "input_shape"):
+        run.metrics["reconstruction_mse"] = save_reconstructions(module, data.test_data(),
+                                                                 out / "reconstructions.png")
     save_elbo_curves(run.history, out / "elbo.png")
     write_json(out / "metrics.json", run.metrics)

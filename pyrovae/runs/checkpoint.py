@@ -23,6 +23,7 @@ from pathlib import Path
 
 import torch
 
+from .._version import __version__
 from ..errors import CheckpointError
 from ..files import atomic_write
 
@@ -33,8 +34,6 @@ CHECKPOINT_NAME = "checkpoint.pt"
 
 def save_checkpoint(path: str | Path, payload: dict) -> None:
     """Atomically write ``payload`` (see module docstring) to ``path``."""
-    from .. import __version__
-
     buf = io.BytesIO()
     torch.save({"format": FORMAT, "format_version": FORMAT_VERSION,
                 "pyrovae_version": __version__, **payload}, buf)

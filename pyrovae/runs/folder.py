@@ -1,4 +1,5 @@
-"""A run folder and the :class:`Run` object that the API returns for it.
+"""A run folder and the :class:`Run` object that the API returns for it (the layer below
+training and the applications: both write and read run folders through it).
 
     RUN/config.toml          the resolved config (reads back with ``pyrovae.load_config``)
     RUN/checkpoint.pt        model + optimizer state + config (see ``checkpoint.py``)
@@ -9,31 +10,34 @@
 
 from __future__ import annotations
 
-import json
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 
-from ..config import RunConfig, load_config, to_toml
-from ..errors import CheckpointError, ConfigError
-from ..files import read_csv
-from ..model import VAE
-from .checkpoint import CHECKPOINT_NAME, load_checkpoint
+from ..config import RunConfig, to_toml
+from ..errors import CheckpointError, DeviceError
+from .checkpoint import CHECKPOINT_NAME
 
 RUN_FILES = ("config.toml", CHECKPOINT_NAME, "metrics.json", "history.csv")
 
 
 @dataclass
 class Run:
-    """A trained (or loaded) VAE with its config, per-epoch history and final metrics."""
+    """A trained (or loaded) model with its config, per-epoch history and final metrics.
 
-    vae: VAE
+    ``vae`` (also ``module``) is the PyroModule: a VAE, an SSVAE, or a user's own module."""
+
+    vae: torch.nn.Module
     config: RunConfig
     path: Path | None = None
     history: list[dict] = field(default_factory=list)
     metrics: dict = field(default_factory=dict)
+
+    @property
+    def module(self) -> torch.nn.Module:
+        return self.vae
 
     def __repr__(self):
         elbo = self.metrics.get("test_elbo")
@@ -75,52 +79,12 @@ def create_run_dir(out: Path, force: bool = False) -> Path:
     return out
 
 
-def load(path: str | Path, device: str = "cpu") -> Run:
-    """Load a run folder (or a checkpoint file) written by :func:`pyrovae.train`.
-
-    Reads only tensors and plain data (never executes code from the files).
-    """
-    path = Path(path)
-    payload = load_checkpoint(path, device=device)
-    try:
-        config = RunConfig.from_dict(payload["config"])
-    except ConfigError as err:
-        raise CheckpointError(f"'{path}' holds an invalid config: {err}") from None
-    run_dir = path if path.is_dir() else path.parent
-    saved_config = run_dir / "config.toml"
-    if saved_config.is_file() and load_config(saved_config) != config:
-        raise CheckpointError(f"'{saved_config}' does not match the checkpoint's config; the "
-                              f"folder mixes files of different runs")
-    vae = make_model(config.model, payload["input_shape"])
-    try:
-        vae.load_state_dict(payload["model"])
-    except RuntimeError as err:
-        first = str(err).splitlines()[0]
-        raise CheckpointError(f"'{path}' does not fit its own config ({first})") from None
-    vae.to(device).eval()
-    history = read_csv(run_dir / "history.csv") if (run_dir / "history.csv").is_file() else []
-    metrics_file = run_dir / "metrics.json"
-    metrics = json.loads(metrics_file.read_text()) if metrics_file.is_file() else {}
-    return Run(vae, config, run_dir, history, metrics)
-
-
-def make_model(config, input_shape):
-    """The PyroModule a [model] config describes: a VAE, or an SSVAE for kind = "ssvae"."""
-    if config.kind == "ssvae":
-        from ..semisupervised.model import SSVAE
-
-        return SSVAE(config, input_shape)
-    return VAE(config, input_shape)
-
-
 def config_text(config: RunConfig) -> str:
     return "# pyrovae run config (resolved: every key, defaults included)\n" + to_toml(config)
 
 
 def describe_device(device: str) -> torch.device:
     """The torch device for ``device``, or a clear error when this machine lacks it."""
-    from ..errors import DeviceError
-
     if device == "cuda" and not torch.cuda.is_available():
         raise DeviceError("device = \"cuda\" but this machine has no usable CUDA GPU; set "
                           "[train] device = \"cpu\" (or --set device=cpu)")

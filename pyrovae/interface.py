@@ -1,0 +1,122 @@
+"""The model interface: what trainer, evaluation, compare, export and the applications need of
+a model, so that any Pyro program that follows it gets all of them.
+
+Required, of a ``torch.nn.Module`` (normally a ``pyro.nn.PyroModule``)::
+
+    model(x, n_data=None)   a Pyro program p(x, z_1..z_m): x [B, D] observed at one or more
+                            sample sites; every sample site inside one plate named "data"
+                            (``DATA_PLATE``) over the B rows of x, of size ``n_data`` (N) with
+                            the B rows as its subsample, so each log-density is scaled by N / B
+    guide(x, n_data=None)   a Pyro program q(z_1..z_m | x) in the same plate: one site for each
+                            latent site of the model; a discrete site may carry
+                            ``infer={"enumerate": "parallel"}`` to be summed out
+
+A model without the ``n_data`` keyword is run under ``poutine.scale(N / B)`` instead. Latent
+sites are found from the traces, not by name: there may be any number, of any shape, nested in
+further plates inside the data plate, continuous or discrete. ``max_plate_nesting`` (an
+attribute, default 1) is the number of plates nested in the model, the data plate included.
+
+Optional capabilities, each declared by having the method (or listed in a ``capabilities``
+attribute, which then is the whole list)::
+
+    encoder       encode(x) -> (loc [B, L], scale [B, L])  a Gaussian q(z|x) for one latent z
+    decoder       decode(z, **condition) -> E[x|z] [..., D]
+    prior         prior() -> the distribution p(z), event shape [L]
+    sample        sample(n, seed=None, temperature=1.0) -> decoded prior draws [n, D]
+    reconstruct   reconstruct(x) -> E[x | z = E_q[z|x]] [B, D]
+    labels        classify(x) -> [B] classes; model(x, y) and guide(x, y) take labels
+    condition     condition(x) -> dict of what ``decode`` needs beside z (e.g. {"y": classes})
+
+Commands that need a capability call :func:`require`, which refuses in one line that names
+what is missing.
+"""
+
+from __future__ import annotations
+
+import inspect
+
+from .errors import PyroVAEError
+
+DATA_PLATE = "data"
+
+#: capability -> (method that provides it, what it means), in the order they are listed
+CAPABILITIES = {
+    "encoder": ("encode", "a Gaussian encoder encode(x) -> (loc, scale) of q(z|x)"),
+    "decoder": ("decode", "a decoder decode(z) -> E[x|z]"),
+    "prior": ("prior", "a prior p(z) (prior())"),
+    "sample": ("sample", "sampling (sample(n, seed, temperature))"),
+    "reconstruct": ("reconstruct", "reconstructions (reconstruct(x))"),
+    "labels": ("classify", "labels (classify(x); model(x, y))"),
+    "condition": ("condition", "a decoder conditioned on more than z (condition(x))"),
+}
+
+
+class CapabilityError(PyroVAEError, TypeError):
+    """A command needs a capability that the model does not declare."""
+
+
+class InterfaceError(PyroVAEError, TypeError):
+    """A module that does not follow the model interface (no model/guide, sites outside the
+    data plate, ...)."""
+
+
+def capabilities(module) -> frozenset[str]:
+    """The capabilities ``module`` declares: its ``capabilities`` attribute when it has one,
+    else those whose method it has."""
+    declared = getattr(module, "capabilities", None)
+    if declared is not None:
+        return frozenset(declared)
+    return frozenset(c for c, (method, _) in CAPABILITIES.items()
+                     if callable(getattr(module, method, None)))
+
+
+def has(module, capability: str) -> bool:
+    return capability in capabilities(module)
+
+
+def require(module, *needed: str, command: str = "this command") -> None:
+    """Refuse (one line) when ``module`` lacks one of the ``needed`` capabilities."""
+    have = capabilities(module)
+    missing = [c for c in needed if c not in have]
+    if missing:
+        what = " and ".join(CAPABILITIES[c][1] for c in missing)
+        listed = ", ".join(sorted(have)) or "none"
+        raise CapabilityError(f"{command} needs {what}, which {type(module).__name__} does not "
+                              f"declare (its capabilities: {listed}); use a model kind that has "
+                              f"it, or add the method to the module")
+
+
+def refuse_condition(module, command: str, why: str) -> None:
+    """Refuse a command that needs an unconditional decoder p(x|z) on a model whose decoder
+    needs more than z (the 'condition' capability, e.g. the SSVAE's class y)."""
+    if has(module, "condition"):
+        raise CapabilityError(f"{command} needs a decoder p(x|z) of z alone, but "
+                              f"{type(module).__name__} decodes from z and "
+                              f"{', '.join(module.condition_names)}: {why}")
+
+
+def check_interface(module) -> None:
+    """Refuse a module without callable ``model`` and ``guide`` methods."""
+    missing = [m for m in ("model", "guide") if not callable(getattr(module, m, None))]
+    if missing:
+        raise InterfaceError(f"{type(module).__name__} has no {' or '.join(missing)} method: a "
+                             f"pyrovae model is a module with model(x, n_data=None) and "
+                             f"guide(x, n_data=None) Pyro programs (docs/custom_models.md)")
+
+
+def takes_n_data(fn) -> bool:
+    """Whether a model or guide accepts the ``n_data`` keyword (else the trainer scales)."""
+    try:
+        params = inspect.signature(fn).parameters
+    except (TypeError, ValueError):
+        return False
+    return "n_data" in params or any(p.kind is p.VAR_KEYWORD for p in params.values())
+
+
+def max_plate_nesting(module) -> int:
+    return int(getattr(module, "max_plate_nesting", 1))
+
+
+def latent_condition(module, x):
+    """What ``decode`` needs besides z for the rows of x: ``module.condition(x)`` or {}."""
+    return module.condition(x) if has(module, "condition") else {}

@@ -1,0 +1,28 @@
+"""The files of ``pyrovae evaluate``: eval.json, eval_points.csv, khat.png, kl_per_dim.png."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from ..files import write_csv, write_json
+from .evaluation_plots import save_khat_histogram, save_kl_per_dim
+
+
+def write_evaluation(result: dict, out: str | Path) -> list[Path]:
+    """eval.json, eval_points.csv, khat.png and kl_per_dim.png in folder ``out``."""
+    out = Path(out)
+    per_point = result["per_point"]
+    summary = {k: v for k, v in result.items() if k != "per_point"}
+    write_json(out / "eval.json", summary)
+    write_csv(out / "eval_points.csv", [
+        {"index": i, "log_px": float(lp), "khat": None if np.isnan(k) else float(k)}
+        for i, (lp, k) in enumerate(zip(per_point["log_px"], per_point["khat"]))])
+    save_khat_histogram(per_point["khat"], out / "khat.png")
+    names = ["eval.json", "eval_points.csv", "khat.png"]
+    if result.get("activity") is not None:
+        kl = None if result["kl_per_dim"] is None else np.array(result["kl_per_dim"])
+        save_kl_per_dim(kl, np.array(result["activity"]), out / "kl_per_dim.png")
+        names.append("kl_per_dim.png")
+    return [out / name for name in names]
