@@ -36,6 +36,7 @@ from ..evaluation.traces import eval_mode
 from ..files import write_csv, write_json
 from ..reports.applications import save_score_histogram
 from ..rng import seeded
+from ..interface import require
 from .runs import as_run, output_dir, resolve_data
 
 SCORES = ("elbo", "nll", "ratio", "latent")
@@ -94,6 +95,7 @@ def anomaly_scores(vae, x: torch.Tensor, score: str = "elbo", num_samples: int |
     ``mean_image`` [D] (the background model) is needed by the "ratio" score, the training
     points ``x_train`` [M, D] by the "latent" score."""
     if score == "latent":
+        require(vae, "encoder", command="anomaly --score latent")
         if x_train is None:
             raise ConfigError("score \"latent\" needs the training points (x_train)")
         return latent_distance(vae, x, x_train, neighbours)

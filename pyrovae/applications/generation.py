@@ -14,6 +14,7 @@ import torch
 from ..errors import ConfigError
 from ..evaluation import evaluate_elbo
 from ..files import write_json
+from ..interface import has, require
 from ..model import tempered_sample
 from ..reports.plots import save_image_grid, save_reconstructions
 from ..rng import seeded
@@ -29,6 +30,12 @@ def draw(vae, n: int, temperature: float = 1.0, mode: str = "mean", seed: int = 
         raise ConfigError(f"mode = {mode!r} is not one of: {', '.join(MODES)}")
     if n < 1:
         raise ConfigError(f"n = {n} must be >= 1")
+    require(vae, "sample", command="sample")
+    if has(vae, "condition") or not hasattr(vae, "decoder") or not hasattr(vae, "likelihood"):
+        if mode != "mean":  # only the model's own sample(): decoder means
+            raise ConfigError(f"--mode sample needs a VAE with one decoder p(x|z); "
+                              f"{type(vae).__name__} samples decoder means only: use --mode mean")
+        return vae.sample(n, seed=seed, temperature=temperature)
     with seeded(seed):
         out = vae.decoder(tempered_sample(vae.prior(), n, temperature))
         if mode == "mean":
@@ -45,7 +52,7 @@ def sample(run, out=None, n: int = 64, temperature: float = 1.0, mode: str = "me
     x = draw(run.vae, n, temperature, mode, seed)
     save_image_grid(x, run.vae.input_shape, folder / "sample.png", nrow=nrow)
     result = {"n": n, "temperature": temperature, "mode": mode, "seed": seed,
-              "prior": run.config.model.prior.name,
+              "prior": getattr(getattr(run.config.model, "prior", None), "name", None),
               "mean_pixel": float(x.mean()), "std_over_samples": float(x.std(0).mean()),
               "png": str(folder / "sample.png")}
     if save_npy:
@@ -66,6 +73,7 @@ def reconstruct(run, out=None, n: int = 16, data: str = "test") -> dict:
     """Write reconstruct.png (the first n examples of ``data`` beside their reconstructions)
     and reconstruct.json (squared error and ELBO terms over all of ``data``)."""
     run = as_run(run)
+    require(run.vae, "reconstruct", command="reconstruct")
     folder = output_dir(run, out)
     x, _, _ = resolve_data(run, data)
     if n < 1:

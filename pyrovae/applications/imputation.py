@@ -38,6 +38,7 @@ from tqdm.auto import tqdm
 from ..errors import ConfigError, DataError
 from ..evaluation.traces import eval_mode
 from ..files import write_json
+from ..interface import CapabilityError, refuse_condition, require
 from ..reports.applications import save_labelled_grid
 from ..rng import seeded
 from .runs import as_run, grey_levels, output_dir, resolve_data
@@ -152,6 +153,17 @@ def impute_missing(vae, x: torch.Tensor, visible: torch.Tensor, fill: torch.Tens
     return result
 
 
+def _check_sites(vae, x1: torch.Tensor) -> None:
+    """Refuse a model whose sites are not the VAE's: one latent 'z' and one observed 'x'."""
+    from ..evaluation.traces import point_traces
+
+    t = point_traces(vae, x1, enumerate="none")
+    if t.observed != ["x"] or t.sampled != ["z"] or t.prior_only:
+        raise CapabilityError(f"impute conditions a model with one latent site 'z' and one "
+                              f"observed site 'x'; {type(vae).__name__} has latent "
+                              f"{t.sampled + t.prior_only} and observed {t.observed}")
+
+
 def _mixture_draws(proposals, num_samples: int):
     """K = num_samples draws from (1/S) sum_s q(z | x~_s), the same number from each of the
     S proposals (stratified), and their mixture log-density: ([K, B, L], [K, B])."""
@@ -174,8 +186,13 @@ def impute(run, out=None, mask: str = "left-half", n: int = 16, eval_n: int = 0,
     impute.json (squared error per hidden pixel of each method and of the mean-image
     baseline). Returns the numbers."""
     run = as_run(run)
-    vae, folder = run.vae, output_dir(run, out)
+    vae = run.vae
+    require(vae, "encoder", "decoder", command="impute")
+    refuse_condition(vae, "impute", "impute one from the class the classifier predicts with "
+                     "the Python API (decode(z, y=...)), or use a VAE run")
+    folder = output_dir(run, out)
     x, _, dataset = resolve_data(run, data)
+    _check_sites(vae, x[:1])
     grey = grey_levels(dataset, data)
     if n < 1 or gibbs_steps < 0 or num_samples < 1:
         raise ConfigError(f"impute needs n >= 1, gibbs_steps >= 0 and num_samples >= 1, got "

@@ -27,6 +27,7 @@ from torch.distributions import Normal, kl_divergence
 
 from ..errors import ConfigError, DataError
 from ..files import write_csv, write_json
+from ..interface import has, latent_condition, require
 from ..reports.applications import save_labelled_grid, save_latent_scatter
 from ..reports.plots import save_image_grid
 from .runs import as_run, output_dir, resolve_data
@@ -44,6 +45,8 @@ def encode_all(vae, x: torch.Tensor, batch_size: int = 1000):
 
 def gaussian_prior(vae):
     """(loc [L], scale [L]) when p(z) is a diagonal Gaussian, else None."""
+    if not has(vae, "prior"):
+        return None
     prior = vae.prior()
     if isinstance(prior, dist.Independent) and isinstance(prior.base_dist, Normal):
         loc, scale = prior.base_dist.loc, prior.base_dist.scale
@@ -112,17 +115,19 @@ def interpolate(run, out=None, a: int = 0, b: int = 1, steps: int = 10,
     """Write interpolate.png (rows: linear, and spherical for a Gaussian prior; columns:
     x_a, the decoded path, x_b) and interpolate.json. Returns the numbers."""
     run = as_run(run)
+    require(run.vae, "encoder", "decoder", command="interpolate")
     vae, folder = run.vae, output_dir(run, out)
     x, y, _ = resolve_data(run, data)
     a, b = _check_index(a, len(x), "--a"), _check_index(b, len(x), "--b")
     mu = vae.encode(x[[a, b]])[0]
+    cond = latent_condition(vae, x[a:a + 1])  # e.g. the SSVAE decodes with x_a's class
     gauss = gaussian_prior(vae)
     kinds = ["linear"] + (["spherical"] if gauss is not None else [])
     rows, result_paths = [], {}
     for kind in kinds:
         path = interpolation_path(mu[0], mu[1], steps, kind,
                                   *(gauss if gauss is not None else (None, None)))
-        rows.append(torch.cat([x[a:a + 1], vae.decode(path), x[b:b + 1]]))
+        rows.append(torch.cat([x[a:a + 1], vae.decode(path, **cond), x[b:b + 1]]))
         u = path if gauss is None else (path - gauss[0]) / gauss[1]
         result_paths[kind] = {"norms": [round(float(v), 4) for v in u.norm(dim=1)],
                               "z": path.cpu().tolist()}
@@ -134,6 +139,7 @@ def interpolate(run, out=None, a: int = 0, b: int = 1, steps: int = 10,
     result = {"data": data, "a": a, "b": b, "label_a": _label(y, a), "label_b": _label(y, b),
               "steps": steps, "kinds": kinds, "distance": float((mu[0] - mu[1]).norm()),
               "typical_norm": math.sqrt(mu.shape[1]), "paths": result_paths,
+              "condition": {k: v.tolist() for k, v in cond.items()} or None,
               "png": str(folder / "interpolate.png")}
     write_json(folder / "interpolate.json", result)
     return result
@@ -146,13 +152,14 @@ def traverse(run, out=None, dims=None, span: float = 3.0, steps: int = 9, index:
     by -span..span prior standard deviations) and traverse.json (ranking of all dimensions,
     active units, the mean pixel change along each row). Returns the numbers."""
     run = as_run(run)
+    require(run.vae, "encoder", "decoder", command="traverse")
     vae, folder = run.vae, output_dir(run, out)
     x, y, _ = resolve_data(run, data)
     index = _check_index(index, len(x), "--index")
     if steps < 2 or span <= 0:
         raise ConfigError(f"traverse needs steps >= 2 and range > 0, got {steps} and {span}")
     rank = latent_ranking(vae, x)
-    latent = vae.config.latent_dim
+    latent = rank["activity"].numel()
     if dims:
         bad = [d for d in dims if not 0 <= d < latent]
         if bad:
@@ -164,13 +171,14 @@ def traverse(run, out=None, dims=None, span: float = 3.0, steps: int = 9, index:
     gauss = gaussian_prior(vae)
     unit = gauss[1] if gauss is not None else torch.ones(latent, device=x.device)
     centre = vae.encode(x[index:index + 1])[0][0]
+    cond = latent_condition(vae, x[index:index + 1])  # e.g. the SSVAE holds the class fixed
     offsets = torch.linspace(-span, span, steps, device=x.device)
-    base = vae.decode(centre)
+    base = vae.decode(centre[None], **cond)
     rows, changes = [], []
     for d in dims:
         z = centre.repeat(steps, 1)
         z[:, d] = centre[d] + offsets * unit[d]
-        images = vae.decode(z)
+        images = vae.decode(z, **cond)
         rows.append(images)
         changes.append(float((images - base).abs().mean()))
     key = rank["kl"] if rank["kl"] is not None else rank["activity"]
@@ -182,6 +190,7 @@ def traverse(run, out=None, dims=None, span: float = 3.0, steps: int = 9, index:
     result = {"data": data, "index": index, "label": _label(y, index), "span": span,
               "steps": steps, "dims": dims, "order_by": rank["order_by"],
               "mean_abs_change": changes,
+              "condition": {k: v.tolist() for k, v in cond.items()} or None,
               "active_units": int((rank["activity"] > ACTIVE).sum()),
               "ranking": [{"dim": int(d), "kl": None if rank["kl"] is None else
                            float(rank["kl"][d]), "activity": float(rank["activity"][d])}
@@ -246,6 +255,7 @@ def latent_map(run, out=None, projection: str = "pca", n: int = 0, grid: int = 2
     latent_map.csv (index, label, u, v), latent_map.json and, for a 2-D latent,
     latent_manifold.png (the decoded grid). ``n`` > 0 uses the first n examples."""
     run = as_run(run)
+    require(run.vae, "encoder", command="latent-map")
     vae, folder = run.vae, output_dir(run, out)
     x, y, _ = resolve_data(run, data)
     if n:
@@ -267,7 +277,7 @@ def latent_map(run, out=None, projection: str = "pca", n: int = 0, grid: int = 2
               "variance_ratio": ratio,
               "centroid_accuracy_2d": None if y is None else centroid_accuracy(xy, y.to(xy.device)),
               "png": str(folder / "latent_map.png")}
-    if mu.shape[1] == 2:
+    if mu.shape[1] == 2 and has(vae, "decoder") and not has(vae, "condition"):
         save_image_grid(manifold_grid(vae, mu, grid), vae.input_shape,
                         folder / "latent_manifold.png", nrow=grid, scale=2.0)
         result["manifold_png"] = str(folder / "latent_manifold.png")

@@ -11,6 +11,7 @@ from pathlib import Path
 from .common import add_run_argument, open_run
 
 ROWS = (("elbo", "{split}_elbo", "nats"), ("NLL (K={K})", "{split}_nll", "nats"),
+        ("accuracy", "{split}_accuracy", ""),
         ("rate (KL)", "rate", "nats"), ("distortion", "distortion", "nats"),
         ("mutual information", "mutual_info", "nats"), ("active units", "active_units", ""),
         ("k-hat > 0.7", "khat_share_above_0_7", "share of points"),
@@ -22,7 +23,9 @@ def format_table(result: dict) -> str:
     split, lines = result["split"], []
     for label, key, unit in ROWS:
         key = key.format(split=split)
-        value = result[key]
+        value = result.get(key)
+        if value is None:  # e.g. no Gaussian encoder: no posterior diagnostics
+            continue
         shown = f"{value:.4g}" if isinstance(value, float) else str(value)
         if key + "_se" in result:
             shown += f" +- {result[key + '_se']:.2f}"

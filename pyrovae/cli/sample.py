@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+from ..interface import has
 from .common import add_run_argument, open_run, print_result
 
 
@@ -13,7 +14,7 @@ def _sample(args) -> int:
     from ..applications import sample
 
     run = open_run(args)
-    if args.by_class is not None or run.config.model.kind == "ssvae":
+    if args.by_class is not None or has(run.vae, "condition"):
         from ..semisupervised.sampling import by_class  # one row per class (docs/ssvae.md)
 
         columns = 10 if args.by_class is None else args.by_class

@@ -21,7 +21,6 @@ import math
 import resource
 import sys
 import time
-from pathlib import Path
 
 import numpy as np
 import torch

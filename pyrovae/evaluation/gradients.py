@@ -30,6 +30,7 @@ from dataclasses import dataclass
 import torch
 from tqdm.auto import tqdm
 
+from ..interface import max_plate_nesting
 from ..objectives import has_differentiable_loss, make_elbo
 from ..rng import seeded
 
@@ -97,12 +98,15 @@ def gradient_moments(params: dict[str, torch.nn.Parameter], backward, draws: int
     return GradientMoments(mean, m2 / (draws - 1), draws, groups)
 
 
-def estimator(model_config, elbo: str | None = None, num_particles: int | None = None):
+def estimator(model_config, elbo: str | None = None, num_particles: int | None = None,
+              module=None):
     """The Pyro ELBO a run with ``model_config`` trains with (its Python form, not the JIT one),
-    or another objective ``elbo`` / ``num_particles`` on the same model."""
+    or another objective ``elbo`` / ``num_particles`` on the same model (``module``: the model,
+    for its ``max_plate_nesting``)."""
     name = (elbo or model_config.elbo).removeprefix("jit-")
     k = num_particles or model_config.num_particles
-    return make_elbo(name, k, model_config.kl.free_bits)
+    free_bits = getattr(getattr(model_config, "kl", None), "free_bits", 0.0)
+    return make_elbo(name, k, free_bits, max_plate_nesting(module) if module is not None else 1)
 
 
 def elbo_gradient_variance(vae, x: torch.Tensor, elbo=None, draws: int = 100, seed: int = 0,
@@ -112,7 +116,10 @@ def elbo_gradient_variance(vae, x: torch.Tensor, elbo=None, draws: int = 100, se
     ``elbo``: a Pyro ELBO (default: the one ``vae.config`` trains with, see :func:`estimator`).
     Parameter groups are ``vae``'s submodules (``encoder``, ``decoder``, ``prior``, ...).
     """
-    elbo = estimator(vae.config) if elbo is None else elbo
+    if elbo is None:
+        if not hasattr(vae, "config"):
+            raise TypeError("elbo_gradient_variance needs elbo= for a module without .config")
+        elbo = estimator(vae.config, module=vae)
     params = {n: p for n, p in vae.named_parameters() if p.requires_grad}
     b = x.shape[0]
 

@@ -154,7 +154,7 @@ def measure(run, data, spec: RunSpec, settings: Settings, progress: bool) -> dic
     """One row of compare.csv for a trained run."""
     from ..evaluation import evaluate_run
     from ..reports import write_evaluation
-    from ..evaluation.gradients import elbo_gradient_variance, fixed_minibatch
+    from ..evaluation.gradients import elbo_gradient_variance, estimator, fixed_minibatch
 
     row = {"run": spec.name, "combination": spec.combination.label,
            **spec.combination.values, "seed": spec.seed}
@@ -168,13 +168,14 @@ def measure(run, data, spec: RunSpec, settings: Settings, progress: bool) -> dic
                train_seconds=m["seconds"], seconds_per_step=m["seconds"] / max(m["steps"], 1))
     size = settings.grad_batch or spec.config.train.batch_size
     xb = fixed_minibatch(data, size, seed=settings.eval_seed).to(spec.config.train.device)
-    grad = elbo_gradient_variance(run.vae, xb, draws=settings.grad_draws,
-                                  seed=settings.eval_seed, progress=progress)
+    grad = elbo_gradient_variance(run.vae, xb, estimator(spec.config.model, module=run.vae),
+                                  draws=settings.grad_draws, seed=settings.eval_seed,
+                                  progress=progress)
     row.update(grad_var_mean=grad["var_mean"], grad_var_total=grad["var_total"],
                grad_mean_sqnorm=grad["mean_sqnorm"], grad_snr=grad["snr"])
-    for group in ("encoder", "decoder"):
-        row[f"grad_var_total_{group}"] = grad["groups"][group]["var_total"]
-        row[f"grad_snr_{group}"] = grad["groups"][group]["snr"]
+    for group in ("encoder", "decoder"):  # (None for a model without such submodules)
+        row[f"grad_var_total_{group}"] = grad["groups"].get(group, {}).get("var_total")
+        row[f"grad_snr_{group}"] = grad["groups"].get(group, {}).get("snr")
     row.update(asdict(settings))
     return row
 

@@ -19,7 +19,7 @@ import itertools
 import re
 from dataclasses import dataclass, field, replace
 
-from ..config import SECTIONS, RunConfig, _leaves, _resolve_key, apply_overrides
+from ..config import RunConfig, _resolve_key, apply_overrides, settable_keys
 from ..errors import ConfigError
 
 # a '+' that starts another key=value (not the '+' of 1e+3)
@@ -113,9 +113,7 @@ def parse_vary(spec: str) -> list[Option]:
 
 def check_keys(option: Option) -> None:
     """Refuse an unknown or ambiguous key now: a typo is an error, not an invalid combination."""
-    known = {}
-    for section, cls in SECTIONS.items():
-        known.update(_leaves(cls, section))
+    known = settable_keys()  # the keys --set takes: every section, every model kind
     for assignment in option.assignments:
         if "=" not in assignment:
             raise ConfigError(f"--vary value '{option.label}': '{assignment}' is not key=value")

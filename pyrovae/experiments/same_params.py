@@ -66,16 +66,16 @@ def same_parameter_gradients(out, runs, rows: list[dict], settings, data_for, re
                 data = data_for(spec.config)
                 size = settings.grad_batch or spec.config.train.batch_size
                 xb = fixed_minibatch(data, size, settings.eval_seed).to(spec.config.train.device)
-            g = elbo_gradient_variance(run.vae, xb, estimator(model), draws=settings.grad_draws,
-                                       seed=settings.eval_seed)
+            g = elbo_gradient_variance(run.vae, xb, estimator(model, module=run.vae),
+                                       draws=settings.grad_draws, seed=settings.eval_seed)
             row = {"run": spec.name, "combination": spec.combination.label, "objective": label,
                    "own": spec.config.model.elbo == elbo
                    and spec.config.model.num_particles == k,
                    "var_total": g["var_total"], "var_mean": g["var_mean"],
                    "mean_sqnorm": g["mean_sqnorm"], "snr": g["snr"]}
-            for group in ("encoder", "decoder"):
-                row[f"var_total_{group}"] = g["groups"][group]["var_total"]
-                row[f"snr_{group}"] = g["groups"][group]["snr"]
+            for group in ("encoder", "decoder"):  # (None without such submodules)
+                row[f"var_total_{group}"] = g["groups"].get(group, {}).get("var_total")
+                row[f"snr_{group}"] = g["groups"].get(group, {}).get("snr")
             row.update({k2: getattr(settings, k2) for k2 in _KEPT})
             table.append(row)
     return table
@@ -89,7 +89,8 @@ def markdown_same_params(table: list[dict]) -> str:
     for r in table:
         own = " (own)" if str(r["own"]) in ("True", "1") else ""
         cells = [r["combination"], f"{r['objective']}{own}"] + [
-            f"{float(r[k]):.3g}" for k in ("var_total", "snr", "var_total_encoder",
-                                            "snr_encoder", "var_total_decoder", "snr_decoder")]
+            "n/a" if r[k] in (None, "") else f"{float(r[k]):.3g}"
+            for k in ("var_total", "snr", "var_total_encoder", "snr_encoder",
+                      "var_total_decoder", "snr_decoder")]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)

@@ -133,10 +133,11 @@ def _versions() -> dict:
 
 
 class Trainer:
-    """The SVI loop of one run; :func:`train` is its public face.
+    """The SVI loop of one run; :func:`train` is its public face. It knows no model kind.
 
-    Other model kinds subclass it (``pyrovae.semisupervised.SSVAETrainer``) and override the
-    per-run hooks ``setup_data``, ``make_objective``, ``prepare``, ``epoch_data``,
+    A model kind that needs more than one ELBO step per minibatch registers a subclass as its
+    ``trainer`` (``MODEL_KINDS.register(name, build, config=..., trainer=...)``) overriding
+    the per-run hooks ``setup_data``, ``make_objective``, ``prepare``, ``epoch_data``,
     ``train_step``, ``evaluate``, ``history_row``, ``metrics`` and ``write_reports``; the loop
     itself is shared.
     """
