@@ -52,19 +52,30 @@ def _annotation(path: tuple[str, ...]):
     for cls in _variants(path[0]):
         if path[1] in cls.__dataclass_fields__:
             for name in path[1:]:
+                if cls is dict:  # a key inside a table field (model.args.hidden): any value
+                    return None
                 cls = _field_type(cls, name)
             return cls
     raise KeyError(path)
 
 
 def _resolve_key(key: str, all_keys: dict[str, tuple[str, ...]]) -> tuple[str, ...]:
-    """``model.prior.name``, or any unambiguous tail of it: ``prior.name``, ``components``."""
+    """``model.prior.name``, or any unambiguous tail of it: ``prior.name``, ``components``;
+    also a key inside a table-valued field: ``args.hidden`` sets ``model.args.hidden``."""
     if key in all_keys:
         return all_keys[key]
     matches = [full for full in all_keys if full.endswith("." + key)]
     if len(matches) > 1:
         raise ConfigError(f"key '{key}' is ambiguous: write one of {', '.join(matches)}")
     if not matches:
+        parts = key.split(".")
+        for i in range(len(parts) - 1, 0, -1):  # the longest prefix that is a table field
+            try:
+                head = _resolve_key(".".join(parts[:i]), all_keys)
+            except ConfigError:
+                continue
+            if _annotation(head) is dict:
+                return head + tuple(parts[i:])
         raise ConfigError(_unknown_message(key, list(all_keys)))
     return all_keys[matches[0]]
 
