@@ -1,7 +1,9 @@
-"""Training: the SVI loop (``trainer.py``), ``train()`` above it; run folders and checkpoints
-live in ``pyrovae.runs`` below it (re-exported here for convenience)."""
+"""Training: ``train()`` (train.py) above the SVI loop (trainer.py, which knows no model
+kind); checks before training (checks.py), the model/guide callables (programs.py), guards
+against NaN and signals (guards.py), the run's pictures (reports.py). Run folders and
+checkpoints live in ``pyrovae.runs`` below it (re-exported here for convenience)."""
 
 from ..runs import Run, load, load_checkpoint, save_checkpoint
-from .trainer import train
+from .train import train
 
 __all__ = ["Run", "load", "load_checkpoint", "save_checkpoint", "train"]

@@ -24,7 +24,6 @@ from __future__ import annotations
 import contextlib
 import platform
 import time
-from dataclasses import replace
 from pathlib import Path
 
 import pyro
@@ -32,87 +31,25 @@ import torch
 from tqdm.auto import tqdm
 
 from .._version import __version__
-from ..config import DataConfig, RunConfig, TrainConfig
+from ..config import RunConfig
 from ..data import Dataset
 from ..errors import CheckpointError, ConfigError
 from ..evaluation import evaluate_elbo
-from ..files import atomic_write, write_csv, write_json
-from ..interface import check_interface, has, max_plate_nesting
+from ..files import write_csv
+from ..interface import check_interface, max_plate_nesting
 from ..kl import beta_at
 from ..objectives import compiled_form, has_differentiable_loss, make_elbo
 from ..registry import MODEL_KINDS
-from ..reports import save_elbo_curves, save_reconstructions, save_samples
 from ..rng import seed_everything, seeded
-from ..runs import (CHECKPOINT_NAME, Run, check_run_dir, config_text, create_run_dir,
-                    describe_device, load_checkpoint, make_model, save_checkpoint)
+from ..runs import CHECKPOINT_NAME, describe_device, make_model, save_checkpoint
+from .checks import check_compatible
 from .guards import FiniteWatch, TrainingInterrupted, stop_on_signals
 from .lr_schedule import lr_at
-from ..user_model import module_config
 from .programs import bind_programs
+from .reports import write_reports
 from .state import capture_rng, restore_rng
 
 _PERM_SEED_OFFSET = 7919  # the data order uses a stream apart from dynamic binarization
-RESUMABLE_CHANGES = ("epochs", "progress", "log_every", "checkpoint_every", "eval_batch_size")
-
-
-def resolve_config(config, data: Dataset, overrides: dict) -> RunConfig:
-    """A RunConfig from a model config (of any registered kind), a whole run config, or a
-    user's module (see :func:`module_config`), with ``train`` keyword overrides."""
-    if isinstance(config, torch.nn.Module):
-        config = module_config(config)
-    if type(config) in set(MODEL_KINDS.capability(k, "config") for k in MODEL_KINDS):
-        source = data.source or DataConfig(name=data.name, binarize=data.binarize, seed=data.seed)
-        config = RunConfig(model=config, data=source)
-    elif not isinstance(config, RunConfig):
-        raise ConfigError(f"train() needs a model config (e.g. VAEConfig), a RunConfig or a "
-                          f"PyroModule with model and guide, got {type(config).__name__}")
-    if overrides:
-        fields = set(TrainConfig.__dataclass_fields__)
-        unknown = sorted(set(overrides) - fields)
-        if unknown:
-            raise ConfigError(f"unknown train() option '{unknown[0]}' (valid: "
-                              f"{', '.join(sorted(fields))})")
-        config = replace(config, train=replace(config.train, **overrides))
-    return config
-
-
-def check_data(module, x: torch.Tensor, what: str) -> None:
-    """Refuse data the module's likelihood cannot score: its ``likelihood.check`` when it has
-    one (support, binary values, 8-bit grid, ...), else finiteness."""
-    check = getattr(getattr(module, "likelihood", None), "check", None)
-    if callable(check):
-        check(x, what)
-    elif not torch.isfinite(x).all():
-        from ..errors import DataError
-
-        raise DataError(f"{what} has NaN or inf values; clean or drop those rows")
-
-
-def check_compatible(config: RunConfig, data: Dataset, vae, train_x: torch.Tensor) -> None:
-    """Refuse, before any training, data that the model cannot fit (``train_x``: the training
-    set as the first epoch sees it)."""
-    if config.train.batch_size > data.num_train:
-        raise ConfigError(f"train.batch_size = {config.train.batch_size} is larger than the "
-                          f"training set ({data.num_train} examples); lower it")
-    check_data(vae, train_x, f"{data.name} training data")
-    check_data(vae, data.test_data(), f"{data.name} test data")
-
-
-def check_resumable(saved: RunConfig, wanted: RunConfig, where: Path) -> RunConfig:
-    """The saved config with the few train keys that may change on resume taken from ``wanted``."""
-    for section in ("model", "data", "train"):
-        a, b = getattr(saved, section), getattr(wanted, section)
-        for key in a.__dataclass_fields__:
-            if getattr(a, key) != getattr(b, key) and not (section == "train"
-                                                           and key in RESUMABLE_CHANGES):
-                raise CheckpointError(
-                    f"cannot resume '{where}': its checkpoint was made with {section}.{key} = "
-                    f"{getattr(a, key)!r}, not {getattr(b, key)!r}; only train."
-                    f"{{{','.join(RESUMABLE_CHANGES)}}} may change (or start a new run)")
-    if wanted.train.epochs < saved.train.epochs:
-        raise CheckpointError(f"cannot resume '{where}' with fewer epochs ({wanted.train.epochs})"
-                              f" than it was started with ({saved.train.epochs})")
-    return replace(saved, train=wanted.train)
 
 
 def make_adam(params, lr: float, fused: bool) -> torch.optim.Adam:
@@ -383,7 +320,7 @@ class Trainer:
         raise TrainingInterrupted(f"training interrupted at step {self.step} (epoch "
                                   f"{self.epoch}); {where}", signum)
 
-    def write_reports(self, run: Run) -> None:
+    def write_reports(self, run) -> None:
         write_reports(run, self.data)
 
     def metrics(self, test: dict) -> dict:
@@ -406,57 +343,3 @@ def trainer_class(config: RunConfig) -> type[Trainer]:
     """The Trainer for the config's model kind: the one its registration names, else this
     generic one."""
     return MODEL_KINDS.capability(config.model.kind, "trainer") or Trainer
-
-
-def train(config, data: Dataset, out: str | Path | None = None, force: bool = False,
-          resume: bool = False, **train_options) -> Run:
-    """Train a model on ``data`` and (if ``out`` is given) write a run folder there.
-
-    ``config`` is a model config (:class:`VAEConfig`, :class:`SSVAEConfig`, ...; then
-    ``train_options`` such as ``epochs=10``, ``batch_size=128``, ``lr=1e-3``, ``seed=0``,
-    ``device="cpu"`` fill the train section), a whole :class:`RunConfig`, or your own
-    ``PyroModule`` following the model interface (``pyrovae.interface``; it is trained as it
-    is and recorded by import path and constructor arguments, so ``pyrovae.load`` and every
-    command can rebuild it). ``resume=True`` continues the run in ``out`` from its checkpoint
-    (``epochs`` may be raised). Returns a :class:`Run` with the trained model, the per-epoch
-    history and the final metrics (ELBOs in nats per data point, higher is better).
-    """
-    module = config if isinstance(config, torch.nn.Module) else None
-    config = resolve_config(config, data, train_options)
-    payload = None
-    if resume:
-        if out is None:
-            raise ConfigError("resume=True needs out= the run folder to continue")
-        out_dir = Path(out)
-        payload = load_checkpoint(out_dir)
-        saved = RunConfig.from_dict(payload["config"])
-        config = check_resumable(saved, config, out_dir)
-    else:
-        out_dir = check_run_dir(out, force) if out is not None else None
-    trainer = trainer_class(config)(config, data, out_dir, module)  # checks device, data, model
-    if out_dir is not None and payload is None:
-        create_run_dir(out_dir, force)
-    if payload is not None:
-        trainer.restore(payload)
-        trainer.save()  # the checkpoint now carries the resumed config (e.g. more epochs)
-    if out_dir is not None:
-        atomic_write(out_dir / "config.toml", config_text(config))
-    test = trainer.run()
-    run = Run(trainer.vae.eval(), config, out_dir, trainer.history, trainer.metrics(test))
-    if out_dir is not None:
-        with trainer._disk_errors(out_dir):
-            trainer.write_reports(run)
-    return run
-
-
-def write_reports(run: Run, data: Dataset) -> None:
-    """metrics.json and the PNGs of a finished run (samples and reconstructions when the
-    model has those capabilities)."""
-    out, module = run.path, run.vae
-    if has(module, "sample") and hasattr(module, "input_shape"):
-        save_samples(module, out / "samples.png", seed=run.config.train.seed)
-    if has(module, "reconstruct") and hasattr(module, "input_shape"):
-        run.metrics["reconstruction_mse"] = save_reconstructions(module, data.test_data(),
-                                                                 out / "reconstructions.png")
-    save_elbo_curves(run.history, out / "elbo.png")
-    write_json(out / "metrics.json", run.metrics)

@@ -1,0 +1,84 @@
+"""``train()``: above the SVI loop. It resolves the config (a model config of any kind, a
+RunConfig, or a user's module), checks the run folder, builds the kind's Trainer, resumes
+from a checkpoint, runs the loop and writes the reports."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+
+import torch
+
+from ..config import DataConfig, RunConfig, TrainConfig
+from ..data import Dataset
+from ..errors import ConfigError
+from ..files import atomic_write
+from ..registry import MODEL_KINDS
+from ..runs import Run, check_run_dir, config_text, create_run_dir, load_checkpoint
+from ..user_model import module_config
+from .checks import check_resumable
+from .trainer import Trainer, trainer_class
+
+__all__ = ["train", "resolve_config", "Trainer"]
+
+
+def resolve_config(config, data: Dataset, overrides: dict) -> RunConfig:
+    """A RunConfig from a model config (of any registered kind), a whole run config, or a
+    user's module (see :func:`module_config`), with ``train`` keyword overrides."""
+    if isinstance(config, torch.nn.Module):
+        config = module_config(config)
+    if type(config) in set(MODEL_KINDS.capability(k, "config") for k in MODEL_KINDS):
+        source = data.source or DataConfig(name=data.name, binarize=data.binarize, seed=data.seed)
+        config = RunConfig(model=config, data=source)
+    elif not isinstance(config, RunConfig):
+        raise ConfigError(f"train() needs a model config (e.g. VAEConfig), a RunConfig or a "
+                          f"PyroModule with model and guide, got {type(config).__name__}")
+    if overrides:
+        fields = set(TrainConfig.__dataclass_fields__)
+        unknown = sorted(set(overrides) - fields)
+        if unknown:
+            raise ConfigError(f"unknown train() option '{unknown[0]}' (valid: "
+                              f"{', '.join(sorted(fields))})")
+        config = replace(config, train=replace(config.train, **overrides))
+    return config
+
+
+def train(config, data: Dataset, out: str | Path | None = None, force: bool = False,
+          resume: bool = False, **train_options) -> Run:
+    """Train a model on ``data`` and (if ``out`` is given) write a run folder there.
+
+    ``config`` is a model config (:class:`VAEConfig`, :class:`SSVAEConfig`, ...; then
+    ``train_options`` such as ``epochs=10``, ``batch_size=128``, ``lr=1e-3``, ``seed=0``,
+    ``device="cpu"`` fill the train section), a whole :class:`RunConfig`, or your own
+    ``PyroModule`` following the model interface (``pyrovae.interface``; it is trained as it
+    is and recorded by import path and constructor arguments, so ``pyrovae.load`` and every
+    command can rebuild it). ``resume=True`` continues the run in ``out`` from its checkpoint
+    (``epochs`` may be raised). Returns a :class:`Run` with the trained model, the per-epoch
+    history and the final metrics (ELBOs in nats per data point, higher is better).
+    """
+    module = config if isinstance(config, torch.nn.Module) else None
+    config = resolve_config(config, data, train_options)
+    payload = None
+    if resume:
+        if out is None:
+            raise ConfigError("resume=True needs out= the run folder to continue")
+        out_dir = Path(out)
+        payload = load_checkpoint(out_dir)
+        saved = RunConfig.from_dict(payload["config"])
+        config = check_resumable(saved, config, out_dir)
+    else:
+        out_dir = check_run_dir(out, force) if out is not None else None
+    trainer = trainer_class(config)(config, data, out_dir, module)  # checks device, data, model
+    if out_dir is not None and payload is None:
+        create_run_dir(out_dir, force)
+    if payload is not None:
+        trainer.restore(payload)
+        trainer.save()  # the checkpoint now carries the resumed config (e.g. more epochs)
+    if out_dir is not None:
+        atomic_write(out_dir / "config.toml", config_text(config))
+    test = trainer.run()
+    run = Run(trainer.vae.eval(), config, out_dir, trainer.history, trainer.metrics(test))
+    if out_dir is not None:
+        with trainer._disk_errors(out_dir):
+            trainer.write_reports(run)
+    return run
