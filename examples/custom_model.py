@@ -1,5 +1,6 @@
-"""Bring your own model: a VAE with two stochastic layers, written by hand, trained, resumed,
-evaluated and compared by pyrovae like a built-in one (docs/custom_models.md).
+"""Bring your own model: a two-stochastic-layer VAE written by hand, trained and evaluated.
+
+pyrovae trains, resumes, evaluates and compares it like a built-in model (docs/custom_models.md).
 
 The model is Burda et al. (2015)'s two-layer architecture, x -> h -> z1 -> h -> z2:
 
@@ -9,7 +10,8 @@ The model is Burda et al. (2015)'s two-layer architecture, x -> h -> z1 -> h -> 
 
 Run from the repository root (``examples`` has no ``__init__.py``; from the root it imports as
 a namespace package, so the run records ``target = "examples.custom_model:TwoLayerVAE"``, and
-``pyrovae load``/``evaluate``/``train --resume`` find it when they too run from the root)::
+``pyrovae.load``, ``pyrovae evaluate`` and ``pyrovae train --resume`` find it when they
+too run from the root)::
 
     python -m examples.custom_model --epochs 5 --out runs/two-layer --nll-samples 1000
     pyrovae evaluate runs/two-layer --nll-samples 5000      # the CLI rebuilds the class
@@ -73,12 +75,16 @@ class TwoLayerVAE(PyroModule):
         super().__init__()
         self.input_shape, self.hidden, self.latent = tuple(input_shape), hidden, latent
         (h1, h2), (l1, l2), d = hidden, latent, math.prod(self.input_shape)
-        self.encoder = nn.ModuleDict({"z1": GaussianMLP(d, h1, l1), "z2": GaussianMLP(l1, h2, l2)})
-        self.decoder = nn.ModuleDict({"z1": GaussianMLP(l2, h2, l1), "x": nn.Sequential(
-            nn.Linear(l1, h1), nn.Tanh(), nn.Linear(h1, h1), nn.Tanh(), nn.Linear(h1, d))})
+        self.encoder = nn.ModuleDict({"z1": GaussianMLP(d, h1, l1),     # q(z1|x)
+                                      "z2": GaussianMLP(l1, h2, l2)})   # q(z2|z1)
+        self.decoder = nn.ModuleDict({"z1": GaussianMLP(l2, h2, l1),     # p(z1|z2)
+                                      "x": nn.Sequential(               # logits of p(x|z1)
+                                          nn.Linear(l1, h1), nn.Tanh(), nn.Linear(h1, h1),
+                                          nn.Tanh(), nn.Linear(h1, d))})
 
     def _plate(self, x, n_data):  # every site in "data"; N / B scales a minibatch to N points
-        return pyro.plate("data", n_data or x.shape[0], subsample=torch.arange(x.shape[0]))
+        b = x.shape[0]
+        return pyro.plate("data", n_data or b, subsample=torch.arange(b, device=x.device))
 
     def model(self, x, n_data=None):
         with self._plate(x, n_data):
@@ -93,10 +99,12 @@ class TwoLayerVAE(PyroModule):
 
     @torch.no_grad()
     def sample(self, n, seed=None, temperature=1.0):  # E[x|z1], z2 ~ p(z2), z1 ~ p(z1|z2)
+        device = next(self.parameters()).device
         with seeded(seed) if seed is not None else contextlib.nullcontext():
-            z2 = temperature * torch.randn(n, self.latent[1], device=self.decoder["x"][0].weight.device)
+            z2 = temperature * torch.randn(n, self.latent[1], device=device)
             loc, scale = self.decoder["z1"](z2)
-            return torch.sigmoid(self.decoder["x"](loc + temperature * scale * torch.randn_like(loc)))
+            z1 = loc + temperature * scale * torch.randn_like(loc)
+        return torch.sigmoid(self.decoder["x"](z1))
 
     @torch.no_grad()
     def reconstruct(self, x):  # E[x | z1 = E_q[z1|x]]
@@ -113,16 +121,22 @@ def main(argv=None):
                         help="importance samples per test point for log p(x) (>= 25)")
     parser.add_argument("--eval-points", type=int, default=1000,
                         help="evaluate on the first N test images (0 = all 10,000)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the initial parameters "
+                        "and of training (default 0)")
     parser.add_argument("--force", action="store_true", help="overwrite an existing --out")
     args = parser.parse_args(argv)
 
-    # The class under its import path, not as "__main__" (python -m / python FILE run this
-    # file as __main__, and a run records the class's module to rebuild it).
-    from examples.custom_model import TwoLayerVAE as Model
+    # The class under its import path, not as "__main__" (python -m runs this file as
+    # __main__, and a run records the module of the class to rebuild it from).
+    try:
+        from examples.custom_model import TwoLayerVAE as Model
+    except ImportError:
+        raise SystemExit("run from the repository root: python -m examples.custom_model") from None
 
     data = load_dataset("mnist", binarize="dynamic")
+    pyro.set_rng_seed(args.seed)  # train() seeds training; the initial parameters are ours
     run = train(Model(data.shape), data, out=args.out, epochs=args.epochs, batch_size=100,
-                lr=1e-3, progress=False, force=args.force)
+                lr=1e-3, seed=args.seed, progress=False, force=args.force)
     for row in run.history:
         print(f"epoch {row['epoch']:3d}  train ELBO {row['train_elbo']:8.2f}  "
               f"test ELBO {row['test_elbo']:8.2f}")

@@ -34,8 +34,11 @@ what is missing.
 from __future__ import annotations
 
 import inspect
+import math
 
-from .errors import PyroVAEError
+import torch
+
+from .errors import DataError, PyroVAEError
 
 DATA_PLATE = "data"
 
@@ -120,3 +123,22 @@ def max_plate_nesting(module) -> int:
 def latent_condition(module, x):
     """What ``decode`` needs besides z for the rows of x: ``module.condition(x)`` or {}."""
     return module.condition(x) if has(module, "condition") else {}
+
+
+def check_data(module, x: torch.Tensor, what: str) -> None:
+    """Refuse data the module's likelihood cannot score: its ``likelihood.check`` when it has
+    one (support, binary values, 8-bit grid, ...), else finiteness."""
+    check = getattr(getattr(module, "likelihood", None), "check", None)
+    if callable(check):
+        check(x, what)
+    elif not torch.isfinite(x).all():
+        raise DataError(f"{what} has NaN or inf values; clean or drop those rows")
+
+
+def input_dim(module) -> int | None:
+    """D, the size of one flattened data point, when the module says (``input_dim`` or
+    ``input_shape``); else None."""
+    if getattr(module, "input_dim", None) is not None:
+        return int(module.input_dim)
+    shape = getattr(module, "input_shape", None)
+    return math.prod(shape) if shape is not None else None

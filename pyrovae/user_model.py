@@ -87,6 +87,10 @@ def module_config(module: torch.nn.Module, **settings) -> ModuleConfig:
     if "<locals>" in cls.__qualname__:
         raise ConfigError(f"{cls.__qualname__} is defined inside a function, so it cannot be "
                           f"imported to rebuild the run; define it at the top of a module")
+    if cls.__module__ == "__main__":
+        raise ConfigError(f"{cls.__qualname__} is defined in the script being run (__main__), "
+                          f"so other commands cannot import it to rebuild the run; move it into "
+                          f"a module and import it from there (or run the script with python -m)")
     args = getattr(module, "init_args", None)
     if args is None:
         args = {}

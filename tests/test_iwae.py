@@ -10,6 +10,7 @@ import torch
 from pyrovae import VAE, VAEConfig, load_dataset, train
 from pyrovae.errors import ConfigError
 from pyrovae.evaluation import log_likelihood, log_weights
+from pyrovae.interface import InterfaceError
 from pyrovae.objectives import IWAE_ELBO, make_elbo
 from test_likelihood import ppca
 
@@ -120,5 +121,29 @@ def test_rejects_sites_outside_the_data_plate():
     def guide():
         pyro.sample("g", pyro.distributions.Normal(0.0, 1.0))
 
-    with pytest.raises(NotImplementedError, match="data plate"):
+    with pytest.raises(InterfaceError, match="site 'g' is not inside the plate named 'data'"):
         IWAE_ELBO(num_particles=3).loss(model, guide)
+
+
+def test_sites_in_a_plate_nested_in_the_data_plate_are_summed_per_point():
+    """x [B, P] observed in a plate inside the data plate: with K = 1 the bound is the ELBO of
+    the same draw (Trace_ELBO, max_plate_nesting = 2)."""
+    x = torch.randn(5, 3)
+
+    def model(x):
+        with pyro.plate("data", 5, dim=-2):
+            z = pyro.sample("z", pyro.distributions.Normal(0.0, 1.0))
+            with pyro.plate("pixels", 3, dim=-1):
+                pyro.sample("x", pyro.distributions.Normal(z, 1.0), obs=x)
+
+    def guide(x):
+        with pyro.plate("data", 5, dim=-2):
+            pyro.sample("z", pyro.distributions.Normal(x.mean(-1, keepdim=True), 0.5))
+
+    pyro.set_rng_seed(0)
+    iwae = IWAE_ELBO(num_particles=1, max_plate_nesting=2).loss(model, guide, x)
+    pyro.set_rng_seed(0)
+    trace = pyro.infer.Trace_ELBO(max_plate_nesting=2).loss(model, guide, x)
+    assert iwae == pytest.approx(trace, rel=1e-6)
+    k5 = IWAE_ELBO(num_particles=5, max_plate_nesting=2).loss(model, guide, x)
+    assert math.isfinite(k5)

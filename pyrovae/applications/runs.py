@@ -19,6 +19,7 @@ import torch
 from ..config import DataConfig, load_config
 from ..errors import CheckpointError, DataError
 from ..evaluation.evaluate import SPLITS, split_data
+from ..interface import check_data, input_dim
 from ..runs import Run, load
 
 
@@ -78,10 +79,11 @@ def resolve_data(run: Run, spec: str = "test"):
     data = load_dataset(cfg).to(device_of(run))
     x = split_data(data, split, seed=run.config.train.seed)
     y = data.test_y if split == "test" else data.train_y
-    if x.shape[1] != run.vae.input_dim:
+    wanted = input_dim(run.vae)
+    if wanted is not None and x.shape[1] != wanted:
         raise DataError(f"data '{spec}' has {x.shape[1]} values per example but the run's "
-                        f"model takes {run.vae.input_dim}; use data of the kind it was trained on")
-    run.vae.likelihood.check(x, f"data '{spec}'")
+                        f"model takes {wanted}; use data of the kind it was trained on")
+    check_data(run.vae, x, f"data '{spec}'")
     return x, y, data
 
 

@@ -195,7 +195,9 @@ class ModuleConfig:
     target: str = _f("", "import path of the module's class or factory: 'package.module:Name'")
     args: dict = field(default_factory=dict,
                        metadata={"help": "keyword arguments of target (a TOML table)"})
-    elbo: str = _f("trace", "objective (Pyro ELBO estimator)", choices=ALL_OBJECTIVES)
+    elbo: str = _f("trace", "objective (Pyro ELBO estimator; the compiled jit-* forms need "
+                   "parameters Pyro records, so they are the built-in kinds')",
+                   choices=ALL_OBJECTIVES.where(jit=False))
     num_particles: int = _f(1, "Monte Carlo samples of the latents per data point and step",
                             min=1)
 

@@ -26,7 +26,27 @@ import pyro.infer as infer
 import torch
 from pyro.infer.enum import get_importance_trace
 
+from ..interface import DATA_PLATE, InterfaceError
 from ..registry import OBJECTIVES
+
+
+def _per_point(name: str, site, k: int) -> torch.Tensor:
+    """A site's log-density per particle and data point [K, B]: summed over the plates nested
+    inside the data plate (dims right of it)."""
+    lp = site["unscaled_log_prob"]
+    dims = [f.dim for f in site["cond_indep_stack"] if f.name == DATA_PLATE and f.dim is not None]
+    if not dims:
+        raise InterfaceError(f"iwae: site '{name}' is not inside the plate named "
+                             f"'{DATA_PLATE}'; the bound is per data point, so every site must "
+                             f"be in it")
+    inner = -1 - dims[0]
+    if inner > 0:
+        lp = lp.sum(dim=tuple(range(-inner, 0)))
+    if lp.dim() != 2 or lp.shape[0] != k:
+        raise InterfaceError(f"iwae: site '{name}' has per-point log-density shape "
+                             f"{tuple(lp.shape)}, not [K, B] with K = {k}; put the particle "
+                             f"plate's dim left of every plate (max_plate_nesting)")
+    return lp
 
 
 class IWAE_ELBO(infer.ELBO):
@@ -52,20 +72,15 @@ class IWAE_ELBO(infer.ELBO):
         if not observed:
             raise ValueError("iwae: the model has no observed site")
         scale = torch.as_tensor(observed[0]["scale"])
-        shape = (k,) + tuple(observed[0]["unscaled_log_prob"].shape[1:])  # (K, B)
         log_w = 0.0
         for trace, sign in ((model_trace, 1.0), (guide_trace, -1.0)):
             for name, site in trace.nodes.items():
                 if site["type"] != "sample" or (sign < 0 and site["is_observed"]):
                     continue
                 if sign < 0 and not site["fn"].has_rsample:
-                    raise NotImplementedError(f"iwae needs a reparameterised guide; site "
-                                              f"'{name}' is not (use elbo = \"tracegraph\")")
-                lp = site["unscaled_log_prob"]
-                if tuple(lp.shape) != shape or len(shape) != 2:
-                    raise NotImplementedError(f"iwae: site '{name}' has log-density shape "
-                                              f"{tuple(lp.shape)}; every site must be in the "
-                                              f"data plate, shape [K, B] = {list(shape)}")
+                    raise InterfaceError(f"iwae needs a reparameterised guide; site '{name}' is "
+                                         f"not (use elbo = \"tracegraph\" or \"enum\")")
+                lp = _per_point(name, site, k)
                 log_w = log_w + sign * (torch.as_tensor(site["scale"]) / scale) * lp
         return log_w, scale
 

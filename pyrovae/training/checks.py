@@ -9,19 +9,10 @@ import torch
 
 from ..config import RunConfig
 from ..data import Dataset
-from ..errors import CheckpointError, ConfigError, DataError
+from ..errors import CheckpointError, ConfigError
+from ..interface import check_data
 
 RESUMABLE_CHANGES = ("epochs", "progress", "log_every", "checkpoint_every", "eval_batch_size")
-
-
-def check_data(module, x: torch.Tensor, what: str) -> None:
-    """Refuse data the module's likelihood cannot score: its ``likelihood.check`` when it has
-    one (support, binary values, 8-bit grid, ...), else finiteness."""
-    check = getattr(getattr(module, "likelihood", None), "check", None)
-    if callable(check):
-        check(x, what)
-    elif not torch.isfinite(x).all():
-        raise DataError(f"{what} has NaN or inf values; clean or drop those rows")
 
 
 def check_compatible(config: RunConfig, data: Dataset, vae, train_x: torch.Tensor) -> None:

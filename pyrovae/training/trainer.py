@@ -35,6 +35,7 @@ from ..config import RunConfig
 from ..data import Dataset
 from ..errors import CheckpointError, ConfigError
 from ..evaluation import evaluate_elbo
+from ..evaluation.traces import eval_mode, point_traces
 from ..files import write_csv
 from ..interface import check_interface, max_plate_nesting
 from ..kl import beta_at
@@ -98,6 +99,7 @@ class Trainer:
         self.data = data.to(self.device)
         first_epoch = self.data.train_data(1, self.tc.seed)  # one draw, for both uses below
         check_compatible(config, self.data, self.vae, first_epoch)
+        self._check_programs(first_epoch[:2])
         self.n = self.setup_data()
         prior = getattr(self.vae, "prior", None)  # (an SSVAE has the fixed N(0, I))
         if hasattr(prior, "init_from_data"):  # e.g. VampPrior's pseudo-inputs
@@ -118,6 +120,13 @@ class Trainer:
         self.loss_sum = torch.zeros((), device=self.device)
         self.watch = FiniteWatch(self.device)
         self._last_batch = self.data.train_x[:self.bsz]
+
+    def _check_programs(self, x: torch.Tensor) -> None:
+        """Run the guide and the model once on two rows, outside the run's random stream and
+        in eval mode, so a module that breaks the interface (a site outside the data plate, no
+        observed site) is refused before anything is written or trained."""
+        with seeded(0), eval_mode(self.vae):
+            point_traces(self.vae, x, enumerate="none")
 
     def setup_data(self) -> int:
         """Number of training rows one epoch passes over (here: all of them)."""
