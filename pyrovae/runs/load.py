@@ -1,0 +1,116 @@
+"""Rebuilding a trained model from its run folder: the kind's builder from the registry, then
+the weights from the checkpoint (read with ``weights_only``: no code runs from the file)."""
+
+from __future__ import annotations
+
+import csv
+import json
+import warnings
+from pathlib import Path
+
+import torch
+
+from ..config import RunConfig, load_config
+from ..errors import CheckpointError, ConfigError
+from ..files import read_csv
+from ..limits import check_model
+from ..registry import MODEL_KINDS
+from .checkpoint import load_checkpoint
+from .folder import Run, RunFolderWarning
+
+
+def make_model(config, input_shape) -> torch.nn.Module:
+    """The PyroModule a [model] config describes, built by its registered kind
+    (``pyrovae.registry.MODEL_KINDS``) for data of ``input_shape``; refused in one line when
+    its parameters would not fit in memory (``pyrovae.limits``)."""
+    check_model(config, input_shape)
+    return MODEL_KINDS.get(config.kind)(config, tuple(int(s) for s in input_shape))
+
+
+def load(path: str | Path, device: str = "cpu", module: torch.nn.Module | None = None) -> Run:
+    """Load a run folder (or a checkpoint file) written by :func:`pyrovae.train`.
+
+    The model is rebuilt from the config by its kind: for ``kind = "module"`` (a model you
+    wrote) by importing ``model.target`` and calling it with ``model.args``; pass ``module=``
+    (a fresh instance of the same architecture) to load into it instead. Reads only tensors
+    and plain data from the checkpoint (never executes code from the files).
+    """
+    path = Path(path)
+    payload = load_checkpoint(path, device=device)
+    try:
+        config = RunConfig.from_dict(payload["config"])
+    except ConfigError as err:
+        raise CheckpointError(f"'{path}' holds an invalid config: {err}") from None
+    run_dir = path if path.is_dir() else path.parent
+    saved_config = run_dir / "config.toml"
+    if saved_config.is_file() and load_config(saved_config) != config:
+        raise CheckpointError(f"'{saved_config}' does not match the checkpoint's config; the "
+                              f"folder mixes files of different runs")
+    vae = module if module is not None else make_model(config.model, payload["input_shape"])
+    try:
+        vae.load_state_dict(payload["model"])
+    except RuntimeError as err:
+        first = str(err).splitlines()[0]
+        raise CheckpointError(f"'{path}' does not fit its own config ({first})") from None
+    vae.to(device).eval()
+    # the checkpoint is the source of truth; history.csv and metrics.json are derived from it
+    history = payload.get("history")
+    if not isinstance(history, list):  # (a checkpoint without it: read history.csv)
+        history = _read_history(run_dir / "history.csv")
+    metrics = _read_metrics(run_dir / "metrics.json", payload, config, history)
+    return Run(vae, config, run_dir, list(history), metrics)
+
+
+def _warn(message: str) -> None:
+    warnings.warn(message, RunFolderWarning, stacklevel=3)
+
+
+def _read_history(path: Path) -> list[dict]:
+    if not path.is_file():
+        return []
+    try:
+        rows = read_csv(path)
+        if all(isinstance(row.get("epoch"), int) for row in rows):
+            return rows
+    except (OSError, UnicodeDecodeError, ValueError, csv.Error):
+        pass
+    _warn(f"'{path}' is unreadable or damaged; ignored (the run's history is empty)")
+    return []
+
+
+def _read_metrics(path: Path, payload: dict, config: RunConfig, history: list) -> dict:
+    """metrics.json, or (when it is damaged or describes another step than the checkpoint)
+    the numbers the checkpoint holds, with a warning; {} for a run that never finished."""
+    if not path.is_file():
+        return {}
+    problem = None
+    try:
+        metrics = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, ValueError) as err:
+        problem = f"is unreadable or damaged ({type(err).__name__})"
+    else:
+        step = payload.get("step")
+        if not isinstance(metrics, dict):
+            problem = "is not a JSON object"
+        elif step is not None and metrics.get("steps", step) != step:
+            problem = (f"describes step {metrics.get('steps')}, but the checkpoint is at step "
+                       f"{step}")
+        else:
+            return metrics
+    _warn(f"'{path}' {problem}; using the numbers the checkpoint holds (resume the run with "
+          f"`pyrovae train --resume {path.parent}` to rewrite it)")
+    return rebuilt_metrics(payload, config, history)
+
+
+def rebuilt_metrics(payload: dict, config: RunConfig, history: list) -> dict:
+    """The part of metrics.json that the checkpoint holds: the last history row's numbers,
+    the steps, the training time and the data fingerprint."""
+    last = history[-1] if history else {}
+    metrics = {key: last[key] for key in ("train_elbo", "test_elbo", "test_log_px_z",
+                                          "test_kl", "test_accuracy", "val_accuracy")
+               if key in last}
+    metrics.update(epochs=config.train.epochs, steps=payload.get("step"),
+                   seconds=payload.get("seconds"), rebuilt_from_checkpoint=True)
+    if payload.get("data_sha256"):
+        metrics["data_sha256"] = payload["data_sha256"]
+    return metrics
