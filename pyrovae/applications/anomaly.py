@@ -30,6 +30,8 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from .. import limits
+from ..config.fields import COUNT, SEED, SIZE, check_number
 from ..errors import ConfigError, DataError
 from ..evaluation import elbo_terms, log_likelihood
 from ..evaluation.traces import eval_mode
@@ -108,9 +110,10 @@ def anomaly_scores(vae, x: torch.Tensor, score: str = "elbo", num_samples: int |
         return elbo + background_log_prob(x, mean_image.to(x.device))
     if score not in SCORES:
         raise ConfigError(f"score {score!r} is not one of: {', '.join(SCORES)}")
-    k = num_samples or DEFAULT_SAMPLES[score]
-    if k < 1:
-        raise ConfigError(f"num_samples = {k} must be >= 1")
+    k = DEFAULT_SAMPLES[score] if num_samples is None else check_number(num_samples,
+                                                                        "num_samples", COUNT)
+    batch_size = check_number(batch_size, "batch_size", COUNT)
+    check_scoring_memory(vae, score, k, min(batch_size, max(len(x), 1)))
     if score == "nll":
         return -log_likelihood(vae, x, num_samples=k, batch_size=batch_size, seed=seed,
                                progress=progress)
@@ -120,6 +123,17 @@ def anomaly_scores(vae, x: torch.Tensor, score: str = "elbo", num_samples: int |
             terms = elbo_terms(vae, xb, analytic_kl=True, particles=k)    # each [K, B]
             out.append((terms.kl.double() - terms.log_px_z.double()).mean(0))
     return torch.cat(out)
+
+
+def check_scoring_memory(vae, score: str, k: int, batch: int) -> None:
+    """Refuse K draws per point for batches of ``batch`` points when they cannot fit in
+    memory: K x batch points through the model (elbo, ratio), or the nll's K x batch log
+    weights (its draws come in chunks of a bounded size)."""
+    what, fix = f"scoring with num_samples = {k} (--samples)", "lower --samples (num_samples)"
+    if score == "nll":
+        limits.check_bytes(16 * k * batch, what, fix, device=limits.model_device(vae))
+    elif score in ("elbo", "ratio"):
+        limits.check_points(vae, k * batch, what, fix)
 
 
 def anomalous_labels(run, labels, anomalous_classes=None):
@@ -143,6 +157,14 @@ def anomaly(run, out=None, data: str = "test:all", score: str = "elbo",
     """Score every example of ``data``: anomaly_scores.csv (index, label, anomalous, score),
     anomaly.png (histogram, normal vs anomalous) and anomaly.json (AUROC when labels say
     which examples are anomalous). Returns the numbers."""
+    if score not in SCORES:
+        raise ConfigError(f"score {score!r} is not one of: {', '.join(SCORES)}")
+    if num_samples is not None:
+        num_samples = check_number(num_samples, "num_samples", COUNT)
+    seed, neighbours = check_number(seed, "seed", SEED), check_number(neighbours, "neighbours",
+                                                                      COUNT)
+    if labels_anomalous is not None:
+        labels_anomalous = [check_number(c, "labels_anomalous", SIZE) for c in labels_anomalous]
     run = as_run(run)
     folder = output_dir(run, out)
     x, y, _ = resolve_data(run, data)
@@ -161,7 +183,8 @@ def anomaly(run, out=None, data: str = "test:all", score: str = "elbo",
              "anomalous": "" if anomalous is None else int(anomalous[i]), "score": float(v)}
             for i, v in enumerate(s)]
     write_csv(folder / "anomaly_scores.csv", rows)
-    result = {"data": data, "score": score, "num_samples": num_samples or DEFAULT_SAMPLES[score],
+    k = DEFAULT_SAMPLES[score] if num_samples is None else num_samples
+    result = {"data": data, "score": score, "num_samples": k,
               "n": len(s), "trained_classes": list(run.config.data.classes),
               "anomalous_classes": (list(labels_anomalous) if labels_anomalous else None),
               "mean_score": float(s.mean()), "auroc": None}

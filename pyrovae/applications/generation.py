@@ -11,6 +11,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from .. import limits
+from ..config.fields import COUNT, POSITIVE, SEED, check_number
 from ..errors import ConfigError
 from ..evaluation import evaluate_elbo
 from ..files import write_json
@@ -45,13 +47,21 @@ def draw(vae, n: int, temperature: float = 1.0, mode: str = "mean", seed: int = 
 
 def sample(run, out=None, n: int = 64, temperature: float = 1.0, mode: str = "mean",
            seed: int = 0, save_npy: bool = False, nrow: int = 8) -> dict:
-    """Write sample.png (a grid of n decoded prior draws), sample.json and, with
-    ``save_npy``, sample.npy ([n, *input_shape] float32). Returns the numbers."""
+    """Write sample.png (a grid of the first ``limits.MAX_GRID_IMAGES`` (1024) of n decoded
+    prior draws), sample.json (statistics of all n) and, with ``save_npy``, sample.npy
+    ([n, *input_shape] float32, every draw). Returns the numbers."""
+    n, seed, nrow = check_number(n, "n", COUNT), check_number(seed, "seed", SEED), \
+        check_number(nrow, "nrow", COUNT)
+    temperature = check_number(temperature, "temperature", POSITIVE)
+    if mode not in MODES:
+        raise ConfigError(f"mode = {mode!r} is not one of: {', '.join(MODES)}")
     run = as_run(run)
+    limits.check_points(run.vae, n, f"sampling n = {n} draws at once", "lower --n (n)")
     folder = output_dir(run, out)
     x = draw(run.vae, n, temperature, mode, seed)
-    save_image_grid(x, run.vae.input_shape, folder / "sample.png", nrow=nrow)
-    result = {"n": n, "temperature": temperature, "mode": mode, "seed": seed,
+    shown = min(n, limits.MAX_GRID_IMAGES)
+    save_image_grid(x[:shown], run.vae.input_shape, folder / "sample.png", nrow=nrow)
+    result = {"n": n, "n_shown": shown, "temperature": temperature, "mode": mode, "seed": seed,
               "prior": getattr(getattr(run.config.model, "prior", None), "name", None),
               "mean_pixel": float(x.mean()), "std_over_samples": float(x.std(0).mean()),
               "png": str(folder / "sample.png")}
@@ -70,18 +80,19 @@ def reconstruction_error(vae, x: torch.Tensor, batch_size: int = 1000) -> torch.
 
 
 def reconstruct(run, out=None, n: int = 16, data: str = "test") -> dict:
-    """Write reconstruct.png (the first n examples of ``data`` beside their reconstructions)
-    and reconstruct.json (squared error and ELBO terms over all of ``data``)."""
+    """Write reconstruct.png (the first n examples of ``data`` beside their reconstructions,
+    at most ``limits.MAX_GRID_IMAGES`` / 2 pairs) and reconstruct.json (squared error and ELBO
+    terms over all of ``data``)."""
+    n = check_number(n, "n", COUNT)
     run = as_run(run)
     require(run.vae, "reconstruct", command="reconstruct")
     folder = output_dir(run, out)
     x, _, _ = resolve_data(run, data)
-    if n < 1:
-        raise ConfigError(f"n = {n} must be >= 1")
-    shown = save_reconstructions(run.vae, x, folder / "reconstruct.png", n=n)
+    pairs = min(n, len(x), limits.MAX_GRID_IMAGES // 2)
+    shown = save_reconstructions(run.vae, x, folder / "reconstruct.png", n=pairs)
     errors = reconstruction_error(run.vae, x)
     terms = evaluate_elbo(run.vae, x)
-    result = {"data": data, "n_shown": min(n, len(x)), "n": len(x),
+    result = {"data": data, "n_shown": pairs, "n": len(x),
               "mse_shown": shown, "mse": float(errors.mean()),
               "mse_se": float(errors.std() / len(errors) ** 0.5) if len(errors) > 1 else 0.0,
               "log_px_z": terms["log_px_z"], "elbo": terms["elbo"], "kl": terms["kl"],

@@ -35,6 +35,8 @@ from pyro import poutine
 from pyro.poutine.messenger import Messenger
 from tqdm.auto import tqdm
 
+from .. import limits
+from ..config.fields import COUNT, SEED, SIZE, check_number
 from ..errors import ConfigError, DataError
 from ..evaluation.traces import eval_mode
 from ..files import write_json
@@ -177,6 +179,19 @@ def _mixture_draws(proposals, num_samples: int):
     return z, torch.logsumexp(log_each, dim=1) - math.log(s)
 
 
+def check_imputation_memory(vae, gibbs_steps: int, num_samples: int, batch: int) -> None:
+    """Refuse a batch whose draws cannot fit in memory: the S = gibbs_steps + 1 proposals
+    [S, B, L] (twice), and K' = max(1, K // S) * S draws decoded [K', B, D] with their mixture
+    densities [K', S, B]."""
+    s = gibbs_steps + 1
+    k = max(1, num_samples // s) * s
+    latent = 2 * max(int(getattr(getattr(vae, "config", None), "latent_dim", 1) or 1), 1)
+    extra = limits.FLOAT * (k * s * batch + 2 * s * batch * latent)
+    limits.check_points(vae, 2 * k * batch, f"imputing with num_samples = {num_samples} "
+                        f"(--samples) and gibbs_steps = {gibbs_steps}",
+                        "lower --samples (num_samples) or --gibbs-steps", extra_bytes=extra)
+
+
 def impute(run, out=None, mask: str = "left-half", n: int = 16, eval_n: int = 0,
            gibbs_steps: int = 9, num_samples: int = 200, seed: int = 0, data: str = "test",
            batch_size: int = 100, progress: bool = False) -> dict:
@@ -185,6 +200,11 @@ def impute(run, out=None, mask: str = "left-half", n: int = 16, eval_n: int = 0,
     Writes impute.png (first n: original, masked, imputed, one resampled draw) and
     impute.json (squared error per hidden pixel of each method and of the mean-image
     baseline). Returns the numbers."""
+    n, eval_n = check_number(n, "n", COUNT), check_number(eval_n, "eval_n", SIZE)
+    gibbs_steps = check_number(gibbs_steps, "gibbs_steps", SIZE)
+    num_samples = check_number(num_samples, "num_samples", COUNT)
+    seed, batch_size = check_number(seed, "seed", SEED), check_number(batch_size, "batch_size",
+                                                                      COUNT)
     run = as_run(run)
     vae = run.vae
     require(vae, "encoder", "decoder", command="impute")
@@ -194,10 +214,8 @@ def impute(run, out=None, mask: str = "left-half", n: int = 16, eval_n: int = 0,
     x, _, dataset = resolve_data(run, data)
     _check_sites(vae, x[:1])
     grey = grey_levels(dataset, data)
-    if n < 1 or gibbs_steps < 0 or num_samples < 1:
-        raise ConfigError(f"impute needs n >= 1, gibbs_steps >= 0 and num_samples >= 1, got "
-                          f"{n}, {gibbs_steps}, {num_samples}")
     x = x[:eval_n] if eval_n else x
+    check_imputation_memory(vae, gibbs_steps, num_samples, min(batch_size, len(x)))
     grey = None if grey is None else grey[:len(x)].to(x.device)
     visible = make_mask(mask, len(x), vae.input_shape, seed).to(x.device)
     if visible.all() or not visible.any(dim=1).all():

@@ -25,8 +25,10 @@ import torch
 from pyro import distributions as dist
 from torch.distributions import Normal, kl_divergence
 
+from ..config.fields import INTEGER, POSITIVE, SIZE, Rule, check_number
 from ..errors import ConfigError, DataError
 from ..files import write_csv, write_json
+from ..limits import MAX_GRID_SIDE
 from ..interface import has, latent_condition, require
 from ..reports.applications import save_labelled_grid, save_latent_scatter
 from ..reports.plots import save_image_grid
@@ -34,6 +36,11 @@ from .runs import as_run, output_dir, resolve_data
 
 ACTIVE = 0.01            # activity threshold of an "active" unit (Burda et al. 2015)
 PROJECTIONS = ("pca", "kl")
+#: the arguments' rules (the CLI's options use the same, pyrovae/cli/options.py): a picture
+#: has at most MAX_GRID_SIDE (100) columns (steps) or rows (dimensions), the manifold 100 x 100
+STEPS = Rule(int, 2, max=MAX_GRID_SIDE, note="points on the path, ends included: one column each")
+ROWS = Rule(int, 1, max=MAX_GRID_SIDE, note="one row of the picture each")
+GRID = Rule(int, 1, max=MAX_GRID_SIDE, note="the manifold is GRID x GRID images")
 
 
 @torch.no_grad()
@@ -114,6 +121,8 @@ def interpolate(run, out=None, a: int = 0, b: int = 1, steps: int = 10,
                 data: str = "test") -> dict:
     """Write interpolate.png (rows: linear, and spherical for a Gaussian prior; columns:
     x_a, the decoded path, x_b) and interpolate.json. Returns the numbers."""
+    a, b = check_number(a, "a", INTEGER), check_number(b, "b", INTEGER)
+    steps = check_number(steps, "steps", STEPS)
     run = as_run(run)
     require(run.vae, "encoder", "decoder", command="interpolate")
     vae, folder = run.vae, output_dir(run, out)
@@ -150,14 +159,20 @@ def traverse(run, out=None, dims=None, span: float = 3.0, steps: int = 9, index:
              top: int = 10, data: str = "test") -> dict:
     """Write traverse.png (one row per latent dimension: mu(x_index) with that dimension moved
     by -span..span prior standard deviations) and traverse.json (ranking of all dimensions,
-    active units, the mean pixel change along each row). Returns the numbers."""
+    active units, the mean pixel change along each row). Returns the numbers. At most
+    ``MAX_GRID_SIDE`` (100) rows (``top``, ``dims``) and columns (``steps``)."""
+    span, steps = check_number(span, "span", POSITIVE), check_number(steps, "steps", STEPS)
+    index, top = check_number(index, "index", INTEGER), check_number(top, "top", ROWS)
+    if dims is not None:
+        dims = [check_number(d, "dims", SIZE) for d in dims]
+        if len(dims) > MAX_GRID_SIDE:
+            raise ConfigError(f"dims lists {len(dims)} dimensions: the picture shows at most "
+                              f"{MAX_GRID_SIDE} rows; list fewer")
     run = as_run(run)
     require(run.vae, "encoder", "decoder", command="traverse")
     vae, folder = run.vae, output_dir(run, out)
     x, y, _ = resolve_data(run, data)
     index = _check_index(index, len(x), "--index")
-    if steps < 2 or span <= 0:
-        raise ConfigError(f"traverse needs steps >= 2 and range > 0, got {steps} and {span}")
     rank = latent_ranking(vae, x)
     latent = rank["activity"].numel()
     if dims:
@@ -167,7 +182,7 @@ def traverse(run, out=None, dims=None, span: float = 3.0, steps: int = 9, index:
                               f"(0..{latent - 1})")
         dims = list(dims)
     else:
-        dims = rank["order"][:max(1, top)].tolist()
+        dims = rank["order"][:top].tolist()
     gauss = gaussian_prior(vae)
     unit = gauss[1] if gauss is not None else torch.ones(latent, device=x.device)
     centre = vae.encode(x[index:index + 1])[0][0]
@@ -253,7 +268,11 @@ def latent_map(run, out=None, projection: str = "pca", n: int = 0, grid: int = 2
                data: str = "test") -> dict:
     """Write latent_map.png (posterior means of ``data`` in 2-D, coloured by label),
     latent_map.csv (index, label, u, v), latent_map.json and, for a 2-D latent,
-    latent_manifold.png (the decoded grid). ``n`` > 0 uses the first n examples."""
+    latent_manifold.png (the decoded grid, ``grid`` x ``grid`` <= 100 x 100 images). ``n`` > 0
+    uses the first n examples."""
+    n, grid = check_number(n, "n", SIZE), check_number(grid, "grid", GRID)
+    if projection not in PROJECTIONS:
+        raise ConfigError(f"projection {projection!r} is not one of: {', '.join(PROJECTIONS)}")
     run = as_run(run)
     require(run.vae, "encoder", command="latent-map")
     vae, folder = run.vae, output_dir(run, out)

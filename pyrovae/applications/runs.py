@@ -19,6 +19,7 @@ import torch
 from ..config import DataConfig, load_config
 from ..errors import CheckpointError, DataError
 from ..evaluation.evaluate import SPLITS, split_data
+from ..files import writable_dir
 from ..interface import check_data, input_dim
 from ..runs import Run, load
 
@@ -35,12 +36,14 @@ def as_run(run, device: str = "cpu") -> Run:
 
 
 def output_dir(run: Run, out=None) -> Path:
-    """``out``, or the run's own folder; created if missing."""
+    """``out``, or the run's own folder; created if missing and proven writable (a read-only
+    folder, a path under a file, ... is a one-line :class:`pyrovae.files.WriteError`)."""
     folder = Path(out) if out is not None else run.path
     if folder is None:
         raise CheckpointError("this run has no folder; pass out=DIR for the outputs")
-    folder.mkdir(parents=True, exist_ok=True)
-    return folder
+    fix = ("make it writable, or choose another --out" if out is None
+           else "choose another --out")
+    return writable_dir(folder, "output folder", fix)
 
 
 def device_of(run: Run) -> torch.device:

@@ -6,7 +6,9 @@ anomalous scores (PNG) and the AUROC when labels say which examples are anomalou
 
 from __future__ import annotations
 
+from ..config.fields import COUNT, SEED, SIZE
 from .common import add_data_argument, add_run_argument, open_run, print_result
+from .options import checked, number
 
 
 def _anomaly(args) -> int:
@@ -27,14 +29,15 @@ def add_parser(sub) -> None:
                    help="-ELBO (default), importance-sampled -log p(x), -ELBO against an "
                    "independent-pixel background model (ratio), or the distance of E_q[z|x] "
                    "from the training codes (latent)")
-    p.add_argument("--samples", type=int, help="z draws per example (default 10 for elbo "
-                   "and ratio, 200 for nll)")
-    p.add_argument("--neighbours", type=int, default=1, metavar="K",
+    p.add_argument("--samples", type=number("--samples", COUNT),
+                   help="z draws per example (default 10 for elbo and ratio, 200 for nll)")
+    p.add_argument("--neighbours", type=number("--neighbours", COUNT), default=1, metavar="K",
                    help="latent: distance to the K-th nearest training code (default 1)")
-    p.add_argument("--labels-anomalous", type=int, nargs="+", metavar="LABEL",
+    p.add_argument("--labels-anomalous", type=number("--labels-anomalous", SIZE), nargs="+",
+                   metavar="LABEL",
                    help="labels that count as anomalous (default: the classes the run did "
                    "not train on)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=number("--seed", SEED), default=0)
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--out", help="output folder (default: the run folder)")
-    p.set_defaults(func=_anomaly)
+    p.set_defaults(func=checked(_anomaly))

@@ -15,15 +15,29 @@ def add_common(p: argparse.ArgumentParser) -> None:
 def add_run_argument(p: argparse.ArgumentParser) -> None:
     """The positional RUN_DIR and ``--device`` of every command on a trained run."""
     p.add_argument("run", metavar="RUN_DIR", help="a run folder written by `pyrovae train`")
-    p.add_argument("--device", default="cpu", help="cpu | cuda (default cpu)")
+    from ..config import DEVICES
+    from .options import choice
+
+    p.add_argument("--device", default="cpu", type=choice("--device", DEVICES),
+                   help="cpu | cuda (default cpu)")
     add_common(p)
 
 
 def open_run(args):
-    """Load ``args.run`` (a :class:`pyrovae.Run`) or raise a one-line CheckpointError."""
-    from ..applications.runs import as_run
+    """Load ``args.run`` (a :class:`pyrovae.Run`) or raise a one-line CheckpointError; then
+    prove, before any work, that the command's output folder (``--out``, the folder of
+    ``--arviz FILE``, or the run folder) can be written, else a one-line WriteError."""
+    from ..applications.runs import as_run, output_dir
+    from ..files import writable_dir
 
-    return as_run(args.run, device=args.device)
+    run = as_run(args.run, device=args.device)
+    if getattr(args, "arviz", None):
+        from pathlib import Path
+
+        writable_dir(Path(args.arviz).parent, "output folder", "choose another --arviz path")
+    elif hasattr(args, "out"):
+        output_dir(run, args.out)
+    return run
 
 
 def add_data_argument(p: argparse.ArgumentParser, default: str = "test") -> None:

@@ -12,7 +12,14 @@ from __future__ import annotations
 import shlex
 from pathlib import Path
 
+from ..config.fields import INTEGER, Rule
 from .common import add_common
+from .options import checked, number
+
+#: compare's options are integers (NaN, inf, 2.5 refused here); their lower bounds are
+#: checked, with their own messages, by ``experiments.Settings`` and ``plan`` (the API), and
+#: the seeds' upper bound here: each seed is one run of every combination
+SEEDS = Rule(int, max=1000, note="runs per combination")
 
 
 def _command_line(args, out: Path) -> str:
@@ -62,7 +69,7 @@ def add_parser(sub) -> None:
                         "carry its own settings: elbo=trace,iwae+num_particles=5")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override a config key for every run, e.g. --set epochs=5")
-    p.add_argument("--seeds", type=int, default=1,
+    p.add_argument("--seeds", type=number("--seeds", SEEDS), default=1,
                    help="runs per combination, seeds train.seed, train.seed+1, ... (default 1)")
     p.add_argument("--out", help="output folder (default: runs/compare-<config name>)")
     p.add_argument("--resume", action="store_true",
@@ -73,15 +80,15 @@ def add_parser(sub) -> None:
                         "instead of stopping before training anything")
     p.add_argument("--keep-going", action="store_true",
                    help="after a failing run, go on with the others (exit status 1)")
-    p.add_argument("--nll-samples", type=int, default=1000,
+    p.add_argument("--nll-samples", type=number("--nll-samples", INTEGER), default=1000,
                    help="importance samples K per test point for the NLL (default 1000)")
-    p.add_argument("--eval-points", type=int, default=0,
+    p.add_argument("--eval-points", type=number("--eval-points", INTEGER), default=0,
                    help="evaluate on the first N test points (default 0 = all)")
-    p.add_argument("--grad-draws", type=int, default=100,
+    p.add_argument("--grad-draws", type=number("--grad-draws", INTEGER), default=100,
                    help="gradient estimates for the variance (default 100)")
-    p.add_argument("--grad-batch", type=int, default=0,
+    p.add_argument("--grad-batch", type=number("--grad-batch", INTEGER), default=0,
                    help="size of the fixed minibatch (default 0 = train.batch_size)")
     p.add_argument("--dry-run", action="store_true",
                    help="list the runs and the invalid combinations, train nothing")
     add_common(p)
-    p.set_defaults(func=_compare)
+    p.set_defaults(func=checked(_compare))

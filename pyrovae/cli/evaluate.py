@@ -8,7 +8,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from ..config.fields import COUNT, SEED
+from ..evaluation.evaluate import MAX_POINTS, NLL_SAMPLES
 from .common import add_run_argument, open_run
+from .options import checked, number
 
 ROWS = (("elbo", "{split}_elbo", "nats"), ("NLL (K={K})", "{split}_nll", "nats"),
         ("accuracy", "{split}_accuracy", ""),
@@ -56,15 +59,18 @@ def _evaluate(args) -> int:
 def add_parser(sub) -> None:
     p = sub.add_parser("evaluate", help="NLL, ELBO, k-hat and posterior diagnostics of a run")
     add_run_argument(p)
-    p.add_argument("--nll-samples", type=int, default=5000, metavar="K",
+    p.add_argument("--nll-samples", type=number("--nll-samples", NLL_SAMPLES), default=5000,
+                   metavar="K",
                    help="importance samples per point for log p(x) (default 5000)")
     p.add_argument("--split", choices=("test", "train"), default="test")
-    p.add_argument("--points", type=int, default=None, metavar="N",
+    p.add_argument("--points", type=number("--points", MAX_POINTS), default=None, metavar="N",
                    help="evaluate only the first N points (default: all)")
-    p.add_argument("--seed", type=int, default=0, help="seed of the draws (default 0)")
-    p.add_argument("--batch-size", type=int, default=100, help="points per batch (default 100)")
-    p.add_argument("--memory-mb", type=int, default=512,
+    p.add_argument("--seed", type=number("--seed", SEED), default=0,
+                   help="seed of the draws (default 0)")
+    p.add_argument("--batch-size", type=number("--batch-size", COUNT), default=100,
+                   help="points per batch (default 100)")
+    p.add_argument("--memory-mb", type=number("--memory-mb", COUNT), default=512,
                    help="memory budget of one chunk of samples (default 512)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.add_argument("--out", help="output folder (default: the run folder)")
-    p.set_defaults(func=_evaluate)
+    p.set_defaults(func=checked(_evaluate))

@@ -7,31 +7,43 @@ InferenceData in netCDF (``az.from_netcdf(FILE.nc)``).
 
 from __future__ import annotations
 
+from .. import limits
+from ..config.fields import SEED, Rule
 from ..errors import ConfigError
 from .common import add_run_argument, open_run
+from .options import checked, number
+
+#: draws of z per point (k-hat needs a tail); points exported at once
+DRAWS = Rule(int, 25, note="too few draws: the k-hat of the importance weights needs a tail")
+MAX_POINTS = 10**6
 
 
 def parse_points(text: str) -> list[int]:
-    """'0,5,7' or a range '0-9' (inclusive) -> indices."""
-    out = []
+    """'0,5,7' or a range '0-9' (inclusive) -> indices (at most MAX_POINTS of them)."""
+    spans = []
     try:
         for part in text.split(","):
             if "-" in part.strip()[1:]:
                 lo, hi = part.split("-", 1)
-                out += list(range(int(lo), int(hi) + 1))
+                spans.append((int(lo), int(hi)))
             else:
-                out.append(int(part))
+                spans.append((int(part), int(part)))
     except ValueError:
         raise ConfigError(f"--points '{text}' must be indices like 0,5,7 or a range 0-9") from None
-    return out
+    if sum(max(0, hi - lo + 1) for lo, hi in spans) > MAX_POINTS:
+        raise ConfigError(f"--points '{text}' lists more than {MAX_POINTS} points; export "
+                          f"fewer at once")
+    return [i for lo, hi in spans for i in range(lo, hi + 1)]
 
 
 def _export(args) -> int:
     from ..data import load_dataset
     from ..reports.arviz_export import export_arviz
 
-    run = open_run(args)
     points = parse_points(args.points)
+    run = open_run(args)
+    limits.check_points(run.vae, args.draws * len(points), f"exporting --draws {args.draws} "
+                        f"for {len(points)} points", "lower --draws or export fewer --points")
     path = export_arviz(run, load_dataset(run.config.data), args.arviz, points=points,
                         draws=args.draws, split=args.split, seed=args.seed)
     print(f"written {path}: {len(points)} points x {args.draws} draws "
@@ -44,7 +56,8 @@ def add_parser(sub) -> None:
     add_run_argument(p)
     p.add_argument("--arviz", required=True, metavar="FILE.nc", help="netCDF file to write")
     p.add_argument("--points", default="0-9", help="data point indices (default 0-9)")
-    p.add_argument("--draws", type=int, default=1000, help="draws of z per point (default 1000)")
+    p.add_argument("--draws", type=number("--draws", DRAWS), default=1000,
+                   help="draws of z per point (default 1000)")
     p.add_argument("--split", choices=("test", "train"), default="test")
-    p.add_argument("--seed", type=int, default=0)
-    p.set_defaults(func=_export)
+    p.add_argument("--seed", type=number("--seed", SEED), default=0)
+    p.set_defaults(func=checked(_export))

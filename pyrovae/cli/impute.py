@@ -6,7 +6,9 @@ posterior given the visible ones; error on the hidden pixels against a mean-imag
 
 from __future__ import annotations
 
+from ..config.fields import COUNT, SEED, SIZE
 from .common import add_data_argument, add_run_argument, open_run, print_result
+from .options import checked, number
 
 
 def _impute(args) -> int:
@@ -24,13 +26,17 @@ def add_parser(sub) -> None:
     add_run_argument(p)
     p.add_argument("--mask", default="left-half", help="center, left-half, right-half, "
                    "top-half, bottom-half or random:P (default left-half)")
-    p.add_argument("--n", type=int, default=16, help="images shown (default 16)")
-    p.add_argument("--eval-n", type=int, default=0, help="images scored (0 = all)")
-    p.add_argument("--gibbs-steps", type=int, default=9, help="pseudo-Gibbs steps (default 9)")
-    p.add_argument("--samples", type=int, default=200,
+    p.add_argument("--n", type=number("--n", COUNT), default=16,
+                   help="images shown (default 16; at most the first batch of 100)")
+    p.add_argument("--eval-n", type=number("--eval-n", SIZE), default=0,
+                   help="images scored (0 = all)")
+    p.add_argument("--gibbs-steps", type=number("--gibbs-steps", SIZE), default=9,
+                   help="pseudo-Gibbs steps (default 9)")
+    p.add_argument("--samples", type=number("--samples", COUNT), default=200,
                    help="importance samples per image (default 200)")
-    p.add_argument("--seed", type=int, default=0, help="seed of masks and draws")
+    p.add_argument("--seed", type=number("--seed", SEED), default=0,
+                   help="seed of masks and draws")
     add_data_argument(p)
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--out", help="output folder (default: the run folder)")
-    p.set_defaults(func=_impute)
+    p.set_defaults(func=checked(_impute))

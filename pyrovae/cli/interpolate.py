@@ -6,7 +6,10 @@ of two test images (linear, and spherical for a Gaussian prior).
 
 from __future__ import annotations
 
+from ..applications.latent import STEPS
+from ..config.fields import INTEGER
 from .common import add_data_argument, add_run_argument, open_run, print_result
+from .options import checked, number
 
 
 def _interpolate(args) -> int:
@@ -20,9 +23,12 @@ def _interpolate(args) -> int:
 def add_parser(sub) -> None:
     p = sub.add_parser("interpolate", help="decoded latent path between two test images")
     add_run_argument(p)
-    p.add_argument("--a", type=int, default=0, help="index of the first image (default 0)")
-    p.add_argument("--b", type=int, default=1, help="index of the second image (default 1)")
-    p.add_argument("--steps", type=int, default=10, help="points on the path, ends included")
+    p.add_argument("--a", type=number("--a", INTEGER), default=0,
+                   help="index of the first image (default 0)")
+    p.add_argument("--b", type=number("--b", INTEGER), default=1,
+                   help="index of the second image (default 1)")
+    p.add_argument("--steps", type=number("--steps", STEPS), default=10,
+                   help="points on the path, ends included (2..100, default 10)")
     add_data_argument(p)
     p.add_argument("--out", help="output folder (default: the run folder)")
-    p.set_defaults(func=_interpolate)
+    p.set_defaults(func=checked(_interpolate))

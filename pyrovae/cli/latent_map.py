@@ -6,7 +6,10 @@
 
 from __future__ import annotations
 
+from ..applications.latent import GRID
+from ..config.fields import SIZE
 from .common import add_data_argument, add_run_argument, open_run, print_result
+from .options import checked, number
 
 
 def _latent_map(args) -> int:
@@ -22,8 +25,10 @@ def add_parser(sub) -> None:
     add_run_argument(p)
     p.add_argument("--projection", choices=("pca", "kl"), default="pca",
                    help="for latent_dim > 2: PCA (default) or the two top-KL dimensions")
-    p.add_argument("--n", type=int, default=0, help="use the first N examples (0 = all)")
-    p.add_argument("--grid", type=int, default=20, help="manifold grid size for latent_dim 2")
+    p.add_argument("--n", type=number("--n", SIZE), default=0,
+                   help="use the first N examples (0 = all)")
+    p.add_argument("--grid", type=number("--grid", GRID), default=20,
+                   help="manifold grid size for latent_dim 2 (1..100, default 20)")
     add_data_argument(p)
     p.add_argument("--out", help="output folder (default: the run folder)")
-    p.set_defaults(func=_latent_map)
+    p.set_defaults(func=checked(_latent_map))

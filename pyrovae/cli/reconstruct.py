@@ -6,7 +6,9 @@ reconstruction error over the test set.
 
 from __future__ import annotations
 
+from ..config.fields import COUNT
 from .common import add_data_argument, add_run_argument, open_run, print_result
+from .options import checked, number
 
 
 def _reconstruct(args) -> int:
@@ -18,7 +20,8 @@ def _reconstruct(args) -> int:
 def add_parser(sub) -> None:
     p = sub.add_parser("reconstruct", help="originals beside reconstructions; mean error")
     add_run_argument(p)
-    p.add_argument("--n", type=int, default=16, help="images shown (default 16)")
+    p.add_argument("--n", type=number("--n", COUNT), default=16,
+                   help="images shown (default 16; at most 512 beside their reconstructions)")
     add_data_argument(p)
     p.add_argument("--out", help="output folder (default: the run folder)")
-    p.set_defaults(func=_reconstruct)
+    p.set_defaults(func=checked(_reconstruct))

@@ -6,8 +6,11 @@
 
 from __future__ import annotations
 
+from ..config.fields import COUNT, POSITIVE, SEED
 from ..interface import has
+from ..semisupervised.sampling import COLUMNS
 from .common import add_run_argument, open_run, print_result
+from .options import checked, number
 
 
 def _sample(args) -> int:
@@ -28,15 +31,19 @@ def _sample(args) -> int:
 def add_parser(sub) -> None:
     p = sub.add_parser("sample", help="decode draws from the prior p(z) into a PNG grid")
     add_run_argument(p)
-    p.add_argument("--n", type=int, default=64, help="number of draws (default 64)")
-    p.add_argument("--temperature", type=float, default=1.0,
+    p.add_argument("--n", type=number("--n", COUNT), default=64,
+                   help="number of draws (default 64); sample.png shows the first 1024, "
+                        "sample.npy holds all")
+    p.add_argument("--temperature", type=number("--temperature", POSITIVE), default=1.0,
                    help="spread of z about the prior's mean, 1 = the prior (default 1)")
     p.add_argument("--mode", choices=("mean", "sample"), default="mean",
                    help="show E[x|z] (mean, default) or a draw x ~ p(x|z) (sample)")
-    p.add_argument("--seed", type=int, default=0, help="seed of the draws (default 0)")
+    p.add_argument("--seed", type=number("--seed", SEED), default=0,
+                   help="seed of the draws (default 0)")
     p.add_argument("--save-npy", action="store_true", help="also write sample.npy")
-    p.add_argument("--by-class", type=int, nargs="?", const=10, metavar="COLUMNS",
+    p.add_argument("--by-class", type=number("--by-class", COLUMNS), nargs="?", const=10,
+                   metavar="COLUMNS",
                    help="semi-supervised runs (their default): by_class.png, one row per "
                         "class, the style z shared down each of COLUMNS columns (default 10)")
     p.add_argument("--out", help="output folder (default: the run folder)")
-    p.set_defaults(func=_sample)
+    p.set_defaults(func=checked(_sample))

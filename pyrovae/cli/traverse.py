@@ -6,7 +6,10 @@ mean (dimensions ordered by their KL).
 
 from __future__ import annotations
 
+from ..applications.latent import ROWS, STEPS
+from ..config.fields import INTEGER, POSITIVE, SIZE
 from .common import add_data_argument, add_run_argument, open_run, print_result
+from .options import checked, number
 
 
 def _traverse(args) -> int:
@@ -20,13 +23,16 @@ def _traverse(args) -> int:
 def add_parser(sub) -> None:
     p = sub.add_parser("traverse", help="latent traversals, one row per dimension")
     add_run_argument(p)
-    p.add_argument("--dims", type=int, nargs="+", help="dimensions to show (default: the "
-                   "--top ones by KL)")
-    p.add_argument("--top", type=int, default=10, help="rows when --dims is not given")
-    p.add_argument("--range", type=float, default=3.0,
+    p.add_argument("--dims", type=number("--dims", SIZE), nargs="+", help="dimensions to show "
+                   "(default: the --top ones by KL; at most 100)")
+    p.add_argument("--top", type=number("--top", ROWS), default=10,
+                   help="rows when --dims is not given (1..100, default 10)")
+    p.add_argument("--range", type=number("--range", POSITIVE), default=3.0,
                    help="offsets -R..R in prior standard deviations (default 3)")
-    p.add_argument("--steps", type=int, default=9, help="columns per row (default 9)")
-    p.add_argument("--index", type=int, default=0, help="image whose posterior mean is varied")
+    p.add_argument("--steps", type=number("--steps", STEPS), default=9,
+                   help="columns per row (2..100, default 9)")
+    p.add_argument("--index", type=number("--index", INTEGER), default=0,
+                   help="image whose posterior mean is varied")
     add_data_argument(p)
     p.add_argument("--out", help="output folder (default: the run folder)")
-    p.set_defaults(func=_traverse)
+    p.set_defaults(func=checked(_traverse))

@@ -1,14 +1,22 @@
 """Field machinery of the config dataclasses: coercion of TOML/CLI values to each field's
-type, validation against the field metadata (``choices``, ``min``, ``exclusive_min``), and
-messages for unknown keys that suggest the nearest valid one."""
+type, validation against the field metadata (``choices``, ``min``, ``exclusive_min``,
+``max``), and messages for unknown keys that suggest the nearest valid one.
+
+The bounds of a number are a :class:`Rule`. A config field's rule comes from its metadata; the
+commands' numeric options (``pyrovae/cli/options.py``) and the Python functions behind them
+(``pyrovae.applications``, ``evaluate_run``) use named rules (:data:`SEED`, :data:`COUNT`, ...)
+checked by the same :func:`check_number`, so the API refuses what the CLI and a config file
+refuse, with the same message."""
 
 from __future__ import annotations
 
 import dataclasses
 import difflib
 import math
+import numbers
 import types
 import typing
+from dataclasses import dataclass
 from typing import Any
 
 from ..errors import ConfigError
@@ -76,6 +84,81 @@ def coerce(value: Any, annotation, where: str) -> Any:
     return value
 
 
+SEED_MAX = 2**32 - 1  # NumPy's seeding takes 0 .. 2**32 - 1
+
+
+@dataclass(frozen=True)
+class Rule:
+    """What a number must be: an ``int`` or a (finite) ``float``, with optional bounds.
+
+    ``min`` (``exclusive_min``: strictly above it) and ``max`` are the config fields'
+    metadata of the same names; ``note`` is appended to an out-of-range message."""
+
+    kind: type = int
+    min: float | None = None
+    exclusive_min: bool = False
+    max: float | None = None
+    note: str = ""
+
+    def describe(self) -> str:
+        """e.g. 'an integer >= 1' (for help texts)."""
+        bounds = []
+        if self.min is not None:
+            bounds.append(f"{'>' if self.exclusive_min else '>='} {_plain_number(self.min)}")
+        if self.max is not None:
+            bounds.append(f"<= {_plain_number(self.max)}")
+        kind = "an integer" if self.kind is int else "a finite number"
+        return " ".join([kind, " and ".join(bounds)]) if bounds else kind
+
+
+def _plain_number(x) -> str:
+    return str(int(x)) if float(x).is_integer() else f"{x:g}"
+
+
+#: the rules shared by config fields, command options and the API functions behind them
+SEED = Rule(int, 0, max=SEED_MAX)          # every seed: train.seed, data.seed, --seed
+COUNT = Rule(int, 1)                        # how many (>= 1)
+SIZE = Rule(int, 0)                         # how many, 0 = all / none (>= 0)
+INTEGER = Rule(int)                         # an index (negative counts from the end)
+POSITIVE = Rule(float, 0.0, exclusive_min=True)  # a finite number > 0
+
+
+def _out_of_range(where: str, shown, rule: Rule, op: str, bound) -> ConfigError:
+    note = f" ({rule.note})" if rule.note else ""
+    return ConfigError(f"{where} = {shown!r} is out of range: it must be {op} {bound}{note}")
+
+
+def check_range(v, where: str, rule: Rule, shown=None) -> None:
+    """Refuse a number ``v`` outside ``rule``'s bounds; the message shows ``shown`` (the whole
+    value, e.g. a list of sizes) or else ``v``."""
+    shown = v if shown is None else shown
+    if rule.min is not None and (v < rule.min or (rule.exclusive_min and v == rule.min)):
+        raise _out_of_range(where, shown, rule, ">" if rule.exclusive_min else ">=", rule.min)
+    if rule.max is not None and v > rule.max:
+        raise _out_of_range(where, shown, rule, "<=", rule.max)
+
+
+def check_number(value, where: str, rule: Rule):
+    """A number of an API call or a command option, checked as a config field would be: the
+    rule's type (NumPy integers count as integers; NaN and inf are refused) and bounds."""
+    if rule.kind is int and isinstance(value, numbers.Integral) and not isinstance(value, bool):
+        value = int(value)
+    elif rule.kind is float and isinstance(value, numbers.Real) and not isinstance(value, bool):
+        value = float(value)
+    value = coerce(value, rule.kind, where)
+    check_range(value, where, rule)
+    return value
+
+
+def field_rule(f: dataclasses.Field) -> Rule | None:
+    """The :class:`Rule` of a config field's ``min``/``exclusive_min``/``max`` metadata."""
+    meta = f.metadata
+    if "min" not in meta and "max" not in meta:
+        return None
+    return Rule(kind=float, min=meta.get("min"), exclusive_min=bool(meta.get("exclusive_min")),
+                max=meta.get("max"))
+
+
 def check_fields(obj, section: str) -> None:
     """Coerce and validate every field of a config dataclass against its metadata."""
     for f in dataclasses.fields(obj):
@@ -86,12 +169,10 @@ def check_fields(obj, section: str) -> None:
         items = value if isinstance(value, tuple) else (value,)
         if "choices" in meta and value not in meta["choices"]:
             raise ConfigError(f"{where} = {value!r} is not one of: {', '.join(meta['choices'])}")
+        rule = field_rule(f)
         for v in items:
-            if "min" in meta and isinstance(v, (int, float)):
-                low = meta["min"]
-                if v < low or (meta.get("exclusive_min") and v == low):
-                    op = ">" if meta.get("exclusive_min") else ">="
-                    raise ConfigError(f"{where} = {value!r} is out of range: it must be {op} {low}")
+            if rule is not None and isinstance(v, (int, float)):
+                check_range(v, where, rule, shown=value)
 
 
 def section_from_dict(section_cls, body: dict[str, Any], section: str):

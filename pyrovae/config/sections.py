@@ -7,7 +7,7 @@ A run is described by three sections, each a dataclass::
     [train]   TrainConfig  how it is learned: epochs, batch size, optimizer, device, seed
 
 Each field declares its type and, where it has them, its allowed values (``choices``) and
-bounds (``min``, ``exclusive_min``) in the field metadata; ``fields.check_fields`` validates every field
+bounds (``min``, ``exclusive_min``, ``max``) in the field metadata; ``fields.check_fields`` validates every field
 against them when an instance is built, so ``VAEConfig(latent_dim=0)`` fails at once with a
 message naming the key, the value and what is allowed. Config files are TOML with the three
 sections above; ``--set key=value`` on the command line edits the same fields.
@@ -21,7 +21,7 @@ from typing import Any
 
 from ..errors import ConfigError
 from ..registry import LIKELIHOODS, MODEL_KINDS, NETWORKS, OBJECTIVES as ALL_OBJECTIVES, PRIORS
-from .fields import _unknown_message, check_fields, section_from_dict
+from .fields import SEED_MAX, _unknown_message, check_fields, section_from_dict
 
 # The component names come from the registries (pyrovae.registry), read when a config is
 # checked: a component registered by a plug-in is a valid choice at once.
@@ -245,7 +245,8 @@ class DataConfig:
                        choices=BINARIZE)
     train_size: int = _f(0, "use only the first N training images (0 = all)", min=0)
     test_size: int = _f(0, "use only the first N test images (0 = all)", min=0)
-    seed: int = _f(0, "seed of static binarization, the test binarization and splits", min=0)
+    seed: int = _f(0, "seed of static binarization, the test binarization and splits", min=0,
+                   max=SEED_MAX)
     classes: tuple[int, ...] = _f((), "keep only these labels in train and test ([] = all)",
                                   min=0)
 
@@ -267,7 +268,8 @@ class TrainConfig:
     lr_schedule: str = _f("constant", "learning rate over the run's steps: constant, or cosine "
                           "(from lr down to lr_min)", choices=LR_SCHEDULES)
     lr_min: float = _f(0.0, "cosine: the learning rate at the last step", min=0.0)
-    seed: int = _f(0, "seed of parameters, data order, dynamic binarization and z draws", min=0)
+    seed: int = _f(0, "seed of parameters, data order, dynamic binarization and z draws", min=0,
+                   max=SEED_MAX)
     device: str = _f("cpu", "cpu | cuda", choices=DEVICES)
     eval_batch_size: int = _f(1000, "batch size when evaluating", min=1)
     log_every: int = _f(50, "steps between progress-bar loss updates (each one syncs)", min=1)

@@ -97,11 +97,18 @@ def _as_images(x: np.ndarray, what: str) -> tuple[np.ndarray, tuple[int, ...]]:
 
 
 def _to_unit_float(x: np.ndarray, what: str) -> np.ndarray:
+    """uint8 images / 255, booleans as 0/1, floats as they are; any other integer dtype is
+    refused (is int64 0..255 grey levels, counts, or 0/1 labels? only the user knows)."""
     if x.dtype == np.uint8:
         return x.astype(np.float32) / 255.0
     if x.dtype == bool:
         return x.astype(np.float32)
-    if not (np.issubdtype(x.dtype, np.floating) or np.issubdtype(x.dtype, np.integer)):
+    if np.issubdtype(x.dtype, np.integer):
+        raise DataError(f"{what} has integer dtype {x.dtype}; pyrovae reads 8-bit images as "
+                        f"uint8 (divided by 255) and other numbers as floats, unscaled: save "
+                        f"them as x.astype(np.uint8) for grey levels 0..255, or as "
+                        f"x.astype(np.float32) (e.g. x / 255) for values used as they are")
+    if not np.issubdtype(x.dtype, np.floating):
         raise DataError(f"{what} has dtype {x.dtype}; expected numbers (uint8 images or floats)")
     return x.astype(np.float32)
 

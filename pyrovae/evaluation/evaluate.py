@@ -25,7 +25,9 @@ import time
 import numpy as np
 import torch
 
-from ..errors import ConfigError
+from .. import limits
+from ..config.fields import COUNT, SEED, Rule, check_number
+from ..errors import ConfigError, DataError
 from ..interface import has
 from . import diagnostics
 from .classification import accuracy
@@ -34,6 +36,10 @@ from .likelihood import log_mean_exp, reduce_log_weights
 from .psis import pareto_khat, summarize_khat
 
 SPLITS = ("test", "train")
+#: the arguments' rules (``pyrovae evaluate``'s options use the same)
+NLL_SAMPLES = Rule(int, 25, note="too few draws for the importance-sampled log-likelihood and "
+                   "its k-hat; 5000 is standard")
+MAX_POINTS = Rule(int, 1, note="max_points, the first N points; leave it out for all points")
 
 
 def peak_rss_mb() -> float:
@@ -48,8 +54,8 @@ def split_data(data, split: str, max_points: int | None = None, seed: int = 0) -
     given."""
     if split not in SPLITS:
         raise ConfigError(f"split '{split}' is not one of: {', '.join(SPLITS)}")
-    if max_points is not None and max_points < 1:
-        raise ConfigError(f"max_points = {max_points} must be >= 1 (or None for all points)")
+    if max_points is not None:
+        max_points = check_number(max_points, "max_points", MAX_POINTS)
     x = data.test_data() if split == "test" else data.train_data(0, seed)
     return x[:max_points] if max_points else x
 
@@ -59,13 +65,21 @@ def evaluate_run(run, data, nll_samples: int = 5000, split: str = "test",
                  batch_size: int = 100, memory_mb: int = 512) -> dict:
     """Evaluate ``run.vae`` on ``data`` (a :class:`pyrovae.Dataset`); returns the numbers of
     the module docstring as a JSON-ready dict, plus ``per_point`` (log p(x), k-hat arrays)
-    and ``kl_per_dim``/``activity`` lists. Needs ``nll_samples`` >= 25 for the k-hat fit."""
-    if nll_samples < 25:
-        raise ConfigError(f"nll_samples = {nll_samples} is too few: the importance-sampled "
-                          f"log-likelihood and its k-hat need >= 25 draws (5000 is standard)")
+    and ``kl_per_dim``/``activity`` lists. Needs ``nll_samples`` >= 25 for the k-hat fit and
+    at least 2 points (the standard errors); refuses, before drawing, sizes whose draws or
+    log weights would not fit in memory."""
+    nll_samples = check_number(nll_samples, "nll_samples", NLL_SAMPLES)
+    seed, batch_size = check_number(seed, "seed", SEED), check_number(batch_size, "batch_size",
+                                                                      COUNT)
+    memory_mb = check_number(memory_mb, "memory_mb", COUNT)
     vae = run.vae
     x = split_data(data, split, max_points).to(next(vae.parameters()).device)
     n = x.shape[0]
+    if n < 2:
+        raise DataError(f"evaluating needs at least 2 points (for the standard errors), the "
+                        f"{split} set gives {n}; raise --points (max_points) or use more data")
+    check_evaluation_memory(vae, nll_samples, min(batch_size, n), memory_mb,
+                            min(max(batch_size, 1000), n))
     timings = {}
 
     start = time.perf_counter()
@@ -104,6 +118,22 @@ def evaluate_run(run, data, nll_samples: int = 5000, split: str = "test",
         "per_point": {"log_px": log_px, "khat": khat},
     }
     return result
+
+
+def check_evaluation_memory(vae, nll_samples: int, batch: int, memory_mb: int,
+                            elbo_batch: int) -> None:
+    """Refuse sizes that cannot fit in memory: a chunk of draws (at most ``memory_mb``, at
+    most all K draws of a batch), one batch's K log weights (float64, held twice while they
+    are joined), and the ELBO's batches."""
+    device = limits.model_device(vae)
+    chunk = min(memory_mb * 2**20, limits.inference_bytes(vae, nll_samples * batch))
+    limits.check_bytes(chunk, f"a chunk of samples of memory_mb = {memory_mb} (--memory-mb)",
+                       "lower --memory-mb (memory_mb)", device=device)
+    limits.check_bytes(16 * nll_samples * batch, f"nll_samples = {nll_samples} (--nll-samples) "
+                       f"log weights for batches of {batch} points",
+                       "lower --nll-samples or --batch-size", device=device)
+    limits.check_points(vae, elbo_batch, f"ELBO batches of {elbo_batch} points",
+                        "lower --batch-size (batch_size)")
 
 
 def posterior_diagnostics(vae, x: torch.Tensor, seed: int = 0) -> dict:

@@ -26,7 +26,7 @@ from pathlib import Path
 
 from ..config import RunConfig, load_config
 from ..errors import CheckpointError, ConfigError, PyroVAEError
-from ..files import atomic_write, read_csv, write_csv, write_json
+from ..files import atomic_write, read_csv, writable_dir, write_csv, write_json
 from ..runs import load
 from ..training import train
 from ..runs import CHECKPOINT_NAME
@@ -217,7 +217,7 @@ def compare(base: RunConfig, varies: list[str], out: str | Path, seeds: int = 1,
     for combo in invalid:
         log(f"skipping invalid combination '{combo.label}': {combo.error}")
     done = {row["run"]: row for row in check_out(out, runs, settings, resume, force)}
-    out.mkdir(parents=True, exist_ok=True)
+    writable_dir(out, "comparison folder", "choose another --out")
     keys = [o.key for o in runs[0].combination.options]
     result = CompareResult(out, [], keys, invalid)
     data_for = _DataCache()

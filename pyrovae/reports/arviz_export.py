@@ -20,12 +20,14 @@ reweight them (``log_weight``) or judge how far q is from it (``khat``).
 from __future__ import annotations
 
 import os
+import tempfile
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from ..errors import ConfigError
+from ..files import writable_dir, write_error
 
 
 def _groups(run, x: torch.Tensor, points: list[int], draws: int, seed: int) -> dict:
@@ -112,12 +114,24 @@ def export_arviz(run, data, path: str | Path, points=range(10), draws: int = 100
     path = Path(path)
     if path.suffix != ".nc":
         raise ConfigError(f"--arviz '{path}' must end in .nc (a netCDF file)")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    try:
-        idata.to_netcdf(str(tmp), engine="h5netcdf")
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
+    write_netcdf(idata, path)
     return path
+
+
+def write_netcdf(idata, path: Path) -> None:
+    """``idata.to_netcdf`` into a temporary ``.NAME.XXXXXXXX.tmp`` beside ``path`` (the naming
+    of ``files.atomic_write``), renamed over ``path`` when complete: a failure (disk full,
+    read-only folder) leaves an earlier ``path`` as it was and is a one-line WriteError."""
+    writable_dir(path.parent, "output folder", "choose another --arviz path")
+    tmp = None
+    try:
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        os.close(fd)
+        idata.to_netcdf(tmp, engine="h5netcdf")
+        os.replace(tmp, path)
+    except OSError as err:
+        raise write_error(path, err, "free space or make the folder writable, or choose "
+                                     "another --arviz path") from err
+    finally:
+        if tmp is not None and os.path.exists(tmp):
+            os.unlink(tmp)

@@ -7,10 +7,12 @@ unpickler refuses anything else, so a crafted checkpoint cannot execute code on 
     {"format": "pyrovae-checkpoint", "format_version": 1, "pyrovae_version": str,
      "config": RunConfig.to_dict(), "input_shape": [..], "model": state_dict,
      "optimizer": state_dict, "epoch": int, "batch": int, "step": int, "loss_sum": tensor,
-     "seconds": float, "history": [row, ...], "rng": {...}}
+     "seconds": float, "history": [row, ...], "rng": {...}, "data_sha256": str}
 
 ``epoch`` is the epoch to run next (1-based) and ``batch`` how many of its minibatches are
-done; ``step`` counts all steps so far; ``rng`` is ``state.capture_rng()``.
+done; ``step`` counts all steps so far; ``rng`` is ``state.capture_rng()``; ``data_sha256``
+is ``data.fingerprint.data_fingerprint`` of the data trained on (absent in checkpoints written
+before it existed; optional, so the format version stays 1).
 """
 
 from __future__ import annotations
@@ -24,8 +26,8 @@ from pathlib import Path
 import torch
 
 from .._version import __version__
-from ..errors import CheckpointError
-from ..files import atomic_write
+from ..errors import CheckpointError, DeviceError
+from ..files import atomic_write, reason
 
 FORMAT = "pyrovae-checkpoint"
 FORMAT_VERSION = 1
@@ -40,6 +42,20 @@ def save_checkpoint(path: str | Path, payload: dict) -> None:
     atomic_write(path, buf.getvalue())
 
 
+def _missing_device(device) -> str | None:
+    """Why ``device`` cannot hold the checkpoint's tensors on this machine, or None."""
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError):
+        return "not a device torch knows (use cpu or cuda)"
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            return "this machine has no usable CUDA GPU"
+        if dev.index is not None and dev.index >= torch.cuda.device_count():
+            return f"this machine has {torch.cuda.device_count()} CUDA GPU(s)"
+    return None
+
+
 def load_checkpoint(path: str | Path, device="cpu") -> dict:
     """Read and check a checkpoint file; raise :class:`CheckpointError` if it is not one."""
     path = Path(path)
@@ -47,6 +63,10 @@ def load_checkpoint(path: str | Path, device="cpu") -> dict:
         path = path / CHECKPOINT_NAME
     if not path.is_file():
         raise CheckpointError(f"no checkpoint at '{path}': is this a pyrovae run folder?")
+    missing = _missing_device(device)
+    if missing:  # a device error, never reported as a damaged checkpoint
+        raise DeviceError(f"cannot load '{path}' on device {str(device)!r}: {missing}; use "
+                          f"--device cpu (device=\"cpu\"); the checkpoint was not read")
     try:
         payload = torch.load(path, map_location=device, weights_only=True)
     except pickle.UnpicklingError as err:
@@ -54,7 +74,14 @@ def load_checkpoint(path: str | Path, device="cpu") -> dict:
         first = text.splitlines()[0] if text else type(err).__name__
         raise CheckpointError(f"refusing to load '{path}': it holds objects other than tensors "
                               f"and plain data, which could run code ({first[:120]})") from None
+    except (PermissionError, IsADirectoryError) as err:  # unreadable is not corrupt
+        raise CheckpointError(f"cannot read '{path}' ({reason(err)}); fix its permissions") \
+            from None
     except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError) as err:
+        if isinstance(err, RuntimeError) and re.search(r"\bCUDA\b|\bdevice\b", str(err)):
+            first = str(err).strip().splitlines()[0] if str(err).strip() else "device error"
+            raise DeviceError(f"cannot load '{path}' on device {str(device)!r} ({first[:120]}); "
+                              f"use --device cpu (device=\"cpu\")") from None
         raise CheckpointError(f"'{path}' is truncated or corrupt ({type(err).__name__}); use an "
                               f"earlier checkpoint or retrain") from None
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:

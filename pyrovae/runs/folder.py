@@ -6,11 +6,16 @@ training and the applications: both write and read run folders through it).
     RUN/history.csv          one row per epoch
     RUN/metrics.json         final numbers and versions
     RUN/samples.png, RUN/reconstructions.png, RUN/elbo.png
+    RUN/eval.json, RUN/sample.png, ...   what the commands on the run wrote (RUN_FOLDER)
+
+The checkpoint is the source of truth: history.csv and metrics.json are derived from it (and
+``load`` falls back to it when they are damaged).
 """
 
 from __future__ import annotations
 
-import tempfile
+import fnmatch
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -18,9 +23,40 @@ import torch
 
 from ..config import RunConfig, to_toml
 from ..errors import CheckpointError, DeviceError
+from ..files import TEMP_PATTERN, WriteError, reason, stale_temp_files, writable_dir
 from .checkpoint import CHECKPOINT_NAME
 
+#: the files that make a folder a run (a folder holding any of them is refused without force)
 RUN_FILES = ("config.toml", CHECKPOINT_NAME, "metrics.json", "history.csv")
+#: the pictures training writes at the end (a model kind may add by_class.png, analogies.png)
+REPORT_FILES = ("samples.png", "reconstructions.png", "elbo.png", "by_class.png",
+                "analogies.png")
+
+#: everything a run folder may hold, by the command that writes it (names or glob patterns).
+#: ``train --force`` removes all of it (and the temporary files of its writes), so nothing of
+#: an old run outlives it; a command that writes a new file into the run folder adds it here.
+RUN_FOLDER = {
+    "train": RUN_FILES + REPORT_FILES,
+    "evaluate": ("eval.json", "eval_points.csv", "khat.png", "kl_per_dim.png"),
+    "export": ("*.nc",),
+    "sample": ("sample.png", "sample.json", "sample.npy", "by_class.png", "by_class.json"),
+    "reconstruct": ("reconstruct.png", "reconstruct.json"),
+    "interpolate": ("interpolate.png", "interpolate.json"),
+    "traverse": ("traverse.png", "traverse.json"),
+    "latent-map": ("latent_map.png", "latent_map.json", "latent_map.csv",
+                   "latent_manifold.png"),
+    "anomaly": ("anomaly.png", "anomaly.json", "anomaly_scores.csv"),
+    "impute": ("impute.png", "impute.json"),
+}
+RUN_FOLDER_FILES = tuple(dict.fromkeys(name for names in RUN_FOLDER.values() for name in names))
+
+#: a temporary file of another command's write younger than this may still be in use
+_TEMP_MAX_AGE = 3600.0
+
+
+class RunFolderWarning(UserWarning):
+    """A derived file of a run folder (metrics.json, history.csv) is damaged and was ignored
+    or rebuilt from the checkpoint."""
 
 
 @dataclass
@@ -45,9 +81,6 @@ class Run:
         return f"Run(path={str(self.path)!r}{shown})"
 
 
-REPORT_FILES = ("samples.png", "reconstructions.png", "elbo.png")
-
-
 def check_run_dir(out: str | Path, force: bool = False) -> Path:
     """Refuse (unless ``force``) an ``out`` that already holds a run, or is not a usable folder.
 
@@ -65,18 +98,45 @@ def check_run_dir(out: str | Path, force: bool = False) -> Path:
 
 def create_run_dir(out: Path, force: bool = False) -> Path:
     """Make ``out`` (checked by :func:`check_run_dir`) ready to write: create it, prove it is
-    writable, and with ``force`` remove the old run's files so none outlive it."""
+    writable, remove stale temporary files, and with ``force`` remove everything the old run
+    and the commands on it wrote (:data:`RUN_FOLDER`) so none of it outlives it."""
     try:
-        out.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryFile(dir=out):
-            pass
-    except OSError as err:
-        raise CheckpointError(f"cannot write to run folder '{out}': {err.strerror}; choose "
-                              f"another --out") from None
+        writable_dir(out, "run folder", "choose another --out")
+    except WriteError as err:  # (the error train() has always raised for it)
+        raise CheckpointError(str(err)) from None
+    clean_temp_files(out, everything=force)
     if force:
-        for name in RUN_FILES + REPORT_FILES:
-            (out / name).unlink(missing_ok=True)
+        for path in sorted(out.iterdir()):
+            if any(fnmatch.fnmatchcase(path.name, p) for p in RUN_FOLDER_FILES) \
+                    and path.is_file() and not path.is_symlink():
+                try:
+                    path.unlink()
+                except OSError as err:
+                    raise WriteError(f"could not remove '{path}' of the old run "
+                                     f"({reason(err)}); fix the folder's permissions or "
+                                     f"choose another --out", path, err) from None
     return out
+
+
+def clean_temp_files(out: Path, everything: bool = False) -> list[Path]:
+    """Remove the temporary files that writes into the run folder ``out`` left behind when
+    their process was killed (``.NAME.XXXXXXXX.tmp``, see ``files.atomic_write``; nothing
+    else): those of training's own files always (one training process owns the folder), those
+    of the commands' files when ``everything`` or when older than an hour (a command may be
+    writing one right now). Best effort: a file that cannot be removed is left. Returns the
+    files removed."""
+    train_files = RUN_FOLDER["train"]
+    removed = []
+    for path in stale_temp_files(out, RUN_FOLDER_FILES):
+        name = TEMP_PATTERN.match(path.name)["name"]
+        try:
+            if everything or any(fnmatch.fnmatchcase(name, p) for p in train_files) \
+                    or time.time() - path.stat().st_mtime > _TEMP_MAX_AGE:
+                path.unlink()
+                removed.append(path)
+        except OSError:
+            pass
+    return removed
 
 
 def config_text(config: RunConfig) -> str:

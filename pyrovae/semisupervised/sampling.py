@@ -14,9 +14,14 @@ from pathlib import Path
 
 import torch
 
+from ..config.fields import SEED, Rule, check_number
 from ..evaluation.traces import eval_mode
+from ..limits import MAX_GRID_SIDE
 from ..reports.plots import save_image_grid
 from ..rng import seeded
+
+#: columns of the by-class picture (``pyrovae sample --by-class COLUMNS`` uses the same rule)
+COLUMNS = Rule(int, 1, max=MAX_GRID_SIDE, note="the number of columns, one style each")
 
 
 @torch.no_grad()
@@ -54,12 +59,12 @@ def by_class(run, out=None, n_columns: int = 10, seed: int = 0) -> dict:
     from ..files import write_json
     from .model import SSVAE
 
+    n_columns = check_number(n_columns, "n_columns", COLUMNS)
+    seed = check_number(seed, "seed", SEED)
     run = as_run(run)
     if not isinstance(run.vae, SSVAE):
         raise ConfigError(f"--by-class needs a semi-supervised run (model.kind = \"ssvae\"), "
                           f"but '{run.path}' holds a {type(run.vae).__name__}")
-    if n_columns < 1:
-        raise ConfigError(f"--by-class {n_columns}: the number of columns must be >= 1")
     folder = output_dir(run, out)
     save_by_class(run.vae, folder / "by_class.png", n_columns, seed)
     result = {"classes": run.vae.num_classes, "columns": n_columns, "seed": seed,

@@ -3,16 +3,22 @@
 from __future__ import annotations
 
 from ..data import Dataset
-from ..files import write_json
+from ..files import write_csv, write_json
 from ..interface import has
 from ..reports import save_elbo_curves, save_reconstructions, save_samples
 from ..runs import Run
 
 
 def write_reports(run: Run, data: Dataset) -> None:
-    """metrics.json and the PNGs of a finished run (samples and reconstructions when the
-    model has those capabilities)."""
+    """metrics.json, history.csv and the PNGs of a finished run (samples and reconstructions
+    when the model has those capabilities).
+
+    metrics.json is written first, so a run stopped while the pictures are drawn still has
+    its numbers, and again at the end with the numbers the pictures add; history.csv is
+    rewritten from the history (the checkpoint's), so resuming a finished run repairs it."""
     out, module = run.path, run.vae
+    write_json(out / "metrics.json", run.metrics)
+    write_csv(out / "history.csv", run.history)
     if has(module, "sample") and hasattr(module, "input_shape"):
         save_samples(module, out / "samples.png", seed=run.config.train.seed)
     if has(module, "reconstruct") and hasattr(module, "input_shape"):

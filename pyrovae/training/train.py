@@ -4,6 +4,7 @@ from a checkpoint, runs the loop and writes the reports."""
 
 from __future__ import annotations
 
+import signal
 from dataclasses import replace
 from pathlib import Path
 
@@ -11,12 +12,15 @@ import torch
 
 from ..config import DataConfig, RunConfig, TrainConfig
 from ..data import Dataset
+from ..data.fingerprint import data_fingerprint
 from ..errors import ConfigError
 from ..files import atomic_write
 from ..registry import MODEL_KINDS
 from ..runs import Run, check_run_dir, config_text, create_run_dir, load_checkpoint
+from ..runs.folder import clean_temp_files
 from ..user_model import module_config
-from .checks import check_resumable
+from .checks import check_resumable, check_same_data
+from .guards import TrainingInterrupted, stop_on_signals
 from .trainer import Trainer, trainer_class
 
 __all__ = ["train", "resolve_config", "Trainer"]
@@ -59,6 +63,8 @@ def train(config, data: Dataset, out: str | Path | None = None, force: bool = Fa
     module = config if isinstance(config, torch.nn.Module) else None
     config = resolve_config(config, data, train_options)
     payload = None
+    # the data's sha256, recorded in the checkpoint and metrics.json, checked on resume
+    fingerprint = data_fingerprint(data) if out is not None else None
     if resume:
         if out is None:
             raise ConfigError("resume=True needs out= the run folder to continue")
@@ -66,19 +72,45 @@ def train(config, data: Dataset, out: str | Path | None = None, force: bool = Fa
         payload = load_checkpoint(out_dir)
         saved = RunConfig.from_dict(payload["config"])
         config = check_resumable(saved, config, out_dir)
+        check_same_data(payload, fingerprint, out_dir)
     else:
         out_dir = check_run_dir(out, force) if out is not None else None
     trainer = trainer_class(config)(config, data, out_dir, module)  # checks device, data, model
+    trainer.data_fingerprint = fingerprint
     if out_dir is not None and payload is None:
-        create_run_dir(out_dir, force)
+        create_run_dir(out_dir, force)  # (also removes stale temporary files)
     if payload is not None:
+        clean_temp_files(out_dir)  # those of a write killed mid-way (e.g. kill -9)
         trainer.restore(payload)
         trainer.save()  # the checkpoint now carries the resumed config (e.g. more epochs)
     if out_dir is not None:
         atomic_write(out_dir / "config.toml", config_text(config))
     test = trainer.run()
-    run = Run(trainer.vae.eval(), config, out_dir, trainer.history, trainer.metrics(test))
-    if out_dir is not None:
-        with trainer._disk_errors(out_dir):
-            trainer.write_reports(run)
+    if out_dir is None:
+        return Run(trainer.vae.eval(), config, None, trainer.history, trainer.metrics(test))
+    return _finish(trainer, config, out_dir, test, fingerprint)
+
+
+def _finish(trainer: Trainer, config: RunConfig, out_dir: Path, test: dict,
+            fingerprint: str | None) -> Run:
+    """metrics.json and the pictures of a trained run, under the same SIGINT/SIGTERM guard as
+    the loop: a first signal lets them finish (a second cuts them short; the checkpoint is
+    already whole), then training ends with the interrupted message and status 128+N."""
+    where = f"(step {trainer.step}, epoch {config.train.epochs})"
+    with stop_on_signals() as stop:
+        run = Run(trainer.vae.eval(), config, out_dir, trainer.history, trainer.metrics(test))
+        if fingerprint is not None:
+            run.metrics["data_sha256"] = fingerprint
+        try:
+            with trainer._disk_errors(out_dir):
+                trainer.write_reports(run)
+        except KeyboardInterrupt:  # a second signal, or Ctrl-C where no handler could be set
+            raise TrainingInterrupted(
+                f"training interrupted while writing the end-of-run reports {where}; "
+                f"checkpoint saved; write them with: pyrovae train --resume {out_dir}",
+                stop.signum or signal.SIGINT) from None
+    if stop:
+        raise TrainingInterrupted(
+            f"training interrupted while writing the end-of-run reports {where}; they were "
+            f"finished first: the run in {out_dir} is complete", stop.signum)
     return run

@@ -36,7 +36,8 @@ from ..data import Dataset
 from ..errors import CheckpointError, ConfigError
 from ..evaluation import evaluate_elbo
 from ..evaluation.traces import eval_mode, point_traces
-from ..files import write_csv
+from ..data.fingerprint import data_fingerprint
+from ..files import WriteError, reason, write_csv
 from ..interface import check_interface, max_plate_nesting
 from ..kl import beta_at
 from ..objectives import compiled_form, has_differentiable_loss, make_elbo
@@ -153,6 +154,8 @@ class Trainer:
         if self.out_dir is None:
             return
         self._check_finite()
+        if getattr(self, "data_fingerprint", None) is None:  # (train() sets it; computed once)
+            self.data_fingerprint = data_fingerprint(self.data)
         path = self.out_dir / CHECKPOINT_NAME
         with self._disk_errors(path):
             save_checkpoint(path, {
@@ -160,7 +163,8 @@ class Trainer:
                 "model": self.vae.state_dict(), "optimizer": self.optimizer.state_dict(),
                 "epoch": self.epoch, "batch": self.batch, "step": self.step,
                 "loss_sum": self.loss_sum.detach().cpu(), "seconds": self.seconds,
-                "history": self.history, "rng": capture_rng()})
+                "history": self.history, "rng": capture_rng(),
+                "data_sha256": self.data_fingerprint})
 
     def _check_finite(self) -> None:
         has_checkpoint = self.out_dir is not None and (self.out_dir / CHECKPOINT_NAME).exists()
@@ -175,8 +179,10 @@ class Trainer:
         except OSError as err:
             kept = ("the previous checkpoint is intact" if (self.out_dir / CHECKPOINT_NAME).exists()
                     else "no checkpoint was written yet")
+            if isinstance(err, WriteError):  # names the very file (e.g. one of the PNGs)
+                path = err.filename
             raise CheckpointError(f"could not write '{path}' at step {self.step} "
-                                  f"({err.strerror or err}); {kept}: free space or fix "
+                                  f"({reason(err)}); {kept}: free space or fix "
                                   f"permissions, then resume with --resume") from None
 
     def restore(self, payload: dict) -> None:

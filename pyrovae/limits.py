@@ -1,0 +1,305 @@
+"""Memory limits: the memory a size taken from input implies, checked before it is allocated.
+
+Every size that comes from a flag (``--n``, ``--samples``, ``--nll-samples``, ...), a config
+(``latent_dim``, ``hidden``, ``channels``, ``num_particles``, ``batch_size``, ...), a
+checkpoint's config and input shape, or the header of a data file is turned into an estimate
+of the bytes it needs. Above the memory this machine has available, a one-line error names
+the size, the memory and the fix, before anything large is allocated::
+
+    check_bytes(n_bytes, what, fix)      the one check; ``what`` names the size, ``fix`` the cure
+
+Available memory: ``MemAvailable`` of /proc/meminfo (Linux), else ``os.sysconf``'s available
+(or, failing that, total) physical pages, else :data:`FALLBACK_BYTES`; on a CUDA device, the
+free memory torch reports for it.
+
+Estimates (float32, 4 bytes a number; within about 2x of what torch really allocates, and
+erring on the high side, so only sizes far beyond the machine are refused):
+
+    model_parameters(config, shape)   parameters of the networks, prior and likelihood that a
+                                      [model] config builds for inputs of ``shape``, before
+                                      building them (None for a kind it cannot read, e.g. a
+                                      module you wrote)
+    point_floats(config, shape)       numbers one data point (one particle) passes through the
+                                      decoder and the likelihood: activations per point
+    training_bytes(...)               gradients and Adam's moments (3 x 4 bytes a parameter)
+                                      + 2 x activations of batch x particles (forward and
+                                      backward)
+    inference_bytes(model, points)    activations of ``points`` points (or points x draws)
+                                      through a built model, without gradients
+    array_bytes(shape, dtype)         an array file's data, from its header
+
+Pictures: a grid shows at most :data:`MAX_GRID_IMAGES` images, and a labelled grid
+(interpolate, traverse, the latent manifold, by-class) at most :data:`MAX_GRID_SIDE` rows or
+columns (docs/reliability.md, "Every command: inputs, sizes and arguments").
+"""
+
+from __future__ import annotations
+
+import math
+import os
+
+from .errors import ConfigError
+
+FALLBACK_BYTES = 64 * 2**30  # when the machine does not say how much memory it has
+FLOAT = 4                    # bytes of one float32
+MAX_GRID_IMAGES = 1024       # images in one PNG grid (sample.png: the first 1024 draws)
+MAX_GRID_SIDE = 100          # rows or columns of a labelled grid (steps, --top, --grid, ...)
+
+
+# ---- the machine -------------------------------------------------------------------------------
+
+def _meminfo_available() -> int | None:
+    try:
+        with open("/proc/meminfo") as fh:
+            for line in fh:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024  # kB
+    except (OSError, ValueError, IndexError):
+        return None
+    return None
+
+
+def _sysconf_available() -> int | None:
+    for pages in ("SC_AVPHYS_PAGES", "SC_PHYS_PAGES"):
+        try:
+            n, size = os.sysconf(pages), os.sysconf("SC_PAGE_SIZE")
+        except (AttributeError, ValueError, OSError):
+            continue
+        if n > 0 and size > 0:
+            return n * size
+    return None
+
+
+def available_bytes(device=None) -> int:
+    """Memory this process may still use: on ``device`` when it is a CUDA device (free
+    memory there), else the machine's available memory (see the module docstring)."""
+    if device is not None and str(device).startswith("cuda"):
+        import torch
+
+        try:
+            return int(torch.cuda.mem_get_info(device)[0])
+        except (RuntimeError, AssertionError, ValueError):
+            pass  # no usable GPU: the device check says so elsewhere
+    return _meminfo_available() or _sysconf_available() or FALLBACK_BYTES
+
+
+def format_bytes(n: float) -> str:
+    """1536 -> '1.5 KiB'; 7.3e12 -> '6.6 TiB'."""
+    n = float(n)
+    for unit in ("bytes", "KiB", "MiB", "GiB", "TiB", "PiB"):
+        if n < 1024 or unit == "PiB":
+            return f"{n:.0f} bytes" if unit == "bytes" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n:.1f} PiB"  # pragma: no cover
+
+
+def check_bytes(n_bytes: float, what: str, fix: str, error=ConfigError, device=None) -> None:
+    """Refuse ``n_bytes`` (an estimate) when it is more than the memory available (on
+    ``device``): one line naming ``what`` needs it and the ``fix``, raised as ``error``."""
+    available = available_bytes(device)
+    if n_bytes > available:
+        where = f" on {device}" if device is not None and str(device) != "cpu" else ""
+        raise error(f"{what} needs about {format_bytes(n_bytes)} of memory{where}, more than "
+                    f"the {format_bytes(available)} available; {fix}")
+
+
+# ---- a model, from its config --------------------------------------------------------------------
+
+def _mlp_params(sizes) -> int:
+    return sum(a * b + b for a, b in zip(sizes[:-1], sizes[1:]))
+
+
+def _halved(size: int, layers: int) -> int:
+    for _ in range(layers):
+        size = (size + 1) // 2
+    return size
+
+
+def _conv_params(image, channels) -> tuple[int, int]:
+    """(parameters of the stride-2 3x3 convolutions, size of their flattened output)."""
+    c, h, w = image
+    n = 0
+    for c_out in channels:
+        n += c * c_out * 9 + c_out
+        c = c_out
+    return n, c * _halved(h, len(channels)) * _halved(w, len(channels))
+
+
+def _params_per_pixel(config) -> int:
+    likelihood = getattr(config, "likelihood", "")
+    if likelihood == "discretized-logistic":
+        return 2
+    if likelihood == "gaussian-learned" and getattr(config, "variance", "") == "decoder":
+        return 2
+    return 1
+
+
+def _readable(config, input_shape) -> bool:
+    """Whether the estimators understand this [model] config: the networks of the built-in
+    kinds (``latent_dim``, ``hidden``, ``network``), not a module you wrote."""
+    return all(hasattr(config, k) for k in ("latent_dim", "hidden", "network")) and all(
+        isinstance(s, int) and s >= 0 for s in input_shape)
+
+
+def _is_image(shape) -> bool:
+    return len(shape) == 3
+
+
+def _prior_params(config, latent: int, d: int) -> int:
+    prior = getattr(config, "prior", None)
+    name, k = getattr(prior, "name", "normal"), getattr(prior, "components", 0)
+    if name == "learnable-normal":
+        return 2 * latent
+    if name == "mog":
+        return k * (2 * latent + 1)
+    if name == "vamp":
+        return k * d
+    if name == "flow":
+        h = max(32, 4 * latent)
+        outputs = latent * (31 if getattr(prior, "flow_type", "spline") == "spline" else 2)
+        made = latent * h + h + h * h + h + h * outputs + outputs
+        return getattr(prior, "flow_layers", 1) * 2 * made  # weights and their masks
+    return 0
+
+
+def model_parameters(config, input_shape) -> int | None:
+    """Numbers a [model] config's networks, prior and likelihood hold for inputs of
+    ``input_shape`` (parameters and the buffers that scale like them), computed from the
+    config before anything is built; None for a config it cannot read."""
+    shape = tuple(int(s) for s in input_shape)
+    if not _readable(config, shape):
+        return None
+    d, latent, ppp = math.prod(shape), int(config.latent_dim), _params_per_pixel(config)
+    hidden = tuple(config.hidden)
+    classes = int(getattr(config, "num_classes", 0) or 0)
+    if config.network == "conv" and _is_image(shape) and getattr(config, "channels", ()):
+        channels = tuple(config.channels)
+        enc, flat = _conv_params(shape, channels)
+        enc += flat * 2 * latent + 2 * latent
+        rev = channels[::-1]
+        start = rev[0] * _halved(shape[1], len(rev)) * _halved(shape[2], len(rev))
+        dec = latent * start + start
+        for i, c_in in enumerate(rev):
+            c_out = ppp * shape[0] if i == len(rev) - 1 else rev[i + 1]
+            dec += c_in * c_out * 9 + c_out
+        n = enc + dec
+    else:
+        n = _mlp_params([d, *hidden, 2 * latent]) + _mlp_params([latent, *hidden[::-1], ppp * d])
+    if classes:  # a classifier q(y|x) and label embeddings beside the first layers
+        first = hidden[0] if hidden else 2 * latent
+        last = hidden[-1] if hidden else ppp * d
+        n += classes * (first + last)
+        head = tuple(getattr(config, "classifier", ()))
+        if getattr(config, "classifier_network", "mlp") == "conv" and _is_image(shape):
+            convs, flat = _conv_params(shape, tuple(config.channels))
+            n += convs + _mlp_params([flat, *head, classes])
+        else:
+            n += _mlp_params([d, *head, classes])
+    n += _prior_params(config, latent, d)
+    if getattr(config, "likelihood", "") == "gaussian-learned":
+        n += d
+    return n
+
+
+def point_floats(config, input_shape) -> int | None:
+    """Numbers one data point (one particle) produces on its way through the decoder and the
+    likelihood: each hidden layer before and after its activation, the decoder's output and
+    the likelihood's temporaries (times the classes, which enumeration sums over). None for a
+    config the estimators cannot read."""
+    shape = tuple(int(s) for s in input_shape)
+    if not _readable(config, shape):
+        return None
+    d, latent, ppp = math.prod(shape), int(config.latent_dim), _params_per_pixel(config)
+    if config.network == "conv" and _is_image(shape) and getattr(config, "channels", ()):
+        rev = tuple(config.channels)[::-1]
+        h, w = _halved(shape[1], len(rev)), _halved(shape[2], len(rev))
+        layers = [rev[0] * h * w]
+        for i, _ in enumerate(rev[:-1]):
+            h, w = 2 * h, 2 * w
+            layers.append(rev[i + 1] * h * w)
+        out = ppp * shape[0] * (2 * h) * (2 * w)
+    else:
+        layers, out = list(config.hidden), ppp * d
+    floats = latent + 2 * sum(layers) + out + 2 * d
+    return floats * max(1, int(getattr(config, "num_classes", 0) or 0))
+
+
+def check_model(config, input_shape) -> None:
+    """Refuse a [model] config whose parameters alone would not fit in memory, before it is
+    built (``pyrovae.runs.make_model``: training, loading a run or a checkpoint)."""
+    n = model_parameters(config, input_shape)
+    if n is None:
+        return
+    sizes = f"model.latent_dim = {config.latent_dim}"
+    if config.network == "conv":
+        sizes += f", channels = {list(config.channels)}"
+    else:
+        sizes += f", hidden = {list(config.hidden)}"
+    check_bytes(FLOAT * n, f"the model ({n:.3g} parameters: {sizes}, inputs of shape "
+                f"{tuple(int(s) for s in input_shape)})",
+                "make model.latent_dim, hidden or channels smaller")
+
+
+# ---- running a model -----------------------------------------------------------------------------
+
+def inference_bytes(model, points: int) -> int:
+    """Bytes of ``points`` data points (or points x draws) through a built model without
+    gradients: from its config when the estimators read it, else from the model's
+    ``particle_bytes(batch)``, else 16 bytes per input value."""
+    config, shape = getattr(model, "config", None), getattr(model, "input_shape", None)
+    per = point_floats(config, shape) if config is not None and shape is not None else None
+    if per is not None:
+        return FLOAT * per * points
+    particle_bytes = getattr(model, "particle_bytes", None)
+    if callable(particle_bytes):
+        return int(particle_bytes(1)) * points
+    d = getattr(model, "input_dim", None) or (math.prod(shape) if shape is not None else 1)
+    return 4 * FLOAT * int(d) * points
+
+
+def model_device(model):
+    """The device of a model's parameters (None when it has none)."""
+    try:
+        return next(model.parameters()).device
+    except (StopIteration, AttributeError):
+        return None
+
+
+def check_points(model, points: int, what: str, fix: str, extra_bytes: int = 0) -> None:
+    """Refuse running ``points`` points (x draws) through ``model`` at once, plus
+    ``extra_bytes`` of results, when that does not fit in memory."""
+    check_bytes(inference_bytes(model, points) + extra_bytes, what, fix,
+                device=model_device(model))
+
+
+def check_training(config, input_shape, model, device=None, points: int | None = None) -> None:
+    """Refuse, before training, a run whose steps cannot fit in memory: gradients and Adam's
+    two moments of every parameter, and the activations of batch_size x num_particles points
+    forward and backward (plus the labelled batch of a kind that has one); then the ELBO's
+    batches of train.eval_batch_size (at most ``points``, the size of the larger split)."""
+    params = sum(p.numel() for p in model.parameters())
+    mc, tc = config.model, config.train
+    particles = int(getattr(mc, "num_particles", 1) or 1)
+    batch = tc.batch_size + int(getattr(mc, "label_batch_size", 0) or 0)
+    per_point = point_floats(mc, input_shape)
+    if per_point is not None:
+        per_point *= FLOAT
+    elif callable(getattr(model, "particle_bytes", None)):
+        per_point = int(model.particle_bytes(1))
+    else:
+        return  # a module whose activations cannot be estimated without running it
+    check_bytes(3 * FLOAT * params + 2 * per_point * batch * particles,
+                f"training with train.batch_size = {tc.batch_size} and model.num_particles = "
+                f"{particles}", "lower model.num_particles or train.batch_size (or make the "
+                "model smaller)", device=device)
+    eval_batch = tc.eval_batch_size if points is None else min(tc.eval_batch_size, points)
+    check_bytes(per_point * eval_batch,
+                f"evaluating with train.eval_batch_size = {tc.eval_batch_size}",
+                "lower train.eval_batch_size", device=device)
+
+
+# ---- arrays -------------------------------------------------------------------------------------
+
+def array_bytes(shape, itemsize: int) -> int:
+    """Bytes of an array of ``shape`` with items of ``itemsize`` bytes."""
+    return math.prod(int(s) for s in shape) * int(itemsize)
