@@ -8,6 +8,8 @@
 
 from __future__ import annotations
 
+import io
+
 import numpy as np
 import torch
 
@@ -15,7 +17,7 @@ from .. import limits
 from ..config.fields import COUNT, POSITIVE, SEED, check_number
 from ..errors import ConfigError
 from ..evaluation import evaluate_elbo
-from ..files import write_json
+from ..files import atomic_write, write_json
 from ..interface import has, require
 from ..model import tempered_sample
 from ..reports.plots import save_image_grid, save_reconstructions
@@ -66,7 +68,9 @@ def sample(run, out=None, n: int = 64, temperature: float = 1.0, mode: str = "me
               "mean_pixel": float(x.mean()), "std_over_samples": float(x.std(0).mean()),
               "png": str(folder / "sample.png")}
     if save_npy:
-        np.save(folder / "sample.npy", x.reshape(n, *run.vae.input_shape).cpu().numpy())
+        buf = io.BytesIO()  # written whole or not at all (a full disk leaves no partial file)
+        np.save(buf, x.reshape(n, *run.vae.input_shape).cpu().numpy())
+        atomic_write(folder / "sample.npy", buf.getvalue())
         result["npy"] = str(folder / "sample.npy")
     write_json(folder / "sample.json", result)
     return result
