@@ -414,3 +414,18 @@ def test_integer_images_other_than_uint8_are_refused_with_the_fix(tmp_path, caps
                  "--out", str(tmp_path / "run")]) == 2
     assert "integer dtype int64" in one_line_error(capsys.readouterr().err)
     assert not (tmp_path / "run").exists()
+
+
+def test_the_export_api_checks_draws_like_the_cli(run_dir, tmp_path):
+    """``export_arviz`` (the API behind ``pyrovae export``) refuses a draws size-bomb and too
+    few draws before allocating, as the CLI does."""
+    from pyrovae.errors import ConfigError
+    from pyrovae.reports.arviz_export import export_arviz
+
+    run = pyrovae.load(run_dir)
+    data = pyrovae.load_dataset(run.config.data)
+    with pytest.raises(ConfigError, match="needs about .* of memory"):
+        export_arviz(run, data, tmp_path / "x.nc", points=range(10), draws=10**9)
+    with pytest.raises(ConfigError, match="too few"):
+        export_arviz(run, data, tmp_path / "x.nc", points=range(3), draws=5)
+    assert not (tmp_path / "x.nc").exists()

@@ -26,6 +26,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from .. import limits
 from ..errors import ConfigError
 from ..files import writable_dir, write_error
 
@@ -109,6 +110,10 @@ def export_arviz(run, data, path: str | Path, points=range(10), draws: int = 100
     if not points or bad:
         raise ConfigError(f"points {bad or points} are not indices of the {split} set "
                           f"(0..{x_all.shape[0] - 1})")
+    if not isinstance(draws, int) or draws < 25:
+        raise ConfigError(f"draws = {draws!r} is too few: use >= 25 (k-hat needs a tail)")
+    limits.check_points(run.vae, draws * len(points), f"exporting {draws} draws for "
+                        f"{len(points)} points", "lower draws or export fewer points")
     x = x_all[points].to(next(run.vae.parameters()).device)
     idata = to_inference_data(run, x, points, draws, seed)
     path = Path(path)
