@@ -39,6 +39,7 @@ import math
 import os
 
 from .errors import ConfigError
+from .interface import input_dim
 
 FALLBACK_BYTES = 64 * 2**30  # when the machine does not say how much memory it has
 FLOAT = 4                    # bytes of one float32
@@ -253,8 +254,7 @@ def inference_bytes(model, points: int) -> int:
     particle_bytes = getattr(model, "particle_bytes", None)
     if callable(particle_bytes):
         return int(particle_bytes(1)) * points
-    d = getattr(model, "input_dim", None) or (math.prod(shape) if shape is not None else 1)
-    return 4 * FLOAT * int(d) * points
+    return 4 * FLOAT * (input_dim(model) or 1) * points
 
 
 def model_device(model):

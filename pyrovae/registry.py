@@ -3,7 +3,7 @@ of component.
 
     PRIORS        p(z) over R^L                 capability analytic_kl (closed-form KL(Normal||p))
     LIKELIHOODS   p(x|z)
-    OBJECTIVES    ELBO estimators               analytic_kl, free_bits, compiled, vae
+    OBJECTIVES    ELBO estimators               analytic_kl, free_bits, compiled, enumerates, jit
     NETWORKS      encoder/decoder architectures
     MODEL_KINDS   model kinds (``model.kind``): their config dataclass, module and trainer
 
@@ -43,12 +43,6 @@ class Entry:
     name: str
     obj: Any
     capabilities: dict[str, Any] = field(default_factory=dict)
-
-    def __getattr__(self, key):
-        try:
-            return self.__dict__["capabilities"][key]
-        except KeyError:
-            raise AttributeError(key) from None
 
 
 class Registry:
@@ -93,16 +87,13 @@ class Registry:
     def capability(self, name: str, key: str, default: Any = None) -> Any:
         return self.entry(name).capabilities.get(key, default)
 
-    def with_capability(self, key: str, value: Any = True) -> tuple[str, ...]:
-        """Names whose capability ``key`` equals ``value`` (default: is true)."""
-        return tuple(n for n, e in self._entries.items() if e.capabilities.get(key) == value)
-
     def names(self) -> tuple[str, ...]:
         return tuple(self._entries)
 
     def where(self, **wanted) -> RegistryView:
-        """A live view of the names whose capabilities match ``wanted`` (a missing capability
-        reads as False), e.g. the objectives a model kind accepts; usable as ``choices``."""
+        """A live view of the names whose capabilities match ``wanted``, e.g. the objectives a
+        model kind accepts; usable as ``choices``. A wanted True or False asks whether the
+        capability is set (a missing one reads as False, an object as True)."""
         return RegistryView(self, wanted)
 
     def __contains__(self, name) -> bool:
@@ -121,6 +112,10 @@ class Registry:
         return f"Registry({self.kind!r}: {', '.join(self)})"
 
 
+def _matches(have: Any, wanted: Any) -> bool:
+    return bool(have) == wanted if isinstance(wanted, bool) else have == wanted
+
+
 class RegistryView:
     """The names of a registry that match some capabilities, read at each use."""
 
@@ -129,8 +124,8 @@ class RegistryView:
 
     def names(self) -> tuple[str, ...]:
         caps = {n: self.registry.entry(n).capabilities for n in self.registry}
-        return tuple(n for n, c in caps.items()
-                     if all(c.get(k, False) == v for k, v in self.wanted.items()))
+        return tuple(n for n, c in caps.items() if all(_matches(c.get(k), v)
+                                                       for k, v in self.wanted.items()))
 
     def __contains__(self, name) -> bool:
         return name in self.names()

@@ -112,10 +112,10 @@ class VAEConfig:
                 f"\"{self.prior.name}\" prior lacks; use elbo = \"trace\", \"jit-trace\" or "
                 f"\"tracegraph\" (Monte Carlo KL), or prior = "
                 f"{' / '.join(ANALYTIC_KL_PRIORS)}")
-        if self.kl.free_bits > 0 and not ALL_OBJECTIVES.capability(self.elbo, "has_free_bits"):
+        if self.kl.free_bits > 0 and not ALL_OBJECTIVES.capability(self.elbo, "free_bits"):
             raise ConfigError(
                 f"model.kl.free_bits needs the analytic per-dimension KL of elbo = "
-                f"{' or '.join(repr(n) for n in ALL_OBJECTIVES.where(has_free_bits=True))}, not "
+                f"{' or '.join(repr(n) for n in ALL_OBJECTIVES.where(free_bits=True))}, not "
                 f"\"{self.elbo}\"; set free_bits = 0 or change elbo")
         if self.network == "conv" and not self.channels:
             raise ConfigError("model.channels = [] is empty but network = \"conv\" needs at "

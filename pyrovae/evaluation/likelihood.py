@@ -27,15 +27,13 @@ __all__ = ["weighted_draws", "log_weights", "reduce_log_weights", "log_likelihoo
 
 
 @torch.no_grad()
-def weighted_draws(vae, x: torch.Tensor, k: int, enumerate: str = "none"):
+def weighted_draws(vae, x: torch.Tensor, k: int):
     """k draws of every latent site per row of x [B, D] with their terms: ({site: value
     [k, B, ...]}, log p(x|z) [k, B], log w = log p(x, z) - log q(z|x) [k, B]).
 
-    By default every site is sampled (so each draw has a value of every latent site)."""
-    t = point_traces(vae, x, particles=k, enumerate=enumerate)
-    log_px_z = t.sum_out(sum(t.lp_model[n] for n in t.observed) + t.log_enum_prob()) \
-        if t.enumerated else sum(t.lp_model[n] for n in t.observed)
-    return t.latent_values(), log_px_z, t.log_weight()
+    Every site is sampled, discrete ones too, so each draw has a value of every latent site."""
+    t = point_traces(vae, x, particles=k, enumerate="none")
+    return t.latent_values(), sum(t.lp_model[n] for n in t.observed), t.log_weight()
 
 
 def log_weights(vae, x: torch.Tensor, k: int, enumerate: str = "all") -> torch.Tensor:

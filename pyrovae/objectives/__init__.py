@@ -58,7 +58,7 @@ def make_elbo(name: str, num_particles: int = 1, free_bits: float = 0.0,
         cls = entry.capabilities.get("free_bits")
         if cls is None:
             raise ValueError(f"free bits need an analytic per-dimension KL: "
-                             f"{list(OBJECTIVES.where(has_free_bits=True))}")
+                             f"{list(OBJECTIVES.where(free_bits=True))}")
     kwargs = dict(num_particles=num_particles, max_plate_nesting=max_plate_nesting)
     if entry.capabilities.get("vectorize", True):  # (IWAE always uses its own particle plate)
         kwargs["vectorize_particles"] = num_particles > 1

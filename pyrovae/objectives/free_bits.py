@@ -58,4 +58,4 @@ class JitFreeBitsMeanFieldELBO(_FreeBits, JitTraceMeanFieldELBO):
 for _name, _cls in (("meanfield", FreeBitsMeanFieldELBO), ("jit-meanfield", JitFreeBitsMeanFieldELBO)):
     _entry = OBJECTIVES.entry(_name)
     OBJECTIVES.register(_name, _entry.obj, replace=True,
-                        **{**_entry.capabilities, "free_bits": _cls, "has_free_bits": True})
+                        **{**_entry.capabilities, "free_bits": _cls})

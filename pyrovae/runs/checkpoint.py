@@ -42,8 +42,8 @@ def save_checkpoint(path: str | Path, payload: dict) -> None:
     atomic_write(path, buf.getvalue())
 
 
-def _missing_device(device) -> str | None:
-    """Why ``device`` cannot hold the checkpoint's tensors on this machine, or None."""
+def missing_device(device) -> str | None:
+    """Why this machine has no ``device`` to hold tensors (a run's, a checkpoint's), or None."""
     try:
         dev = torch.device(device)
     except (RuntimeError, TypeError):
@@ -63,7 +63,7 @@ def load_checkpoint(path: str | Path, device="cpu") -> dict:
         path = path / CHECKPOINT_NAME
     if not path.is_file():
         raise CheckpointError(f"no checkpoint at '{path}': is this a pyrovae run folder?")
-    missing = _missing_device(device)
+    missing = missing_device(device)
     if missing:  # a device error, never reported as a damaged checkpoint
         raise DeviceError(f"cannot load '{path}' on device {str(device)!r}: {missing}; use "
                           f"--device cpu (device=\"cpu\"); the checkpoint was not read")

@@ -24,7 +24,7 @@ import torch
 from ..config import RunConfig, to_toml
 from ..errors import CheckpointError, DeviceError
 from ..files import TEMP_PATTERN, WriteError, reason, stale_temp_files, writable_dir
-from .checkpoint import CHECKPOINT_NAME
+from .checkpoint import CHECKPOINT_NAME, missing_device
 
 #: the files that make a folder a run (a folder holding any of them is refused without force)
 RUN_FILES = ("config.toml", CHECKPOINT_NAME, "metrics.json", "history.csv")
@@ -144,8 +144,10 @@ def config_text(config: RunConfig) -> str:
 
 
 def describe_device(device: str) -> torch.device:
-    """The torch device for ``device``, or a clear error when this machine lacks it."""
-    if device == "cuda" and not torch.cuda.is_available():
-        raise DeviceError("device = \"cuda\" but this machine has no usable CUDA GPU; set "
-                          "[train] device = \"cpu\" (or --set device=cpu)")
+    """The torch device for ``device``, or a clear error when this machine lacks it (the same
+    check as loading a checkpoint, :func:`checkpoint.missing_device`)."""
+    missing = missing_device(device)
+    if missing:
+        raise DeviceError(f"device = \"{device}\" but {missing}; set [train] device = \"cpu\" "
+                          f"(or --set device=cpu)")
     return torch.device(device)

@@ -38,6 +38,7 @@ from pyro.nn import PyroModule
 from pyro.poutine.runtime import get_plates
 
 from ..config import SSVAEConfig
+from .. import limits
 from ..errors import ConfigError
 from ..likelihoods import make_likelihood
 from ..nets.mlp import gaussian_head, mlp
@@ -202,12 +203,9 @@ class SSVAE(PyroModule):
         return self.decode(self.encode(x, y)[0], y)
 
     def particle_bytes(self, batch: int) -> int:
-        """Memory of one importance draw per point for B points, y summed out over C classes
-        (float32; decoder output and hidden layers, with room for temporaries)."""
-        c = self.config
-        width = (self.input_dim * self.likelihood.params_per_pixel + sum(c.hidden)
-                 + 4 * c.latent_dim)
-        return 4 * batch * self.num_classes * width * 3
+        """Memory of one importance draw per point for B points, y summed out over C classes:
+        the estimate the memory checks use (``limits.point_floats``, classes included)."""
+        return limits.FLOAT * limits.point_floats(self.config, self.input_shape) * batch
 
     @torch.no_grad()
     def sample(self, n: int, seed: int | None = None, temperature: float = 1.0) -> torch.Tensor:
