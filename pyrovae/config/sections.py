@@ -20,7 +20,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..errors import ConfigError
-from ..registry import LIKELIHOODS, MODEL_KINDS, NETWORKS, OBJECTIVES as ALL_OBJECTIVES, PRIORS
+from ..registry import (BOUNDS, GRADIENTS, LIKELIHOODS, MODEL_KINDS, NETWORKS,
+                        OBJECTIVES as ALL_OBJECTIVES, PRIORS)
 from .fields import SEED_MAX, _unknown_message, check_fields, section_from_dict
 
 # The component names come from the registries (pyrovae.registry), read when a config is
@@ -78,6 +79,73 @@ class KLConfig:
 
 
 @dataclass
+class ObjectiveConfig:
+    """The bound and its gradient estimator, two independent choices: ``[model.objective]``
+    (docs/estimators.md). K = ``model.num_particles`` draws per point (per group for miwae and
+    piwae). The default pair (elbo, reparam) is the ELBO as ``model.elbo``'s Pyro estimator
+    computes it; every other pair runs pyrovae's per-point bounds (pyrovae/objectives)."""
+
+    bound: str = _f("elbo", "bound on log p(x), per data point", choices=BOUNDS)
+    gradient: str = _f("reparam", "gradient estimator of the bound", choices=GRADIENTS)
+    groups: int = _f(1, "miwae, piwae: M groups of num_particles draws each", min=1)
+    renyi_alpha: float = _f(0.5, "renyi: the order alpha != 1 (0 = iwae; -> 1 the elbo)")
+    ciwae_beta: float = _f(0.5, "ciwae: the ELBO's share b of b*ELBO + (1-b)*IWAE", min=0.0,
+                           max=1.0)
+
+    def __post_init__(self):
+        check_fields(self, "model.objective")
+        if self.renyi_alpha == 1:
+            raise ConfigError("model.objective.renyi_alpha = 1 is the ELBO's limit, where the Renyi "
+                              "bound is undefined; use bound = \"elbo\" or renyi_alpha != 1")
+
+    @property
+    def default(self) -> bool:
+        """Whether this is the (elbo, reparam) pair that ``model.elbo`` computes."""
+        return self.bound == "elbo" and self.gradient == "reparam"
+
+
+def check_pair(bound: str, gradient: str, num_particles: int = 1, where: str = "model.objective"):
+    """Refuse a (bound, gradient) pair the estimator cannot serve, in one line."""
+    if bound not in BOUNDS:
+        raise ConfigError(f"{where}.bound = {bound!r} is not one of: {', '.join(BOUNDS)}")
+    if gradient not in GRADIENTS:
+        raise ConfigError(f"{where}.gradient = {gradient!r} is not one of: {', '.join(GRADIENTS)}")
+    only = BOUNDS.capability(bound, "only")
+    if only and gradient not in only:
+        raise ConfigError(f"{where}.bound = \"{bound}\" takes gradient = "
+                          f"{' or '.join(only)}, not \"{gradient}\"")
+    needs = GRADIENTS.capability(gradient, "needs")
+    if needs and not BOUNDS.capability(bound, needs):
+        able = ", ".join(BOUNDS.where(**{needs: True}))
+        raise ConfigError(f"{where}.gradient = \"{gradient}\" is not defined for bound = "
+                          f"\"{bound}\"; it works with bound = {able}")
+    least = GRADIENTS.capability(gradient, "min_particles", 1)
+    if num_particles < least:
+        raise ConfigError(f"{where}.gradient = \"{gradient}\" needs num_particles >= {least} "
+                          f"(its baseline uses the other draws), got {num_particles}")
+
+
+def _check_objective(config) -> None:
+    """The [model.objective] rules shared by every kind: a valid pair, and no clash with
+    ``model.elbo`` (which chooses the KL form of the ELBO bound) or free bits."""
+    objective = config.objective
+    if objective.default:
+        return
+    check_pair(objective.bound, objective.gradient, config.num_particles)
+    if config.elbo == "iwae":
+        raise ConfigError("model.elbo = \"iwae\" and [model.objective] both choose the "
+                          "objective; drop elbo and set objective.bound = \"iwae\"")
+    if objective.bound == "elbo" and ALL_OBJECTIVES.capability(config.elbo, "analytic_kl"):
+        raise ConfigError(f"model.objective.gradient = \"{objective.gradient}\" estimates the "
+                          f"ELBO with a Monte Carlo KL, but model.elbo = \"{config.elbo}\" "
+                          f"takes the KL in closed form; set model.elbo = \"trace\"")
+    kl = getattr(config, "kl", None)
+    if kl is not None and kl.free_bits > 0:
+        raise ConfigError(f"model.kl.free_bits needs the analytic per-dimension KL of elbo = "
+                          f"\"meanfield\", not bound = \"{objective.bound}\"; set free_bits = 0")
+
+
+@dataclass
 class VAEConfig:
     """The model p(x|z) p(z), the guide q(z|x) and the objective that fits them."""
 
@@ -93,8 +161,11 @@ class VAEConfig:
     variance: str = _f("pixel", "gaussian-learned: one learned variance per pixel, or output by "
                        "the decoder", choices=VARIANCES)
     prior: PriorConfig = field(default_factory=PriorConfig, metadata={"help": "prior p(z)"})
-    elbo: str = _f("meanfield", "objective (Pyro ELBO estimator)", choices=OBJECTIVES)
+    elbo: str = _f("meanfield", "the ELBO's Pyro estimator (meanfield: closed-form KL; trace: "
+                   "Monte Carlo KL); [model.objective] chooses other bounds", choices=OBJECTIVES)
     num_particles: int = _f(1, "Monte Carlo samples of z per data point and step", min=1)
+    objective: ObjectiveConfig = field(default_factory=ObjectiveConfig,
+                                       metadata={"help": "bound and gradient estimator"})
     kl: KLConfig = field(default_factory=KLConfig, metadata={"help": "the KL term"})
     kind: str = _f("vae", "model: vae, or ssvae (semi-supervised M2, SSVAEConfig)",
                    choices=MODEL_KINDS)
@@ -112,6 +183,7 @@ class VAEConfig:
                 f"\"{self.prior.name}\" prior lacks; use elbo = \"trace\", \"jit-trace\" or "
                 f"\"tracegraph\" (Monte Carlo KL), or prior = "
                 f"{' / '.join(ANALYTIC_KL_PRIORS)}")
+        _check_objective(self)
         if self.kl.free_bits > 0 and not ALL_OBJECTIVES.capability(self.elbo, "free_bits"):
             raise ConfigError(
                 f"model.kl.free_bits needs the analytic per-dimension KL of elbo = "
@@ -154,8 +226,13 @@ class SSVAEConfig(VAEConfig):
 
     def __post_init__(self):
         super().__post_init__()
-        fixed = {"network": "mlp", "prior.name": "normal", "num_particles": 1,
-                 "kl.schedule": "constant", "kl.free_bits": 0.0}
+        fixed = {"network": "mlp", "prior.name": "normal", "kl.schedule": "constant",
+                 "kl.free_bits": 0.0}
+        if self.objective.default:
+            fixed["num_particles"] = 1
+        elif self.elbo != "trace":
+            raise ConfigError(f"[model.objective] draws y ~ q(y|x), but model.elbo = "
+                              f"\"{self.elbo}\" sums y out; set model.elbo = \"trace\"")
         for key, value in fixed.items():
             obj, name = (self, key) if "." not in key else (getattr(self, key.split(".")[0]),
                                                             key.split(".")[1])
@@ -200,9 +277,12 @@ class ModuleConfig:
                    choices=ALL_OBJECTIVES.where(jit=False))
     num_particles: int = _f(1, "Monte Carlo samples of the latents per data point and step",
                             min=1)
+    objective: ObjectiveConfig = field(default_factory=ObjectiveConfig,
+                                       metadata={"help": "bound and gradient estimator"})
 
     def __post_init__(self):
         check_fields(self, "model")
+        _check_objective(self)
         if not isinstance(self.args, dict):
             raise ConfigError(f"model.args must be a table of keyword arguments, like "
                               f"args = {{hidden = 200}}, got {self.args!r}")

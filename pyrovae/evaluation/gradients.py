@@ -25,13 +25,14 @@ accumulated online in float64 (Welford), so memory is O(P) whatever S is.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 import torch
 from tqdm.auto import tqdm
 
 from ..interface import max_plate_nesting
-from ..objectives import has_differentiable_loss, make_elbo
+from ..objectives import has_differentiable_loss, objective_for
 from ..rng import seeded
 
 
@@ -100,13 +101,16 @@ def gradient_moments(params: dict[str, torch.nn.Parameter], backward, draws: int
 
 def estimator(model_config, elbo: str | None = None, num_particles: int | None = None,
               module=None):
-    """The Pyro ELBO a run with ``model_config`` trains with (its Python form, not the JIT one),
-    or another objective ``elbo`` / ``num_particles`` on the same model (``module``: the model,
-    for its ``max_plate_nesting``)."""
-    name = (elbo or model_config.elbo).removeprefix("jit-")
-    k = num_particles or model_config.num_particles
-    free_bits = getattr(getattr(model_config, "kl", None), "free_bits", 0.0)
-    return make_elbo(name, k, free_bits, max_plate_nesting(module) if module is not None else 1)
+    """The objective a run with ``model_config`` trains with (its Python form, not the JIT one),
+    or another Pyro estimator ``elbo`` / ``num_particles`` on the same model (``module``: the
+    model, for its ``max_plate_nesting``)."""
+    changes = {}
+    if elbo is not None or model_config.elbo.startswith("jit-"):
+        changes["elbo"] = (elbo or model_config.elbo).removeprefix("jit-")
+    if num_particles is not None:
+        changes["num_particles"] = num_particles
+    config = dataclasses.replace(model_config, **changes) if changes else model_config
+    return objective_for(config, max_plate_nesting(module) if module is not None else 1)
 
 
 def elbo_gradient_variance(vae, x: torch.Tensor, elbo=None, draws: int = 100, seed: int = 0,

@@ -3,7 +3,7 @@
 compare.csv's gradient columns measure each run's own objective at its own final parameters,
 which mixes two effects: the estimator, and where training ended. This table holds the second
 fixed: for the first seed of each combination, the trained parameters stay as they are and
-every objective that occurs in the grid (each distinct ``(elbo, num_particles)``) draws the
+every objective that occurs in the grid (each distinct ``(elbo, num_particles, objective)``) draws the
 gradient ``grad_draws`` times on the same fixed minibatch with the same seed
 (:func:`pyrovae.evaluation.gradients.elbo_gradient_variance`). An objective the model does
 not admit (``meanfield`` with a VampPrior) is left out. Written to OUT/gradients.csv.
@@ -16,22 +16,23 @@ from dataclasses import replace
 from ..errors import ConfigError
 from ..evaluation.gradients import elbo_gradient_variance, estimator, fixed_minibatch
 from ..files import read_csv
+from ..objectives import objective_name
 from ..runs import load
 
 #: settings a stored row must share to be reused on resume
 _KEPT = ("grad_draws", "grad_batch", "eval_seed")
 
 
-def objectives(runs) -> list[tuple[str, int]]:
-    """The distinct (elbo, num_particles) of the planned runs, in grid order."""
+def objectives(runs) -> list[tuple[str, int, object]]:
+    """The distinct (elbo, num_particles, [model.objective]) of the planned runs, in grid
+    order."""
     seen = {}
     for spec in runs:
-        seen.setdefault((spec.config.model.elbo, spec.config.model.num_particles), None)
-    return list(seen)
-
-
-def objective_label(elbo: str, k: int) -> str:
-    return elbo if k == 1 else f"{elbo} K={k}"
+        m = spec.config.model
+        objective = getattr(m, "objective", None)
+        seen.setdefault(repr((m.elbo, m.num_particles, objective)),
+                        (m.elbo, m.num_particles, objective))
+    return list(seen.values())
 
 
 def same_parameter_gradients(out, runs, rows: list[dict], settings, data_for, resume: bool,
@@ -51,15 +52,16 @@ def same_parameter_gradients(out, runs, rows: list[dict], settings, data_for, re
     table = []
     for spec in firsts.values():
         run = None
-        for elbo, k in objectives(runs):
-            label = objective_label(elbo, k)
+        for elbo, k, objective in objectives(runs):
+            try:
+                extra = {} if objective is None else {"objective": objective}
+                model = replace(spec.config.model, elbo=elbo, num_particles=k, **extra)
+            except ConfigError:
+                continue  # not an objective of this model
+            label = objective_name(model)
             if (spec.name, label) in stored:
                 table.append(stored[(spec.name, label)])
                 continue
-            try:
-                model = replace(spec.config.model, elbo=elbo, num_particles=k)
-            except ConfigError:
-                continue  # not an objective of this model
             if run is None:
                 log(f"gradient variance of every objective at the parameters of {spec.name}")
                 run = load(out / spec.name, device=spec.config.train.device)
@@ -69,8 +71,7 @@ def same_parameter_gradients(out, runs, rows: list[dict], settings, data_for, re
             g = elbo_gradient_variance(run.vae, xb, estimator(model, module=run.vae),
                                        draws=settings.grad_draws, seed=settings.eval_seed)
             row = {"run": spec.name, "combination": spec.combination.label, "objective": label,
-                   "own": spec.config.model.elbo == elbo
-                   and spec.config.model.num_particles == k,
+                   "own": label == objective_name(spec.config.model),
                    "var_total": g["var_total"], "var_mean": g["var_mean"],
                    "mean_sqnorm": g["mean_sqnorm"], "snr": g["snr"]}
             for group in ("encoder", "decoder"):  # (None without such submodules)

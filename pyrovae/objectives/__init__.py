@@ -29,11 +29,14 @@ import pyro.infer as infer
 
 from ..registry import OBJECTIVES
 from . import pyro_elbos  # noqa: F401  (registers trace, meanfield, tracegraph, enum)
+from . import bounds, tmc  # noqa: F401  (register the bounds)
+from ..config import check_pair
+from .bound_objective import BoundObjective
 from .free_bits import FreeBitsMeanFieldELBO, JitFreeBitsMeanFieldELBO
 from .iwae import IWAE_ELBO
 from .jit import JitTraceELBO, JitTraceMeanFieldELBO
 
-__all__ = ["make_elbo", "has_differentiable_loss", "compiled_form", "OBJECTIVES", "IWAE_ELBO",
+__all__ = ["make_elbo", "objective_for", "objective_name", "BoundObjective", "check_pair", "has_differentiable_loss", "compiled_form", "OBJECTIVES", "IWAE_ELBO",
            "JitTraceELBO", "JitTraceMeanFieldELBO", "FreeBitsMeanFieldELBO",
            "JitFreeBitsMeanFieldELBO"]
 
@@ -73,3 +76,35 @@ def make_elbo(name: str, num_particles: int = 1, free_bits: float = 0.0,
 def has_differentiable_loss(elbo: infer.ELBO) -> bool:
     """Whether ``elbo`` returns a differentiable loss tensor (else use ``loss_and_grads``)."""
     return not isinstance(elbo, infer.TraceGraph_ELBO)
+
+
+def objective_for(model_config, max_plate_nesting: int = 1, compiled: bool = False) -> infer.ELBO:
+    """The objective a ``[model]`` config trains with: ``model.elbo``'s Pyro estimator (its
+    compiled form if ``compiled`` and one exists) for the default (elbo, reparam) pair of
+    ``[model.objective]``, else the per-point :class:`BoundObjective` of that pair."""
+    objective = getattr(model_config, "objective", None)
+    if objective is None or objective.default:
+        name = compiled_form(model_config.elbo) if compiled else model_config.elbo
+        kl = getattr(model_config, "kl", None)
+        return make_elbo(name, model_config.num_particles, kl.free_bits if kl else 0.0,
+                         max_plate_nesting)
+    return BoundObjective(objective.bound, objective.gradient, model_config.num_particles,
+                          objective.groups, objective.renyi_alpha, objective.ciwae_beta,
+                          max_plate_nesting)
+
+
+def objective_name(model_config, particles: bool = True) -> str:
+    """A short label: ``meanfield``, ``iwae K=5``, ``iwae/dreg K=5``, ``miwae/reparam M=4 K=8``
+    (without `` K=..`` if not ``particles``)."""
+    objective = getattr(model_config, "objective", None)
+    k = model_config.num_particles if particles else 1
+    if objective is None or objective.default:
+        return model_config.elbo if k == 1 else f"{model_config.elbo} K={k}"
+    label = f"{objective.bound}/{objective.gradient}"
+    if objective.bound == "renyi":
+        label += f" a={objective.renyi_alpha:g}"
+    if objective.bound == "ciwae":
+        label += f" b={objective.ciwae_beta:g}"
+    if objective.bound in ("miwae", "piwae"):
+        label += f" M={objective.groups}"
+    return label if k == 1 else f"{label} K={k}"

@@ -15,6 +15,7 @@ import pyro
 import torch
 
 from ..errors import ConfigError
+from ..objectives import objective_for, objective_name
 from ..training.trainer import Trainer
 from .evaluate import accuracy, evaluate_ssvae
 from .labels import split_labels
@@ -45,8 +46,14 @@ class SSVAETrainer(Trainer):
         return n
 
     def make_objective(self):
-        self.objective = self.config.model.elbo
-        return make_ss_elbo(self.objective)
+        """U(x)'s estimator: TraceEnum_ELBO / Trace_ELBO (``model.elbo``), or the bound and
+        gradient estimator of ``[model.objective]`` (y sampled: score, vimco, rws)."""
+        config = self.config.model
+        if config.objective.default:
+            self.objective = config.elbo
+            return make_ss_elbo(self.objective)
+        self.objective = objective_name(config, particles=False)
+        return objective_for(config)
 
     def prepare(self) -> None:
         self.model, self.guide = self.vae.model, self.vae.guide

@@ -40,7 +40,8 @@ from ..data.fingerprint import data_fingerprint
 from ..files import WriteError, reason, write_csv
 from ..interface import check_interface, max_plate_nesting
 from ..kl import beta_at
-from ..objectives import compiled_form, has_differentiable_loss, make_elbo
+from ..objectives import (BoundObjective, compiled_form, has_differentiable_loss,
+                          objective_for, objective_name)
 from ..registry import MODEL_KINDS
 from ..rng import seed_everything, seeded
 from ..runs import CHECKPOINT_NAME, describe_device, make_model, save_checkpoint
@@ -138,10 +139,10 @@ class Trainer:
         kinds that allow compiling)."""
         config = self.config.model
         compiles = self.tc.fast and self.kind.capabilities.get("compile", False)
-        self.objective = compiled_form(config.elbo) if compiles else config.elbo
-        free_bits = self.kl.free_bits if self.kl is not None else 0.0
-        return make_elbo(self.objective, config.num_particles, free_bits,
-                         max_plate_nesting(self.vae))
+        elbo = objective_for(config, max_plate_nesting(self.vae), compiled=compiles)
+        self.objective = objective_name(config, False) if isinstance(elbo, BoundObjective) else (
+            compiled_form(config.elbo) if compiles else config.elbo)
+        return elbo
 
     def epoch_data(self, epoch: int) -> torch.Tensor:
         """The [n, D] rows that ``epoch`` shuffles into minibatches."""
@@ -345,7 +346,8 @@ class Trainer:
             "test_kl": test["kl"], "epochs": self.tc.epochs, "steps": self.step,
             "seconds": self.seconds,
             "train_samples_per_second": self.step * self.bsz / max(self.seconds, 1e-9),
-            "objective": self.config.model.elbo, "fast": self.fast,
+            "objective": objective_name(self.config.model, particles=False), "fast": self.fast,
+            "num_particles": self.config.model.num_particles,
             "objective_run": type(self.elbo).__name__,
             "optimizer": type(self.optimizer).__name__ + (" (fused)" if self.fast else ""),
             "test_kl_estimator": test["kl_estimator"],

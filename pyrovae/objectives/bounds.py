@@ -1,0 +1,200 @@
+"""Per-point bounds on log p(x), as functions of S log weights: log w [S, B] -> L [B].
+
+With w_k = p(x, z_k) / q(z_k | x), z_k ~ q independently, and w~_k = w_k / sum_j w_j::
+
+    elbo       (1/K) sum_k log w_k                                      E = ELBO
+    iwae       log (1/K) sum_k w_k                     Burda et al. 2015; K = 1 is the ELBO
+    renyi      1/(1-a) log (1/K) sum_k w_k^(1-a)       Li & Turner 2016 (VR bound): a -> 1 the
+               ELBO, a = 0 IWAE; a lower bound in expectation for a >= 0, an upper one
+               (as K grows) for a < 0
+    miwae      (1/M) sum_m log (1/K) sum_k w_mk        Rainforth et al. 2018: M groups of K
+    ciwae      b * ELBO + (1-b) * IWAE                 same S = K draws; b = ``ciwae_beta``
+    piwae      IWAE over all M*K draws for the model, MIWAE(M, K) for the guide (Rainforth et
+               al. 2018): the reported value is the IWAE one
+    tmc        tensor Monte Carlo over several latent sites (tmc.py)
+
+Each bound also gives the coefficients the gradient estimators need, as logs (so that ratios
+of coefficients stay finite when a weight underflows), all [S, B] and without gradient:
+
+    log_c   log dL/dlog w_k: the model's gradient is sum_k c_k grad_theta log w_k
+    log_d   the guide's coefficients where they differ from c (PIWAE only)
+    log_e   DReG's coefficients of the z-path (Tucker et al. 2018):
+            grad_phi = sum_k e_k (d log w_k / d z_k)(d z_k / d phi); IWAE e = w~^2, the ELBO
+            e = 1/K (DReG is then STL), MIWAE per group, CIWAE b/K + (1-b) w~^2
+
+Every bound registers itself in :data:`pyrovae.registry.BOUNDS` with the gradient estimators it
+admits (capabilities dreg, rws, score, vimco: see ``gradients/``).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+
+from ..registry import BOUNDS
+
+
+@dataclass(frozen=True)
+class BoundSettings:
+    """K = ``num_particles`` draws per group, M = ``groups``, Renyi's order ``renyi_alpha``,
+    CIWAE's ``ciwae_beta`` (the ELBO's share b)."""
+
+    num_particles: int = 1
+    groups: int = 1
+    renyi_alpha: float = 0.5
+    ciwae_beta: float = 0.5
+
+
+def _log_normalized(log_w: torch.Tensor) -> torch.Tensor:
+    """log w~_k over dim 0."""
+    return log_w - torch.logsumexp(log_w, dim=0)
+
+
+class Bound:
+    """Base: a bound on S = ``particles`` draws per point (module docstring)."""
+
+    separate_targets = False   # the guide's coefficients differ from the model's (log_d)
+
+    def __init__(self, settings: BoundSettings):
+        self.settings = settings
+
+    @property
+    def particles(self) -> int:
+        return self.settings.num_particles
+
+    def value(self, log_w: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def log_c(self, log_w: torch.Tensor) -> torch.Tensor:
+        """Default: by autograd from :meth:`value` (exact for any bound)."""
+        with torch.enable_grad():
+            lw = log_w.detach().requires_grad_(True)
+            (grad,) = torch.autograd.grad(self.value(lw).sum(), lw)
+        return grad.log()
+
+    def log_d(self, log_w: torch.Tensor) -> torch.Tensor:
+        return self.log_c(log_w)
+
+    def log_e(self, log_w: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError(f"{type(self).__name__} has no DReG coefficients")
+
+
+@BOUNDS.register("elbo", dreg=True, score=True)
+class ELBO(Bound):
+    """(1/K) sum_k log w_k."""
+
+    def value(self, log_w):
+        return log_w.mean(0)
+
+    def log_c(self, log_w):
+        return torch.full_like(log_w, -math.log(log_w.shape[0]))
+
+    log_e = log_c
+
+
+@BOUNDS.register("iwae", dreg=True, rws=True, vimco=True)
+class IWAE(Bound):
+    """log (1/K) sum_k w_k."""
+
+    def value(self, log_w):
+        return torch.logsumexp(log_w, dim=0) - math.log(log_w.shape[0])
+
+    def log_c(self, log_w):
+        return _log_normalized(log_w.detach())
+
+    def log_e(self, log_w):
+        return 2 * _log_normalized(log_w.detach())
+
+
+@BOUNDS.register("renyi")
+class Renyi(Bound):
+    """1/(1-a) log (1/K) sum_k w_k^(1-a); c = softmax((1-a) log w)."""
+
+    def __init__(self, settings):
+        super().__init__(settings)
+        if settings.renyi_alpha == 1:
+            raise ValueError("renyi: alpha = 1 is the ELBO's limit; use bound = \"elbo\"")
+        self.a = 1.0 - settings.renyi_alpha
+
+    def value(self, log_w):
+        return (torch.logsumexp(self.a * log_w, dim=0) - math.log(log_w.shape[0])) / self.a
+
+    def log_c(self, log_w):
+        return _log_normalized(self.a * log_w.detach())
+
+
+class _Grouped(Bound):
+    """M groups of K consecutive particles: S = M * K."""
+
+    @property
+    def particles(self) -> int:
+        return self.settings.groups * self.settings.num_particles
+
+    def grouped(self, log_w):
+        m = self.settings.groups
+        return log_w.reshape(m, log_w.shape[0] // m, *log_w.shape[1:])
+
+    def miwae(self, log_w):
+        g = self.grouped(log_w)
+        return (torch.logsumexp(g, dim=1) - math.log(g.shape[1])).mean(0)
+
+    def miwae_log_c(self, log_w, power: int = 1):
+        g = self.grouped(log_w.detach())
+        log_norm = power * (g - torch.logsumexp(g, dim=1, keepdim=True))
+        return log_norm.reshape(log_w.shape) - math.log(self.settings.groups)
+
+
+@BOUNDS.register("miwae", dreg=True)
+class MIWAE(_Grouped):
+    """(1/M) sum_m log (1/K) sum_k w_mk."""
+
+    def value(self, log_w):
+        return self.miwae(log_w)
+
+    def log_c(self, log_w):
+        return self.miwae_log_c(log_w)
+
+    def log_e(self, log_w):
+        return self.miwae_log_c(log_w, power=2)
+
+
+@BOUNDS.register("piwae", dreg=True)
+class PIWAE(_Grouped):
+    """The model's target IWAE(M*K), the guide's MIWAE(M, K), on the same M*K draws."""
+
+    separate_targets = True
+
+    def value(self, log_w):
+        return torch.logsumexp(log_w, dim=0) - math.log(log_w.shape[0])
+
+    def log_c(self, log_w):
+        return _log_normalized(log_w.detach())
+
+    def log_d(self, log_w):
+        return self.miwae_log_c(log_w)
+
+    def log_e(self, log_w):
+        return self.miwae_log_c(log_w, power=2)
+
+
+@BOUNDS.register("ciwae", dreg=True)
+class CIWAE(Bound):
+    """b * (1/K) sum_k log w_k + (1-b) * log (1/K) sum_k w_k."""
+
+    def _mix(self, log_w, power: int):
+        b, k = self.settings.ciwae_beta, log_w.shape[0]
+        elbo_part = torch.full_like(log_w, math.log(b) - math.log(k) if b > 0 else -math.inf)
+        iwae_part = (math.log1p(-b) if b < 1 else -math.inf) + power * _log_normalized(log_w)
+        return torch.logaddexp(elbo_part, iwae_part.detach())
+
+    def value(self, log_w):
+        b = self.settings.ciwae_beta
+        return b * log_w.mean(0) + (1 - b) * (torch.logsumexp(log_w, 0) - math.log(log_w.shape[0]))
+
+    def log_c(self, log_w):
+        return self._mix(log_w.detach(), 1)
+
+    def log_e(self, log_w):
+        return self._mix(log_w.detach(), 2)

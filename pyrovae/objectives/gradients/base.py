@@ -1,0 +1,63 @@
+"""What a gradient estimator is: a surrogate per data point whose gradient is the estimator.
+
+For a bound L (``bounds.py``) and a draw of S particles (``particles.py``), an estimator returns
+a surrogate s [B] per point; the objective's loss is
+
+    loss = -(N/B) sum_b [ s_b + stop(L_b - s_b) ]
+
+so its value is the bound and its gradient the estimator's. An estimator declares what it asks
+of the bound (``needs``: a capability in BOUNDS, e.g. ``dreg``), whether every guide site must be
+reparameterised (``reparameterised``), its least number of particles, and which gradient paths
+the draw keeps (``plan``: values "sample" / "detach" / "scaled", and whether log q at fixed
+values is needed).
+"""
+
+from __future__ import annotations
+
+import torch
+
+from ...interface import InterfaceError
+
+
+class GradientEstimator:
+    """Base class (module docstring)."""
+
+    needs: str | None = None
+    reparameterised = True
+    min_particles = 1
+
+    def plan(self, bound) -> tuple[str, bool]:
+        """(values, fixed) for :func:`pyrovae.objectives.particles.draw`."""
+        return "sample", False
+
+    def surrogate(self, bound, draw) -> torch.Tensor:
+        raise NotImplementedError
+
+    def check(self, name: str, draw) -> None:
+        if self.reparameterised and draw.score_sites:
+            raise InterfaceError(
+                f"gradient = \"{name}\" needs reparameterised guide sites, but "
+                f"'{draw.score_sites[0]}' is not; use gradient = \"score\" (bound elbo), "
+                f"\"vimco\" (bound iwae) or \"rws\", or enumerate it (elbo = \"enum\")")
+
+
+def weighted(log_c: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """sum_k c_k x_k over the particles: [S, B] -> [B] (c = exp(log_c), no gradient)."""
+    return (log_c.detach().exp() * x).sum(0)
+
+
+def set_ratio(draw, log_num: torch.Tensor, log_den: torch.Tensor) -> None:
+    """The z-path coefficient of a "scaled" draw: exp(log_num - log_den), 0 where both are 0."""
+    ratio = torch.exp(log_num - log_den)
+    draw.ratio.value = torch.where(torch.isfinite(ratio), ratio, 0.0).detach()
+
+
+def pathwise(bound, draw, log_guide: torch.Tensor) -> torch.Tensor:
+    """The surrogate of a "scaled" draw that gives the model sum_k c_k grad log w_k and the
+    guide's z-path the coefficients exp(log_guide), the parameter path of log q none:
+
+        s = sum_k c_k log w_k + sum_k c_k log q(z_k fixed; phi),   ratio = exp(log_guide) / c
+    """
+    log_c = bound.log_c(draw.log_w)
+    set_ratio(draw, log_guide, log_c)
+    return weighted(log_c, draw.log_w) + weighted(log_c, draw.log_q_fixed)
