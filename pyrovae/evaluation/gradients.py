@@ -14,6 +14,9 @@ exactly as the run trains with it, without the N/B data-set scaling). From the S
     var_total = sum_j var_j = E ||g - E g||^2 (estimate)     trace of the covariance
     mean_sqnorm = ||mean||^2                                 squared norm of the mean gradient
     snr       = mean_sqnorm / var_total                      signal-to-noise ratio
+    snr_param = (1/P') sum_j |mean_j| / sqrt(var_j)          per-parameter SNR, averaged over
+                                                             the P' coordinates with var_j > 0
+                                                             (Rainforth et al. 2018's measure)
 
 (``mean_sqnorm`` over-estimates ||E g||^2 by var_total / S, so with S = 100 an snr below
 ~0.01 is noise-dominated.) The same numbers are reported per parameter group (the VAE's
@@ -48,8 +51,11 @@ class GradientMoments:
     @staticmethod
     def _stats(mean: torch.Tensor, var: torch.Tensor) -> dict[str, float]:
         total, signal = float(var.sum()), float(mean.pow(2).sum())
+        live = var > 0
+        per_param = (mean[live].abs() / var[live].sqrt()).mean() if live.any() else None
         return {"var_mean": float(var.mean()) if var.numel() else 0.0, "var_total": total,
-                "mean_sqnorm": signal, "snr": signal / total if total > 0 else float("inf")}
+                "mean_sqnorm": signal, "snr": signal / total if total > 0 else float("inf"),
+                "snr_param": float(per_param) if per_param is not None else float("inf")}
 
     def summary(self) -> dict:
         """The numbers of the module docstring, overall and as ``groups[name]``."""

@@ -1,24 +1,31 @@
-"""Objectives: Pyro ELBO estimators selected by name.
+"""Objectives: what training maximises, chosen on two axes.
+
+``model.elbo`` names a Pyro ELBO estimator (the default pair of ``[model.objective]``):
 
     trace          Trace_ELBO: single-sample (or K-particle) Monte Carlo estimate of
                    E_q[log p(x|z) + log p(z) - log q(z|x)], KL term estimated by sampling.
     meanfield      TraceMeanField_ELBO: E_q[log p(x|z)] by sampling, KL(q || p) analytically;
                    same expectation, lower variance (needs a closed-form KL for guide/prior).
     jit-trace      JitTrace_ELBO: Trace_ELBO compiled with torch.jit.trace.
-    jit-meanfield  JitTraceMeanField_ELBO, with Pyro 1.9's re-tracing bug fixed (below).
-    tracegraph     TraceGraph_ELBO: Rao-Blackwellised score-function terms; with only
-                   reparameterised sites it equals Trace_ELBO.
-    iwae           the importance-weighted bound with K = num_particles draws, combined per
-                   data point (iwae.py); K = 1 is the ELBO of ``trace``.
+    jit-meanfield  JitTraceMeanField_ELBO, with Pyro 1.9's re-tracing bug fixed (jit.py).
+    tracegraph     TraceGraph_ELBO: Rao-Blackwellised score-function terms.
+    iwae           the importance-weighted bound, K = num_particles (iwae.py).
     enum           TraceEnum_ELBO: discrete sites the guide marks are summed out exactly.
 
-One estimator per file, each registering itself in :data:`pyrovae.registry.OBJECTIVES` with
-its capabilities (``analytic_kl``, ``compiled``, ``free_bits``, ``enumerates``, ...): Pyro's
-own in pyro_elbos.py, the compiled forms in jit.py, free bits in free_bits.py, IWAE in
-iwae.py. A new objective is one new file that registers itself.
+``[model.objective]`` chooses a bound and its gradient estimator independently, computed per
+data point with the data plate's N/B outside every log-sum-exp (bound_objective.py):
 
-``num_particles`` > 1 averages that many draws of z per data point, vectorised over an extra
-particle plate (so the networks see z of shape [P, B, L]).
+    bounds (bounds.py, tmc.py)       elbo, iwae, renyi, miwae, ciwae, piwae, tmc
+    gradients (gradients/)           reparam, stl, dreg, rws, rws-dreg, score, vimco
+
+Each component registers itself with its capabilities: Pyro's estimators in
+:data:`pyrovae.registry.OBJECTIVES` (``analytic_kl``, ``compiled``, ``free_bits``, ...), the
+bounds in ``BOUNDS`` (which estimators they admit: ``dreg``, ``rws``, ``score``, ``vimco``) and
+the estimators in ``GRADIENTS`` (what they need). A new one is one new file that registers
+itself. :func:`objective_for` builds what a ``[model]`` config trains with.
+
+``num_particles`` > 1 draws that many z per data point, vectorised over a particle plate left
+of the model's plates (so the networks see z of shape [K, B, L]).
 """
 
 from __future__ import annotations

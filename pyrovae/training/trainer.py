@@ -111,6 +111,7 @@ class Trainer:
         self._beta_const = (torch.tensor(kl.beta, device=self.device)
                             if self.kl is not None and kl.schedule == "constant" else None)
         self.elbo = self.make_objective()
+        self._check_objective(first_epoch[:2])
         self._validated = False
         # the fast path needs a loss tensor (TraceGraph_ELBO only gives loss_and_grads)
         self.fast = self.tc.fast and has_differentiable_loss(self.elbo)
@@ -129,6 +130,14 @@ class Trainer:
         observed site) is refused before anything is written or trained."""
         with seeded(0), eval_mode(self.vae):
             point_traces(self.vae, x, enumerate="none")
+
+    def _check_objective(self, x: torch.Tensor) -> None:
+        """Draw a bound's particles once on two rows (as :meth:`_check_programs`), so an
+        estimator the model cannot serve (a pathwise gradient for a sampled discrete site) is
+        refused before the run folder is written."""
+        if isinstance(self.elbo, BoundObjective):
+            with seeded(0), eval_mode(self.vae), torch.no_grad():
+                self.elbo.draw(self.vae.model, self.vae.guide, x)
 
     def setup_data(self) -> int:
         """Number of training rows one epoch passes over (here: all of them)."""

@@ -38,7 +38,8 @@ class GradientEstimator:
             raise InterfaceError(
                 f"gradient = \"{name}\" needs reparameterised guide sites, but "
                 f"'{draw.score_sites[0]}' is not; use gradient = \"score\" (bound elbo), "
-                f"\"vimco\" (bound iwae) or \"rws\", or enumerate it (elbo = \"enum\")")
+                f"\"vimco\" (bound iwae) or \"rws\" (or sum it out with elbo = \"enum\" and "
+                f"no [model.objective])")
 
 
 def weighted(log_c: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
