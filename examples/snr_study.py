@@ -11,8 +11,8 @@ IWAE-STL, IWAE-DReG, MIWAE(M, K), CIWAE(b = 0.5, K), PIWAE(M, K). The findings t
 IWAE's encoder SNR falls with K (as 1/sqrt(K)) while its decoder SNR rises (as sqrt(K));
 DReG's encoder SNR rises with K.
 
-    python -m examples.snr_study                          # trains 3 epochs first (~1 min)
-    python -m examples.snr_study --run runs/mnist         # or the parameters of a trained run
+    python -m examples.snr_study                          # trains 3 epochs first (OUT/run)
+    python -m examples.snr_study --run runs/snr-study/run # or the parameters of a trained run
     python -m examples.snr_study --ks 1 4 16 64 --draws 100 --out runs/snr-study
 
 Writes OUT/snr.csv (one row per estimator and K), OUT/snr.json (the settings too) and
@@ -53,7 +53,7 @@ def trained_model(args):
         return run.vae, load_dataset(run.config.data)
     config = apply_overrides(load_config(args.config), [f"epochs={args.epochs}"])
     data = load_dataset(config.data)
-    return train(config, data).vae, data
+    return train(config, data, out=Path(args.out) / "run", force=True).vae, data
 
 
 def measure(vae, xb, ks, draws, seed) -> list[dict]:
@@ -107,9 +107,14 @@ def main(argv=None):
     parser.add_argument("--batch", type=int, default=16, help="points in the fixed minibatch")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", default="runs/snr-study")
+    parser.add_argument("--threads", type=int, default=1,
+                        help="torch threads (1: repeatable timings on a shared machine; 0: "
+                             "torch's default)")
     args = parser.parse_args(argv)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
+    if args.threads:
+        torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
     vae, data = trained_model(args)
     xb = fixed_minibatch(data, args.batch, args.seed)

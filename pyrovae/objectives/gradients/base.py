@@ -5,11 +5,11 @@ a surrogate s [B] per point; the objective's loss is
 
     loss = -(N/B) sum_b [ s_b + stop(L_b - s_b) ]
 
-so its value is the bound and its gradient the estimator's. An estimator declares what it asks
-of the bound (``needs``: a capability in BOUNDS, e.g. ``dreg``), whether every guide site must be
-reparameterised (``reparameterised``), its least number of particles, and which gradient paths
-the draw keeps (``plan``: values "sample" / "detach" / "scaled", and whether log q at fixed
-values is needed).
+so its value is the bound and its gradient the estimator's. An estimator registers in GRADIENTS what it
+asks of the bound (``needs``: a capability in BOUNDS, e.g. ``dreg``), whether every guide site
+must be reparameterised (``reparameterised``) and its least number of particles
+(``min_particles``); the class says which gradient paths the draw keeps (``plan``: values
+"sample" / "detach" / "scaled", and whether log q at fixed values is needed).
 """
 
 from __future__ import annotations
@@ -17,14 +17,11 @@ from __future__ import annotations
 import torch
 
 from ...interface import InterfaceError
+from ...registry import GRADIENTS
 
 
 class GradientEstimator:
     """Base class (module docstring)."""
-
-    needs: str | None = None
-    reparameterised = True
-    min_particles = 1
 
     def plan(self, bound) -> tuple[str, bool]:
         """(values, fixed) for :func:`pyrovae.objectives.particles.draw`."""
@@ -33,8 +30,10 @@ class GradientEstimator:
     def surrogate(self, bound, draw) -> torch.Tensor:
         raise NotImplementedError
 
-    def check(self, name: str, draw) -> None:
-        if self.reparameterised and draw.score_sites:
+    @staticmethod
+    def check(name: str, draw) -> None:
+        """Refuse a draw with sampled discrete sites for an estimator that needs pathwise ones."""
+        if GRADIENTS.capability(name, "reparameterised", True) and draw.score_sites:
             raise InterfaceError(
                 f"gradient = \"{name}\" needs reparameterised guide sites, but "
                 f"'{draw.score_sites[0]}' is not; use gradient = \"score\" (bound elbo), "
@@ -62,3 +61,12 @@ def pathwise(bound, draw, log_guide: torch.Tensor) -> torch.Tensor:
     log_c = bound.log_c(draw.log_w)
     set_ratio(draw, log_guide, log_c)
     return weighted(log_c, draw.log_w) + weighted(log_c, draw.log_q_fixed)
+
+
+def with_score_terms(bound, draw, signal) -> torch.Tensor:
+    """The bound's pathwise surrogate plus sum_k signal_k log q(y_k | x) for the sampled,
+    non-reparameterised sites; ``signal(log w)`` [S, B] is each draw's learning signal."""
+    s = bound.value(draw.log_w)
+    if draw.log_q_score is None:
+        return s
+    return s + (signal(draw.log_w.detach()) * draw.log_q_score).sum(0)

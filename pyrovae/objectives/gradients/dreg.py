@@ -21,7 +21,6 @@ from .base import GradientEstimator, pathwise
 class DReG(GradientEstimator):
     """Doubly reparameterized guide gradient, the bound's model gradient."""
 
-    needs = "dreg"
 
     def plan(self, bound):
         return "scaled", True

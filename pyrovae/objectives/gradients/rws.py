@@ -27,8 +27,6 @@ from .base import GradientEstimator, pathwise, weighted
 class RWS(GradientEstimator):
     """wake-theta and wake-phi in one backward pass (values detached)."""
 
-    needs = "rws"
-    reparameterised = False
 
     def plan(self, bound):
         return "detach", False
@@ -43,7 +41,6 @@ class RWS(GradientEstimator):
 class RWSDReG(GradientEstimator):
     """wake-theta, and wake-phi doubly reparameterized."""
 
-    needs = "rws"
 
     def plan(self, bound):
         return "scaled", True

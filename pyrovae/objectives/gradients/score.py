@@ -13,22 +13,16 @@ steps, so a resumed run continues bit for bit.
 from __future__ import annotations
 
 from ...registry import GRADIENTS
-from .base import GradientEstimator
+from .base import GradientEstimator, with_score_terms
 
 
 @GRADIENTS.register("score", needs="score", reparameterised=False, min_particles=2)
 class Score(GradientEstimator):
     """Pathwise where reparameterised, leave-one-out REINFORCE elsewhere."""
 
-    needs = "score"
-    reparameterised = False
-    min_particles = 2
-
     def surrogate(self, bound, draw):
-        s = bound.value(draw.log_w)
-        if draw.log_q_score is None:
-            return s
-        lw = draw.log_w.detach()
-        k = lw.shape[0]
-        baseline = (lw.sum(0, keepdim=True) - lw) / (k - 1)
-        return s + ((lw - baseline) * draw.log_q_score).sum(0) / k
+        def signal(lw):
+            k = lw.shape[0]
+            baseline = (lw.sum(0, keepdim=True) - lw) / (k - 1)
+            return (lw - baseline) / k
+        return with_score_terms(bound, draw, signal)

@@ -17,26 +17,19 @@ import math
 import torch
 
 from ...registry import GRADIENTS
-from .base import GradientEstimator
+from .base import GradientEstimator, with_score_terms
 
 
 @GRADIENTS.register("vimco", needs="vimco", reparameterised=False, min_particles=2)
 class VIMCO(GradientEstimator):
     """IWAE's pathwise gradient plus per-draw baselined score terms."""
 
-    needs = "vimco"
-    reparameterised = False
-    min_particles = 2
-
     def surrogate(self, bound, draw):
-        s = bound.value(draw.log_w)
-        if draw.log_q_score is None:
-            return s
-        lw = draw.log_w.detach()
-        k = lw.shape[0]
-        geo = (lw.sum(0, keepdim=True) - lw) / (k - 1)          # log geometric mean of the others
-        eye = torch.eye(k, dtype=torch.bool, device=lw.device)
-        swapped = torch.where(eye[:, :, None], geo[None], lw[None])  # [k (left out), k, B]
-        bound_k = torch.logsumexp(swapped, dim=1) - math.log(k)     # L_{-k}  [k, B]
-        full = torch.logsumexp(lw, dim=0) - math.log(k)
-        return s + ((full - bound_k) * draw.log_q_score).sum(0)
+        def signal(lw):
+            k = lw.shape[0]
+            geo = (lw.sum(0, keepdim=True) - lw) / (k - 1)      # log geometric mean of the others
+            eye = torch.eye(k, dtype=torch.bool, device=lw.device)
+            swapped = torch.where(eye[:, :, None], geo[None], lw[None])  # [k (left out), k, B]
+            left_out = torch.logsumexp(swapped, dim=1) - math.log(k)     # L_{-k}  [k, B]
+            return torch.logsumexp(lw, dim=0) - math.log(k) - left_out  # L - L_{-k}
+        return with_score_terms(bound, draw, signal)
