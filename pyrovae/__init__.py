@@ -25,6 +25,8 @@ from .model import VAE
 from .registry import LIKELIHOODS, MODEL_KINDS, NETWORKS, OBJECTIVES, PRIORS
 from .runs import Run, load
 from .semisupervised import SSVAE, SSVAEConfig
+from .hierarchical import HVAE, HVAEConfig
+from .conditional import CVAE, CVAEConfig
 from .training import train
 from .user_model import module_config
 
@@ -33,3 +35,5 @@ __all__ = ["VAE", "VAEConfig", "SSVAE", "SSVAEConfig", "ModuleConfig", "PriorCon
            "PyroVAEError", "train", "load", "load_dataset", "load_config", "evaluate_elbo",
            "evaluate_run", "module_config", "capabilities", "PRIORS", "LIKELIHOODS",
            "OBJECTIVES", "NETWORKS", "MODEL_KINDS", "__version__"]
+__all__ += ["CVAE", "CVAEConfig"]
+__all__ += ["HVAE", "HVAEConfig"]

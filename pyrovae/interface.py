@@ -25,7 +25,14 @@ attribute, which then is the whole list)::
     sample        sample(n, seed=None, temperature=1.0) -> decoded prior draws [n, D]
     reconstruct   reconstruct(x) -> E[x | z = E_q[z|x]] [B, D]
     labels        classify(x) -> [B] classes; model(x, y) and guide(x, y) take labels
-    condition     condition(x) -> dict of what ``decode`` needs beside z (e.g. {"y": classes})
+    condition     condition(x) -> dict of what ``decode`` needs beside z (e.g. {"y": classes});
+                  a model whose ``sample`` takes ``condition=`` draws given one
+                  (``pyrovae sample --condition``)
+
+A model that reads more than the examples declares ``data_view(data) -> Dataset``: the data
+set as it sees it (a class-conditional model appends each example's one-hot class, so its x
+is [B, D + C]). Every command that hands a run's data to its model goes through
+:func:`data_view`.
 
 Commands that need a capability call :func:`require`, which refuses in one line that names
 what is missing.
@@ -123,6 +130,22 @@ def max_plate_nesting(module) -> int:
 def latent_condition(module, x):
     """What ``decode`` needs besides z for the rows of x: ``module.condition(x)`` or {}."""
     return module.condition(x) if has(module, "condition") else {}
+
+
+def data_view(module, data):
+    """The data set as ``module`` sees it: ``module.data_view(data)`` when the module declares
+    one (e.g. a label-conditioned CVAE: each row followed by its one-hot class), else
+    ``data`` itself."""
+    view = getattr(module, "data_view", None)
+    return view(data) if callable(view) else data
+
+
+def takes_condition(module) -> bool:
+    """Whether ``module.sample`` draws given a condition (a ``condition`` keyword)."""
+    try:
+        return "condition" in inspect.signature(module.sample).parameters
+    except (AttributeError, TypeError, ValueError):
+        return False
 
 
 def check_data(module, x: torch.Tensor, what: str) -> None:

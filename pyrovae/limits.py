@@ -40,6 +40,7 @@ import os
 
 from .errors import ConfigError
 from .interface import input_dim
+from .registry import POSTERIORS
 
 FALLBACK_BYTES = 64 * 2**30  # when the machine does not say how much memory it has
 FLOAT = 4                    # bytes of one float32
@@ -163,6 +164,17 @@ def _prior_params(config, latent: int, d: int) -> int:
     return 0
 
 
+def _posterior_sizes(config, latent: int) -> tuple[int, int]:
+    """(encoder outputs per point, the family's own parameters) of ``[model.posterior]``: the
+    diagonal Gaussian's (2L, 0) for a config without one or a family not (yet) registered."""
+    posterior = getattr(config, "posterior", None)
+    family = POSTERIORS.get(posterior.name) if getattr(posterior, "name", None) in POSTERIORS \
+        else None
+    if family is None or not hasattr(family, "outputs"):
+        return 2 * latent, 0
+    return family.outputs(posterior, latent), family.parameters_of(posterior, latent)
+
+
 def model_parameters(config, input_shape) -> int | None:
     """Numbers a [model] config's networks, prior and likelihood hold for inputs of
     ``input_shape`` (parameters and the buffers that scale like them), computed from the
@@ -173,10 +185,11 @@ def model_parameters(config, input_shape) -> int | None:
     d, latent, ppp = math.prod(shape), int(config.latent_dim), _params_per_pixel(config)
     hidden = tuple(config.hidden)
     classes = int(getattr(config, "num_classes", 0) or 0)
+    outputs, own = _posterior_sizes(config, latent)
     if config.network == "conv" and _is_image(shape) and getattr(config, "channels", ()):
         channels = tuple(config.channels)
         enc, flat = _conv_params(shape, channels)
-        enc += flat * 2 * latent + 2 * latent
+        enc += flat * outputs + outputs
         rev = channels[::-1]
         start = rev[0] * _halved(shape[1], len(rev)) * _halved(shape[2], len(rev))
         dec = latent * start + start
@@ -185,7 +198,8 @@ def model_parameters(config, input_shape) -> int | None:
             dec += c_in * c_out * 9 + c_out
         n = enc + dec
     else:
-        n = _mlp_params([d, *hidden, 2 * latent]) + _mlp_params([latent, *hidden[::-1], ppp * d])
+        n = _mlp_params([d, *hidden, outputs]) + _mlp_params([latent, *hidden[::-1], ppp * d])
+    n += own
     if classes:  # a classifier q(y|x) and label embeddings beside the first layers
         first = hidden[0] if hidden else 2 * latent
         last = hidden[-1] if hidden else ppp * d

@@ -6,7 +6,11 @@ For a minibatch x of B data points (flattened to [B, D]) out of a data set of N:
                    z_i ~ p(z)                     scaled by beta      z: [B, L]
                    x_i ~ p(x | decoder(z_i))      observed            x: [B, D]
     guide(x):  for each i in the same plate:
-                   z_i ~ q(z|x_i) = N(mu(x_i), diag(sigma(x_i)^2))   scaled by beta
+                   z_i ~ q(z|x_i)                 scaled by beta      z: [B, L]
+
+q(z|x) is the family ``[model.posterior]`` names (pyrovae/posteriors): by default the diagonal
+Gaussian N(mu(x), diag(sigma(x)^2)); also full covariance, low rank plus diagonal, and an
+inverse autoregressive flow. The encoder gives the family its parameters.
 
 The plate scales every log-density by N / B, so an ELBO estimator run on the minibatch is an
 unbiased estimate of the full-data objective
@@ -34,6 +38,7 @@ from .config import VAEConfig
 from .errors import ConfigError
 from .likelihoods import make_likelihood
 from .nets import make_decoder, make_encoder
+from .posteriors import posterior_class
 from .priors import make_prior
 from .registry import MODEL_KINDS
 from .rng import seeded
@@ -61,9 +66,14 @@ class VAE(PyroModule):
         self.input_dim = math.prod(self.input_shape)
         self.beta = float(config.kl.beta)
         self.likelihood = make_likelihood(config, self.input_dim)
-        self.encoder = make_encoder(config, self.input_shape)
+        family = posterior_class(config.posterior)
+        outputs = None if family.gaussian_head else family.outputs(config.posterior,
+                                                                   config.latent_dim)
+        self.encoder = make_encoder(config, self.input_shape, outputs)
         self.decoder = make_decoder(config, self.input_shape, self.likelihood.params_per_pixel)
         self.prior = make_prior(config.prior, config.latent_dim, self.encoder, self.input_shape)
+        # built last: the diagonal family holds nothing, so the default's draws are unchanged
+        self.posterior = family.build(config.posterior, config.latent_dim)
         to_pyro_module_(self)  # route submodule parameters through pyro.param (for JIT ELBOs)
 
     def _plate(self, x: torch.Tensor, n_data: int | None):
@@ -95,25 +105,28 @@ class VAE(PyroModule):
 
     def guide(self, x: torch.Tensor, beta: torch.Tensor | None = None,
               n_data: int | None = None) -> torch.Tensor:
-        """q(z|x) = N(mu(x), diag(sigma(x)^2)); x: [B, D]. Returns z: [B, L]."""
+        """q(z|x) of the posterior family from the encoder's output; x: [B, D]. Returns z:
+        [B, L]. (Diagonal: N(mu(x), diag(sigma(x)^2)).)"""
         with self._plate(x, n_data):
-            loc, scale = self.encoder(x)
+            q = self.posterior(self.encoder(x))
             with poutine.scale(scale=self._kl_weight(beta)):
-                return pyro.sample("z", dist.Normal(loc, scale, validate_args=False).to_event(1))
+                return pyro.sample("z", q)
 
     def particle_bytes(self, batch: int) -> int:
         """Memory of one importance draw per point for a batch of B points (float32, the
         decoder's output and hidden layers, with room for temporaries)."""
         width = (self.input_dim * self.likelihood.params_per_pixel + sum(self.config.hidden)
-                 + 4 * self.config.latent_dim)
+                 + 4 * self.config.latent_dim + self.posterior.particle_floats())
         return 4 * batch * width * 3
 
     # ---- deterministic helpers for using a trained model (no Pyro effects) -------------------
 
     @torch.no_grad()
     def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Posterior mean and standard deviation of q(z|x): x [B, D] -> ([B, L], [B, L])."""
-        return self.encoder(x.reshape(x.shape[0], -1))
+        """Posterior mean and marginal standard deviation of q(z|x): x [B, D] -> ([B, L],
+        [B, L]). Exact for the Gaussian families; the ``iaf`` family's are Monte Carlo
+        estimates from 256 draws with a fixed seed (posteriors/iaf.py)."""
+        return self.posterior.moments(self.encoder(x.reshape(x.shape[0], -1)))
 
     @torch.no_grad()
     def decode(self, z: torch.Tensor) -> torch.Tensor:

@@ -56,9 +56,11 @@ def _mixture(logits: torch.Tensor, loc: torch.Tensor, scale: torch.Tensor):
 
 def register_prior(name: str):
     """Class decorator: register a :class:`Prior` subclass as ``prior = name``, with its
-    ``analytic_kl`` flag as the registry's capability."""
+    ``analytic_kl`` and ``uses_encoder`` flags as the registry's capabilities (``analytic_kl``,
+    ``encoder``)."""
     def add(cls):
-        return PRIORS.register(name, cls, analytic_kl=bool(cls.analytic_kl))
+        return PRIORS.register(name, cls, analytic_kl=bool(cls.analytic_kl),
+                               encoder=bool(cls.uses_encoder))
     return add
 
 
@@ -70,6 +72,7 @@ class Prior(nn.Module):
     """
 
     analytic_kl: bool = False  # whether kl_divergence(Independent(Normal), prior) exists
+    uses_encoder: bool = False  # built from the encoder's (loc, scale): a diagonal posterior
     latent_dim: int
 
     @classmethod
@@ -172,6 +175,7 @@ class VampPrior(Prior):
     """
 
     CLAMP = (0.02, 0.98)  # data rows are clamped to this before the logit
+    uses_encoder = True
 
     def __init__(self, latent_dim: int, components: int, encoder: nn.Module, input_shape):
         super().__init__()

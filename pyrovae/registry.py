@@ -6,6 +6,7 @@ of component.
     OBJECTIVES    ELBO estimators               analytic_kl, free_bits, compiled, enumerates, jit
     NETWORKS      encoder/decoder architectures
     MODEL_KINDS   model kinds (``model.kind``): their config dataclass, module and trainer
+    POSTERIORS    guide families q(z|x)         (see pyrovae/posteriors)
     BOUNDS        per-point bounds on log p(x)  dreg, rws, score, vimco (the gradients they admit)
     GRADIENTS     gradient estimators           needs (the bound capability), reparam, particles
 
@@ -150,8 +151,9 @@ LIKELIHOODS = Registry("likelihood", "model.likelihood")
 OBJECTIVES = Registry("objective", "model.elbo")
 NETWORKS = Registry("network", "model.network")
 MODEL_KINDS = Registry("model kind", "model.kind")
+POSTERIORS = Registry("posterior", "model.posterior.name")
 BOUNDS = Registry("bound", "model.objective.bound")
 GRADIENTS = Registry("gradient estimator", "model.objective.gradient")
 
 __all__ = ["Registry", "RegistryView", "RegistryError", "Entry", "PRIORS", "LIKELIHOODS", "OBJECTIVES",
-           "NETWORKS", "MODEL_KINDS", "BOUNDS", "GRADIENTS"]
+           "NETWORKS", "MODEL_KINDS", "POSTERIORS", "BOUNDS", "GRADIENTS"]

@@ -72,9 +72,13 @@ def nondefault_config() -> RunConfig:
 @pytest.mark.parametrize("config", [RunConfig(), nondefault_config()], ids=["default", "custom"])
 def test_to_toml_file_round_trip(tmp_path, config):
     text = to_toml(config)
-    assert tomllib.loads(text) == {k: {f: list(v) if isinstance(v, tuple) else v
-                                       for f, v in body.items()}
-                                   for k, body in config.to_dict().items()}
+
+    def listed(v):  # TOML has arrays, not tuples (nested tables too: model.posterior)
+        if isinstance(v, dict):
+            return {k: listed(x) for k, x in v.items()}
+        return [listed(x) for x in v] if isinstance(v, (tuple, list)) else v
+
+    assert tomllib.loads(text) == listed(config.to_dict())
     loaded = load_config(write(tmp_path / "run.toml", text))
     assert loaded == config
     assert loaded.model.hidden == config.model.hidden and isinstance(loaded.model.hidden, tuple)
@@ -95,6 +99,9 @@ def test_round_trip_of_dict_form():
 def test_shipped_configs_load_and_round_trip(tmp_path, path):
     config = load_config(path)
     raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    def tuples(value):  # TOML lists, nested ones too, load as tuples
+        return tuple(tuples(v) for v in value) if isinstance(value, list) else value
+
     def check(obj, body, where):  # every key written in the file is what was loaded
         for key, value in body.items():
             got = getattr(obj, key)
@@ -103,7 +110,7 @@ def test_shipped_configs_load_and_round_trip(tmp_path, path):
             elif dataclasses.is_dataclass(got):  # shorthand: prior = "normal"
                 assert got.name == value, (where, key)
             else:
-                assert got == (tuple(value) if isinstance(value, list) else value), (where, key)
+                assert got == tuples(value), (where, key)
 
     for section, body in raw.items():
         check(getattr(config, section), body, section)

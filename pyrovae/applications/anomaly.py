@@ -38,7 +38,7 @@ from ..evaluation.traces import eval_mode
 from ..files import write_csv, write_json
 from ..reports.applications import save_score_histogram
 from ..rng import seeded
-from ..interface import require
+from ..interface import data_view, require, takes_condition
 from .runs import as_run, output_dir, resolve_data
 
 SCORES = ("elbo", "nll", "ratio", "latent")
@@ -102,6 +102,10 @@ def anomaly_scores(vae, x: torch.Tensor, score: str = "elbo", num_samples: int |
             raise ConfigError("score \"latent\" needs the training points (x_train)")
         return latent_distance(vae, x, x_train, neighbours)
     if score == "ratio":
+        if takes_condition(vae):  # its bound is of x_out given x_in, not of the whole x
+            raise ConfigError(f"score \"ratio\" compares p(x) with a background model of x, "
+                              f"but {type(vae).__name__} is a conditional model of part of x "
+                              f"given the rest; use --score elbo, nll or latent")
         if getattr(getattr(vae, "likelihood", None), "name", None) != "bernoulli" \
                 or mean_image is None:
             raise ConfigError("score \"ratio\" needs a bernoulli likelihood (binary data) and "
@@ -173,7 +177,8 @@ def anomaly(run, out=None, data: str = "test:all", score: str = "elbo",
     if score in ("ratio", "latent"):  # the data the run trained on
         from ..data import load_dataset
 
-        train = load_dataset(run.config.data).to(next(run.vae.parameters()).device)
+        train = data_view(run.vae, load_dataset(run.config.data))
+        train = train.to(next(run.vae.parameters()).device)
         mean_image = train.train_x.mean(0)
         x_train = train.train_data(0, run.config.train.seed)
     s = anomaly_scores(run.vae, x, score, num_samples, seed=seed, progress=progress,

@@ -2,6 +2,8 @@
 
     sample:       z_i ~ p(z) at temperature T (z = mu + T (z' - mu), see model.tempered_sample),
                   shown as E[x|z_i] ("mean") or a draw x_i ~ p(x|z_i) ("sample"); x: [n, D]
+                  With a condition (``--condition``, a model whose ``sample`` takes one, e.g.
+                  a CVAE): draws given it, the model's own ``sample(n, ..., condition=c)``
     reconstruct:  x -> mu(x) = E_q[z|x] -> E[x | z = mu(x)]; squared error per pixel and the
                   ELBO's reconstruction term E_q[log p(x|z)] over the test set
 """
@@ -18,7 +20,7 @@ from ..config.fields import COUNT, POSITIVE, SEED, check_number
 from ..errors import ConfigError
 from ..evaluation import evaluate_elbo
 from ..files import atomic_write, write_json
-from ..interface import has, require
+from ..interface import CapabilityError, has, require, takes_condition
 from ..model import tempered_sample
 from ..reports.plots import save_image_grid, save_reconstructions
 from ..rng import seeded
@@ -35,7 +37,8 @@ def draw(vae, n: int, temperature: float = 1.0, mode: str = "mean", seed: int = 
     if n < 1:
         raise ConfigError(f"n = {n} must be >= 1")
     require(vae, "sample", command="sample")
-    if has(vae, "condition") or not hasattr(vae, "decoder") or not hasattr(vae, "likelihood"):
+    if (has(vae, "condition") or not has(vae, "prior") or not hasattr(vae, "decoder")
+            or not hasattr(vae, "likelihood")):  # (a hierarchy has no one prior p(z) to draw)
         if mode != "mean":  # only the model's own sample(): decoder means
             raise ConfigError(f"--mode sample needs a VAE with one decoder p(x|z); "
                               f"{type(vae).__name__} samples decoder means only: use --mode mean")
@@ -47,11 +50,36 @@ def draw(vae, n: int, temperature: float = 1.0, mode: str = "mean", seed: int = 
         return vae.likelihood(out).sample()
 
 
+@torch.no_grad()
+def draw_given(run, condition, n: int, temperature: float = 1.0, mode: str = "mean",
+               seed: int = 0, data: str = "test"):
+    """n draws [n, D] given ``condition``: the text of ``--condition`` (read by the model's
+    ``condition_value(text, rows)`` when it has one; ``rows()`` gives the examples of
+    ``data`` as the model sees them, for a condition that names an example), or a value."""
+    vae = run.vae
+    require(vae, "condition", command="sample --condition")
+    if not takes_condition(vae):
+        raise CapabilityError(f"sample --condition needs a model that draws given a condition "
+                              f"(sample(n, ..., condition=c)); {type(vae).__name__}.sample takes "
+                              f"none (a semi-supervised run draws by class: --by-class)")
+    if mode != "mean":
+        raise ConfigError(f"--mode sample needs a VAE with one decoder p(x|z); "
+                          f"{type(vae).__name__} samples decoder means only: use --mode mean")
+    reader = getattr(vae, "condition_value", None)
+    if callable(reader) and isinstance(condition, str):
+        condition = reader(condition, lambda: resolve_data(run, data)[0])
+    return vae.sample(n, seed=seed, temperature=temperature, condition=condition)
+
+
 def sample(run, out=None, n: int = 64, temperature: float = 1.0, mode: str = "mean",
-           seed: int = 0, save_npy: bool = False, nrow: int = 8) -> dict:
+           seed: int = 0, save_npy: bool = False, nrow: int = 8, condition=None,
+           data: str = "test") -> dict:
     """Write sample.png (a grid of the first ``limits.MAX_GRID_IMAGES`` (1024) of n decoded
     prior draws), sample.json (statistics of all n) and, with ``save_npy``, sample.npy
-    ([n, *input_shape] float32, every draw). Returns the numbers."""
+    ([n, *input_shape] float32, every draw). Returns the numbers.
+
+    ``condition`` (``--condition``): draw given it instead (:func:`draw_given`; ``data`` is
+    where a condition that names an example looks it up)."""
     n, seed, nrow = check_number(n, "n", COUNT), check_number(seed, "seed", SEED), \
         check_number(nrow, "nrow", COUNT)
     temperature = check_number(temperature, "temperature", POSITIVE)
@@ -60,11 +88,15 @@ def sample(run, out=None, n: int = 64, temperature: float = 1.0, mode: str = "me
     run = as_run(run)
     limits.check_points(run.vae, n, f"sampling n = {n} draws at once", "lower --n (n)")
     folder = output_dir(run, out)
-    x = draw(run.vae, n, temperature, mode, seed)
+    if condition is None:
+        x = draw(run.vae, n, temperature, mode, seed)
+    else:
+        x = draw_given(run, condition, n, temperature, mode, seed, data)
     shown = min(n, limits.MAX_GRID_IMAGES)
     save_image_grid(x[:shown], run.vae.input_shape, folder / "sample.png", nrow=nrow)
     result = {"n": n, "n_shown": shown, "temperature": temperature, "mode": mode, "seed": seed,
               "prior": getattr(getattr(run.config.model, "prior", None), "name", None),
+              **({} if condition is None else {"condition": str(condition), "data": data}),
               "mean_pixel": float(x.mean()), "std_over_samples": float(x.std(0).mean()),
               "png": str(folder / "sample.png")}
     if save_npy:

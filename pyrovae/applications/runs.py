@@ -20,7 +20,7 @@ from ..config import DataConfig, load_config
 from ..errors import CheckpointError, DataError
 from ..evaluation.evaluate import SPLITS, split_data
 from ..files import writable_dir
-from ..interface import check_data, input_dim
+from ..interface import check_data, data_view, input_dim
 from ..runs import Run, load
 
 
@@ -79,7 +79,7 @@ def resolve_data(run: Run, spec: str = "test"):
         cfg = DataConfig(name=source, binarize=own.binarize, seed=own.seed, path=own.path)
     from ..data import load_dataset
 
-    data = load_dataset(cfg).to(device_of(run))
+    data = data_view(run.vae, load_dataset(cfg)).to(device_of(run))  # as the model reads it
     x = split_data(data, split, seed=run.config.train.seed)
     y = data.test_y if split == "test" else data.train_y
     wanted = input_dim(run.vae)

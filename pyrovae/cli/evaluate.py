@@ -34,6 +34,10 @@ def format_table(result: dict) -> str:
             shown += f" +- {result[key + '_se']:.2f}"
         if key == "active_units":
             shown += f" of {result['latent_dim']}"
+            layers = result.get("layers") or ()  # a model with several latent layers
+            if layers:
+                shown += " (" + ", ".join(f"{s}: {result[f'active_units_{s}']} of "
+                                          f"{result[f'latent_dim_{s}']}" for s in layers) + ")"
         lines.append(f"{label.format(K=result['nll_samples']):<22}{shown} {unit}".rstrip())
     return "\n".join([f"{split} set, {result['num_points']} points"] + lines)
 

@@ -2,14 +2,16 @@
 
     pyrovae sample RUN_DIR [--n 64] [--temperature T] [--mode mean|sample] [--save-npy]
     pyrovae sample RUN_DIR --by-class [COLUMNS]     (semi-supervised runs)
+    pyrovae sample RUN_DIR --condition C [--data SPEC]  (models that draw given a condition:
+                                       a class, or the index of an example; docs/conditional.md)
 """
 
 from __future__ import annotations
 
 from ..config.fields import COUNT, POSITIVE, SEED
-from ..interface import has
+from ..interface import has, takes_condition
 from ..semisupervised.sampling import COLUMNS
-from .common import add_run_argument, open_run, print_result
+from .common import add_data_argument, add_run_argument, open_run, print_result
 from .options import checked, number
 
 
@@ -17,7 +19,11 @@ def _sample(args) -> int:
     from ..applications import sample
 
     run = open_run(args)
-    if args.by_class is not None or has(run.vae, "condition"):
+    if args.condition is not None:
+        return print_result(sample(run, args.out, n=args.n, temperature=args.temperature,
+                                   mode=args.mode, seed=args.seed, save_npy=args.save_npy,
+                                   condition=args.condition, data=args.data))
+    if args.by_class is not None or (has(run.vae, "condition") and not takes_condition(run.vae)):
         from ..semisupervised.sampling import by_class  # one row per class (docs/ssvae.md)
 
         columns = 10 if args.by_class is None else args.by_class
@@ -45,5 +51,10 @@ def add_parser(sub) -> None:
                    metavar="COLUMNS",
                    help="semi-supervised runs (their default): by_class.png, one row per "
                         "class, the style z shared down each of COLUMNS columns (default 10)")
+    p.add_argument("--condition", metavar="C",
+                   help="draw given a condition, for models that take one: a class (a "
+                        "label-conditioned CVAE), or the index of an example of --data whose "
+                        "visible quadrants are completed (a quadrant-conditioned CVAE)")
+    add_data_argument(p)
     p.add_argument("--out", help="output folder (default: the run folder)")
     p.set_defaults(func=checked(_sample))

@@ -13,11 +13,12 @@ from .fields import (
     check_fields,
     section_from_dict,
 )
-from ..registry import LIKELIHOODS, MODEL_KINDS, NETWORKS, PRIORS
+from ..registry import LIKELIHOODS, MODEL_KINDS, NETWORKS, POSTERIORS, PRIORS
 from .sections import (
     OBJECTIVES,
     VARIANCES,
     ANALYTIC_KL_PRIORS,
+    ANALYTIC_KL_POSTERIORS,
     FLOWS,
     SCHEDULES,
     LR_SCHEDULES,
@@ -29,6 +30,7 @@ from .sections import (
     DEVICES,
     _f,
     PriorConfig,
+    PosteriorConfig,
     KLConfig,
     ObjectiveConfig,
     check_pair,
@@ -57,7 +59,8 @@ from .files import (
 )
 
 __all__ = ["ConfigError", "_unknown_message", "_field_type", "coerce", "check_fields", "section_from_dict", "OBJECTIVES",
-           "LIKELIHOODS", "VARIANCES", "PRIORS", "ANALYTIC_KL_PRIORS", "FLOWS", "SCHEDULES",
+           "LIKELIHOODS", "VARIANCES", "PRIORS", "ANALYTIC_KL_PRIORS",
+           "POSTERIORS", "ANALYTIC_KL_POSTERIORS", "PosteriorConfig", "FLOWS", "SCHEDULES",
            "LR_SCHEDULES",
            "NETWORKS", "ACTIVATIONS", "BINARIZE", "MODEL_KINDS", "SS_OBJECTIVES",
            "ENUMERATION", "DEVICES", "_f", "PriorConfig", "KLConfig",

@@ -21,7 +21,7 @@ from typing import Any
 
 from ..errors import ConfigError
 from ..registry import (BOUNDS, GRADIENTS, LIKELIHOODS, MODEL_KINDS, NETWORKS,
-                        OBJECTIVES as ALL_OBJECTIVES, PRIORS)
+                        OBJECTIVES as ALL_OBJECTIVES, POSTERIORS, PRIORS)
 from .fields import SEED_MAX, _unknown_message, check_fields, section_from_dict
 
 # The component names come from the registries (pyrovae.registry), read when a config is
@@ -29,6 +29,7 @@ from .fields import SEED_MAX, _unknown_message, check_fields, section_from_dict
 OBJECTIVES = ALL_OBJECTIVES.where(enumerates=False)      # the VAE's (continuous latents)
 ANALYTIC_KL_OBJECTIVES = ALL_OBJECTIVES.where(analytic_kl=True)
 ANALYTIC_KL_PRIORS = PRIORS.where(analytic_kl=True)  # closed-form KL(Normal q || prior)
+ANALYTIC_KL_POSTERIORS = POSTERIORS.where(analytic_kl=True)  # closed-form KL(q || Normal p)
 VARIANCES = ("pixel", "decoder")
 FLOWS = ("spline", "affine")
 SCHEDULES = ("constant", "linear", "cyclical")
@@ -58,6 +59,24 @@ class PriorConfig:
 
     def __post_init__(self):
         check_fields(self, "model.prior")
+
+
+@dataclass
+class PosteriorConfig:
+    """The guide's family q(z|x): ``[model.posterior]``, or ``posterior = "name"`` for the
+    defaults (docs/posteriors.md)."""
+
+    name: str = _f("diagonal", "guide family q(z|x)", choices=POSTERIORS)
+    rank: int = _f(2, "lowrank: rank r of W in W W^T + diag(d) (at most latent_dim)", min=1)
+    flows: int = _f(2, "iaf: autoregressive steps T", min=1)
+    context: int = _f(32, "iaf: size C of the context vector the encoder gives the steps",
+                      min=1)
+    flow_hidden: tuple[int, ...] = _f((), "iaf: hidden layers of each step's MADE network, each "
+                                      ">= latent_dim ([] = two of max(32, 4 * latent_dim))",
+                                      min=1)
+
+    def __post_init__(self):
+        check_fields(self, "model.posterior")
 
 
 @dataclass
@@ -145,6 +164,31 @@ def _check_objective(config) -> None:
                           f"\"meanfield\", not bound = \"{objective.bound}\"; set free_bits = 0")
 
 
+def _check_posterior(config) -> None:
+    """What the guide family ``[model.posterior]`` cannot serve, refused in one line."""
+    post, name = config.posterior, config.posterior.name
+    trains_elbo = config.objective.default  # (else model.elbo is not what is trained)
+    if (trains_elbo and config.elbo in ANALYTIC_KL_OBJECTIVES
+            and name not in ANALYTIC_KL_POSTERIORS):
+        raise ConfigError(
+            f"model.elbo = \"{config.elbo}\" needs a closed-form KL(q || p), which the "
+            f"\"{name}\" posterior lacks; use elbo = \"trace\" (Monte Carlo KL) or a bound from "
+            f"[model.objective], or posterior = {' / '.join(ANALYTIC_KL_POSTERIORS)}")
+    diagonal = POSTERIORS.capability(name, "diagonal")
+    if config.kl.free_bits > 0 and not diagonal:
+        raise ConfigError(f"model.kl.free_bits needs the per-dimension KL of a diagonal "
+                          f"posterior, not posterior = \"{name}\"; set free_bits = 0 or "
+                          f"posterior = {' / '.join(POSTERIORS.where(diagonal=True))}")
+    if PRIORS.capability(config.prior.name, "encoder") and not diagonal:
+        raise ConfigError(f"prior = \"{config.prior.name}\" is a mixture of the encoder's "
+                          f"diagonal Gaussians, which posterior = \"{name}\" does not give; use "
+                          f"posterior = {' / '.join(POSTERIORS.where(diagonal=True))} or another "
+                          f"prior")
+    check = getattr(POSTERIORS.get(name), "check", None)  # the family's own settings
+    if check is not None:
+        check(post, config.latent_dim)
+
+
 @dataclass
 class VAEConfig:
     """The model p(x|z) p(z), the guide q(z|x) and the objective that fits them."""
@@ -161,6 +205,8 @@ class VAEConfig:
     variance: str = _f("pixel", "gaussian-learned: one learned variance per pixel, or output by "
                        "the decoder", choices=VARIANCES)
     prior: PriorConfig = field(default_factory=PriorConfig, metadata={"help": "prior p(z)"})
+    posterior: PosteriorConfig = field(default_factory=PosteriorConfig,
+                                       metadata={"help": "guide family q(z|x)"})
     elbo: str = _f("meanfield", "the ELBO's Pyro estimator (meanfield: closed-form KL; trace: "
                    "Monte Carlo KL); [model.objective] chooses other bounds", choices=OBJECTIVES)
     num_particles: int = _f(1, "Monte Carlo samples of z per data point and step", min=1)
@@ -183,6 +229,7 @@ class VAEConfig:
                 f"\"{self.prior.name}\" prior lacks; use elbo = \"trace\", \"jit-trace\" or "
                 f"\"tracegraph\" (Monte Carlo KL), or prior = "
                 f"{' / '.join(ANALYTIC_KL_PRIORS)}")
+        _check_posterior(self)
         _check_objective(self)
         if self.kl.free_bits > 0 and not ALL_OBJECTIVES.capability(self.elbo, "free_bits"):
             raise ConfigError(
@@ -226,8 +273,8 @@ class SSVAEConfig(VAEConfig):
 
     def __post_init__(self):
         super().__post_init__()
-        fixed = {"network": "mlp", "prior.name": "normal", "kl.schedule": "constant",
-                 "kl.free_bits": 0.0}
+        fixed = {"network": "mlp", "prior.name": "normal", "posterior.name": "diagonal",
+                 "kl.schedule": "constant", "kl.free_bits": 0.0}
         if self.objective.default:
             fixed["num_particles"] = 1
         elif self.elbo != "trace":

@@ -4,7 +4,8 @@ gathers them for ``pyrovae evaluate`` (its files are written by
 ``pyrovae.reports.write_evaluation``). Every number is read off the traces of the model and
 guide (traces.py), so it holds for any model that follows the interface."""
 
-from .diagnostics import active_units, kl_per_dim, mutual_information, posterior_params
+from .diagnostics import (active_units, kl_per_dim, layer_diagnostics, mutual_information,
+                          posterior_params)
 from .elbo import ElboTerms, elbo_terms, evaluate_elbo
 from .evaluate import evaluate_run
 from .likelihood import log_likelihood, log_weights, reduce_log_weights
@@ -13,4 +14,4 @@ from .psis import pareto_khat, summarize_khat
 __all__ = ["ElboTerms", "elbo_terms", "evaluate_elbo", "log_likelihood", "log_weights",
            "reduce_log_weights", "pareto_khat", "summarize_khat", "evaluate_run",
            "posterior_params", "kl_per_dim", "active_units",
-           "mutual_information"]
+           "mutual_information", "layer_diagnostics"]

@@ -8,6 +8,9 @@ On the chosen split (N points, x [N, D]):
     psis_khat               Pareto k-hat of each point's K weights, summarised (psis.py)
     kl_per_dim, active_units, mutual_info   posterior diagnostics (diagnostics.py), for a
                             model with a Gaussian encoder (the "encoder" capability)
+    *_z1, *_z2, ...         the same per latent layer, for a model that lists its layers' sites
+                            in ``latent_layers`` (active_units, latent_dim, activity and
+                            kl_per_dim are then the layers' totals and joined lists)
     {split}_accuracy        argmax q(y|x) against the labels, for a model with "labels"
 
 Timings and the process's peak resident memory are recorded with the numbers. Results go to
@@ -28,7 +31,7 @@ import torch
 from .. import limits
 from ..config.fields import COUNT, SEED, Rule, check_number
 from ..errors import ConfigError, DataError
-from ..interface import has
+from ..interface import data_view, has
 from . import diagnostics
 from .classification import accuracy
 from .elbo import evaluate_elbo
@@ -73,6 +76,7 @@ def evaluate_run(run, data, nll_samples: int = 5000, split: str = "test",
                                                                       COUNT)
     memory_mb = check_number(memory_mb, "memory_mb", COUNT)
     vae = run.vae
+    data = data_view(vae, data)  # the rows as the model reads them
     x = split_data(data, split, max_points).to(next(vae.parameters()).device)
     n = x.shape[0]
     if n < 2:
@@ -95,6 +99,8 @@ def evaluate_run(run, data, nll_samples: int = 5000, split: str = "test",
 
     start = time.perf_counter()
     posterior = posterior_diagnostics(vae, x, seed) if has(vae, "encoder") else {}
+    if getattr(vae, "latent_layers", None):  # several latent layers: each one's, and totals
+        posterior.update(diagnostics.layer_diagnostics(vae, x, seed))
     labels = getattr(data, "test_y" if split == "test" else "train_y", None)
     if has(vae, "labels") and labels is not None:
         posterior[f"{split}_accuracy"] = accuracy(vae, x, labels[:n])
@@ -138,13 +144,19 @@ def check_evaluation_memory(vae, nll_samples: int, batch: int, memory_mb: int,
 
 def posterior_diagnostics(vae, x: torch.Tensor, seed: int = 0) -> dict:
     """Active units, mutual information, KL and activity per dimension of the Gaussian
-    encoder's q(z|x) (diagnostics.py), for a model with the "encoder" capability."""
+    encoder's q(z|x) (diagnostics.py), for a model with the "encoder" capability.
+
+    The per-dimension KLs and the mutual information are those of N(mu, diag(sigma^2)), so
+    they are given only for a diagonal guide (``diagonal_posterior``; None for a full,
+    low-rank or flow guide, whose rate is the ELBO's KL); the activity needs only the means."""
     mu, sigma = diagnostics.posterior_params(vae, x)
-    kl_dim = diagnostics.kl_per_dim(vae, mu, sigma)
+    diagonal = diagnostics.diagonal_posterior(vae)
+    kl_dim = diagnostics.kl_per_dim(vae, mu, sigma) if diagonal else None
     act = diagnostics.activity(mu)
     return {"active_units": int((act > diagnostics.ACTIVE_THRESHOLD).sum()),
             "latent_dim": int(mu.shape[1]),
-            "mutual_info": diagnostics.mutual_information(mu, sigma, seed=seed),
+            "mutual_info": (diagnostics.mutual_information(mu, sigma, seed=seed) if diagonal
+                            else None),
             "mutual_info_max": math.log(x.shape[0]),
             "kl_per_dim": None if kl_dim is None else [float(v) for v in kl_dim],
             "activity": [float(v) for v in act]}

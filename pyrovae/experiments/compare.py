@@ -155,7 +155,9 @@ def measure(run, data, spec: RunSpec, settings: Settings, progress: bool) -> dic
     from ..evaluation import evaluate_run
     from ..reports import write_evaluation
     from ..evaluation.gradients import elbo_gradient_variance, estimator, fixed_minibatch
+    from ..interface import data_view
 
+    data = data_view(run.vae, data)  # the rows as the model reads them
     row = {"run": spec.name, "combination": spec.combination.label,
            **spec.combination.values, "seed": spec.seed}
     result = evaluate_run(run, data, nll_samples=settings.nll_samples, split="test",

@@ -16,6 +16,7 @@ from dataclasses import replace
 from ..errors import ConfigError
 from ..evaluation.gradients import elbo_gradient_variance, estimator, fixed_minibatch
 from ..files import read_csv
+from ..interface import data_view
 from ..objectives import objective_name
 from ..runs import load
 
@@ -65,7 +66,7 @@ def same_parameter_gradients(out, runs, rows: list[dict], settings, data_for, re
             if run is None:
                 log(f"gradient variance of every objective at the parameters of {spec.name}")
                 run = load(out / spec.name, device=spec.config.train.device)
-                data = data_for(spec.config)
+                data = data_view(run.vae, data_for(spec.config))
                 size = settings.grad_batch or spec.config.train.batch_size
                 xb = fixed_minibatch(data, size, settings.eval_seed).to(spec.config.train.device)
             g = elbo_gradient_variance(run.vae, xb, estimator(model, module=run.vae),

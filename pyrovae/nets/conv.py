@@ -33,17 +33,20 @@ def conv_stack(image_shape, channels, act: str) -> tuple[nn.Sequential, int]:
 
 
 class ConvEncoder(nn.Module):
-    """x [B, C*H*W] -> convs -> flatten -> linear -> (loc, scale), each [B, L]."""
+    """x [B, C*H*W] -> convs -> flatten -> linear -> (loc, scale), each [B, L]; or, with
+    ``outputs`` = P given (a posterior family's own parameterisation), the raw linear [B, P]."""
 
-    def __init__(self, image_shape, channels, latent_dim: int, act: str = "relu"):
+    def __init__(self, image_shape, channels, latent_dim: int, act: str = "relu",
+                 outputs: int | None = None):
         super().__init__()
         self.image_shape = tuple(image_shape)
+        self.raw = outputs is not None
         self.convs, flat = conv_stack(self.image_shape, channels, act)
-        self.head = nn.Linear(flat, 2 * latent_dim)
+        self.head = nn.Linear(flat, outputs if self.raw else 2 * latent_dim)
 
     def forward(self, x):
-        h = self.convs(x.reshape(-1, *self.image_shape))
-        return gaussian_head(self.head(h.flatten(1)))
+        h = self.head(self.convs(x.reshape(-1, *self.image_shape)).flatten(1))
+        return h if self.raw else gaussian_head(h)
 
 
 class ConvDecoder(nn.Module):

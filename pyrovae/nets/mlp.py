@@ -36,15 +36,19 @@ def gaussian_head(h: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 class MLPEncoder(nn.Module):
-    """x [B, D] -> hidden layers -> (loc, scale) of q(z|x), each [B, L]."""
+    """x [B, D] -> hidden layers -> (loc, scale) of q(z|x), each [B, L]; or, with ``outputs``
+    = P given (a posterior family's own parameterisation), the raw last layer [B, P]."""
 
-    def __init__(self, input_shape, hidden, latent_dim: int, act: str = "softplus"):
+    def __init__(self, input_shape, hidden, latent_dim: int, act: str = "softplus",
+                 outputs: int | None = None):
         super().__init__()
         self.input_dim = math.prod(input_shape)
-        self.net = mlp([self.input_dim, *hidden, 2 * latent_dim], act)
+        self.raw = outputs is not None
+        self.net = mlp([self.input_dim, *hidden, outputs if self.raw else 2 * latent_dim], act)
 
     def forward(self, x):
-        return gaussian_head(self.net(x))
+        h = self.net(x)
+        return h if self.raw else gaussian_head(h)
 
 
 class MLPDecoder(nn.Module):

@@ -31,6 +31,7 @@ of the model's plates (so the networks see z of shape [K, B, L]).
 from __future__ import annotations
 
 import warnings
+from collections.abc import Mapping
 
 import pyro.infer as infer
 
@@ -57,14 +58,19 @@ def compiled_form(name: str) -> str:
     return OBJECTIVES.capability(name, "compiled") or name
 
 
-def make_elbo(name: str, num_particles: int = 1, free_bits: float = 0.0,
+def make_elbo(name: str, num_particles: int = 1, free_bits: float | Mapping[str, float] = 0.0,
               max_plate_nesting: int = 1) -> infer.ELBO:
     """The objective registered as ``name`` with ``num_particles`` vectorised particles and, for
     the objectives with the ``free_bits`` capability, a floor of ``free_bits`` nats per latent
-    dimension. ``max_plate_nesting``: the model's plates (the particle plate goes left of them)."""
+    dimension: one number for every latent site, or a mapping site -> floor (a hierarchical
+    model's layers). ``max_plate_nesting``: the model's plates (the particle plate goes left of
+    them)."""
     entry = OBJECTIVES.entry(name)
     cls = entry.obj
-    if free_bits > 0:
+    per_site = {k: float(v) for k, v in free_bits.items()} if isinstance(free_bits, Mapping) else {}
+    free_bits = 0.0 if isinstance(free_bits, Mapping) else float(free_bits)
+    floored = free_bits > 0 or any(v > 0 for v in per_site.values())
+    if floored:
         cls = entry.capabilities.get("free_bits")
         if cls is None:
             raise ValueError(f"free bits need an analytic per-dimension KL: "
@@ -75,8 +81,8 @@ def make_elbo(name: str, num_particles: int = 1, free_bits: float = 0.0,
     if entry.capabilities.get("jit", False):
         kwargs["ignore_jit_warnings"] = True
     elbo = cls(**kwargs)
-    if free_bits > 0:
-        elbo.free_bits = float(free_bits)
+    if floored:
+        elbo.free_bits, elbo.free_bits_per_site = free_bits, per_site
     return elbo
 
 
@@ -93,7 +99,9 @@ def objective_for(model_config, max_plate_nesting: int = 1, compiled: bool = Fal
     if objective is None or objective.default:
         name = compiled_form(model_config.elbo) if compiled else model_config.elbo
         kl = getattr(model_config, "kl", None)
-        return make_elbo(name, model_config.num_particles, kl.free_bits if kl else 0.0,
+        per_site = getattr(model_config, "free_bits_per_site", None)  # floors by latent site
+        return make_elbo(name, model_config.num_particles,
+                         per_site if per_site else (kl.free_bits if kl else 0.0),
                          max_plate_nesting)
     return BoundObjective(objective.bound, objective.gradient, model_config.num_particles,
                           objective.groups, objective.renyi_alpha, objective.ciwae_beta,

@@ -103,8 +103,9 @@ def export_arviz(run, data, path: str | Path, points=range(10), draws: int = 100
                  split: str = "test", seed: int = 0) -> Path:
     """Write the InferenceData of ``points`` (indices into the split) as netCDF at ``path``."""
     from ..evaluation.evaluate import split_data
+    from ..interface import data_view
 
-    x_all = split_data(data, split)
+    x_all = split_data(data_view(run.vae, data), split)
     points = [int(i) for i in points]
     bad = [i for i in points if not 0 <= i < x_all.shape[0]]
     if not points or bad:

@@ -38,7 +38,7 @@ from ..evaluation import evaluate_elbo
 from ..evaluation.traces import eval_mode, point_traces
 from ..data.fingerprint import data_fingerprint
 from ..files import WriteError, reason, write_csv
-from ..interface import check_interface, max_plate_nesting
+from ..interface import check_interface, data_view, max_plate_nesting
 from ..kl import beta_at
 from ..objectives import (BoundObjective, compiled_form, has_differentiable_loss,
                           objective_for, objective_name)
@@ -98,7 +98,7 @@ class Trainer:
             raise ConfigError(f"the model does not fit in memory on {self.device} "
                               f"({str(err).splitlines()[0][:100]}); make model.latent_dim, "
                               f"hidden or channels smaller") from None
-        self.data = data.to(self.device)
+        self.data = data_view(self.vae, data).to(self.device)  # as the model reads it
         first_epoch = self.data.train_data(1, self.tc.seed)  # one draw, for both uses below
         check_compatible(config, self.data, self.vae, first_epoch)
         self._check_programs(first_epoch[:2])
