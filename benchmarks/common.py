@@ -54,6 +54,17 @@ def measure(step, batches, warmup: int, steps: int, batch_size: int) -> float:
     return steps * batch_size / (time.perf_counter() - start)
 
 
+def step_times(step, batches, steps: int) -> list[float]:
+    """ms of each of ``steps`` timed calls step(batches[i]) (float(loss) waits for any queued
+    work): per-step times, for medians that resist a shared machine's noise."""
+    times = []
+    for i in range(steps):
+        start = time.perf_counter()
+        float(step(batches[i]))
+        times.append(1e3 * (time.perf_counter() - start))
+    return times
+
+
 def steps_for(batch_size: int, quick: bool) -> int:
     """Timed steps per measurement: ~7.7k samples (60 at batch 128), at least 15 steps."""
     return max(3, round(1536 / batch_size)) if quick else max(15, round(7680 / batch_size))

@@ -47,7 +47,7 @@ from tqdm import tqdm
 import pyrovae
 from pyrovae.objectives import BoundObjective, make_elbo
 
-from .common import environment, write_json
+from .common import environment, step_times, write_json
 
 PAIRS = {"iwae": ("reparam", "stl", "dreg", "rws", "rws-dreg"), "elbo": ("reparam", "stl", "dreg"),
          "miwae": ("reparam", "dreg"), "ciwae": ("reparam", "dreg"),
@@ -83,15 +83,6 @@ def contenders(k: int, groups: int, shape, n_data: int) -> dict:
     return steps
 
 
-def measure(step, batches, steps: int) -> list[float]:
-    """ms of each of ``steps`` timed steps (float(loss) waits for any queued work)."""
-    times = []
-    for i in range(steps):
-        start = time.perf_counter()
-        float(step(batches[i]))
-        times.append(1e3 * (time.perf_counter() - start))
-    return times
-
 
 def run(steps_of: dict, batches, reps: int, steps: int) -> dict:
     """(bound, gradient) -> [ms of every timed step], round-robin (order rotated per rep)."""
@@ -102,7 +93,7 @@ def run(steps_of: dict, batches, reps: int, steps: int) -> dict:
             k = rep % len(names)
             for name in names[k:] + names[:k]:
                 bar.set_postfix_str(f"rep {rep + 1}/{reps} {name[0]}/{name[1]}")
-                raw[name].extend(measure(steps_of[name], batches, steps))
+                raw[name].extend(step_times(steps_of[name], batches, steps))
                 bar.update()
     return raw
 

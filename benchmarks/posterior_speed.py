@@ -34,20 +34,11 @@ import torch
 
 import pyrovae
 
-from .common import environment, make_pyrovae, write_json
+from .common import environment, step_times, make_pyrovae, write_json
 
 FAMILIES = ("diagonal", "full", "lowrank", "iaf")
 BATCH = 128
 
-
-def measure(step, batches, steps: int) -> list[float]:
-    """ms of each of ``steps`` timed steps."""
-    times = []
-    for i in range(steps):
-        start = time.perf_counter()
-        float(step(batches[i]))
-        times.append(1e3 * (time.perf_counter() - start))
-    return times
 
 
 def main(argv=None) -> dict:
@@ -75,7 +66,7 @@ def main(argv=None) -> dict:
     for rep in range(args.reps):
         k = rep % len(args.families)
         for family in args.families[k:] + args.families[:k]:
-            raw[family].extend(measure(steps_of[family], batches, args.steps))
+            raw[family].extend(step_times(steps_of[family], batches, args.steps))
         print(f"  rep {rep + 1}/{args.reps}: " + ", ".join(
             f"{f} {statistics.median(raw[f][-args.steps:]):.1f} ms" for f in args.families),
             flush=True)
