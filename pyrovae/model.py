@@ -25,17 +25,16 @@ and TraceMeanField_ELBO's analytic -beta*KL are both exactly beta times the KL t
 from __future__ import annotations
 
 import itertools
-import math
 
 import pyro
 import pyro.distributions as dist
 import torch
 from pyro import poutine
-from pyro.nn import PyroModule
 from pyro.nn.module import to_pyro_module_
 
 from .config import VAEConfig
 from .errors import ConfigError
+from .kind_module import KindModule
 from .likelihoods import make_likelihood
 from .nets import make_decoder, make_encoder
 from .posteriors import posterior_class
@@ -47,7 +46,7 @@ _instance_ids = itertools.count()
 MIN_KL_WEIGHT = 1e-20
 
 
-class VAE(PyroModule):
+class VAE(KindModule):
     """A variational autoencoder built from a :class:`VAEConfig` for data of ``input_shape``.
 
     ``input_shape`` is (C, H, W) for images or (D,) for vectors; the model always sees x
@@ -58,12 +57,10 @@ class VAE(PyroModule):
 
     capabilities = ("encoder", "decoder", "prior", "sample", "reconstruct")
     max_plate_nesting = 1
+    config_class = VAEConfig
 
     def __init__(self, config: VAEConfig, input_shape):
-        super().__init__(name=f"vae{next(_instance_ids)}")
-        self.config = config
-        self.input_shape = tuple(int(s) for s in input_shape)
-        self.input_dim = math.prod(self.input_shape)
+        super().__init__(config, input_shape, name=f"vae{next(_instance_ids)}")
         self.beta = float(config.kl.beta)
         self.likelihood = make_likelihood(config, self.input_dim)
         family = posterior_class(config.posterior)

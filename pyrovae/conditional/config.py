@@ -10,12 +10,14 @@ those of Pyro's ``examples/cvae`` (latent 200, two hidden layers of 500, ReLU).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from ..config.fields import check_fields
-from ..config.sections import (ACTIVATIONS, VARIANCES, ObjectiveConfig, _check_objective, _f)
+from ..config.sections import (ACTIVATIONS, ObjectiveConfig, _check_objective, _f,
+                               likelihood_field, objective_field, particles_field, sigma_field,
+                               variance_field)
 from ..errors import ConfigError
-from ..registry import LIKELIHOODS, MODEL_KINDS, OBJECTIVES
+from ..registry import MODEL_KINDS, OBJECTIVES
 
 CONDITIONS = ("quadrants", "label")
 #: Pyro estimators of a model with one continuous latent site, run without compiling
@@ -38,17 +40,14 @@ class CVAEConfig:
     latent_dim: int = _f(200, "dimension L of the latent z", min=1)
     hidden: tuple[int, ...] = _f((500, 500), "hidden layers of each of the three MLPs", min=1)
     activation: str = _f("relu", "nonlinearity of hidden layers", choices=ACTIVATIONS)
-    likelihood: str = _f("bernoulli", "p(x_out | x_in, z)", choices=LIKELIHOODS)
-    sigma: float = _f(0.1, "scale of gaussian (std) and laplace; gaussian-learned starts there",
-                      min=0.0, exclusive_min=True)
-    variance: str = _f("pixel", "gaussian-learned: one learned variance per pixel, or output by "
-                       "the decoder", choices=VARIANCES)
+    likelihood: str = likelihood_field("p(x_out | x_in, z)")
+    sigma: float = sigma_field()
+    variance: str = variance_field()
     elbo: str = _f("meanfield", "the ELBO's Pyro estimator (meanfield: closed-form KL between "
                    "q(z|x_in,x_out) and p(z|x_in); trace: Monte Carlo KL)",
                    choices=CVAE_OBJECTIVES)
-    num_particles: int = _f(1, "Monte Carlo samples of z per data point and step", min=1)
-    objective: ObjectiveConfig = field(default_factory=ObjectiveConfig,
-                                       metadata={"help": "bound and gradient estimator"})
+    num_particles: int = particles_field()
+    objective: ObjectiveConfig = objective_field()
 
     def __post_init__(self):
         check_fields(self, "model")

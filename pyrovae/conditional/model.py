@@ -29,15 +29,14 @@ from __future__ import annotations
 
 import contextlib
 import itertools
-import math
 
 import pyro
 import pyro.distributions as dist
 import torch
-from pyro.nn import PyroModule
 from torch import nn
 
 from ..errors import ConfigError
+from ..kind_module import KindModule
 from ..likelihoods import make_likelihood
 from ..nets.mlp import activation, gaussian_head, mlp
 from ..rng import seeded
@@ -67,7 +66,7 @@ class GenerationNet(nn.Module):
         return self.rest(self.first(z) + self.cond(x_in))
 
 
-class CVAE(PyroModule):
+class CVAE(KindModule):
     """A conditional VAE built from a :class:`CVAEConfig` for examples of ``input_shape``
     ((C, H, W) images; the model sees them flattened, followed by the one-hot class for
     ``condition = "label"``)."""
@@ -75,14 +74,11 @@ class CVAE(PyroModule):
     capabilities = ("encoder", "sample", "condition")
     condition_names = ("x_in",)
     max_plate_nesting = 1
+    config_class = CVAEConfig
 
     def __init__(self, config: CVAEConfig, input_shape):
-        super().__init__(name=f"cvae{next(_instance_ids)}")
-        if not isinstance(config, CVAEConfig):
-            raise ConfigError(f"CVAE needs a CVAEConfig, got {type(config).__name__}")
-        self.config = config
-        self.input_shape = tuple(int(s) for s in input_shape)  # the image (pictures)
-        d = self.image_dim = math.prod(self.input_shape)
+        super().__init__(config, input_shape, name=f"cvae{next(_instance_ids)}")
+        d = self.image_dim = self.input_dim  # the image (pictures); input_dim set below
         if config.condition == "quadrants":
             mask = visible_mask(self.input_shape, config.visible)
             in_index, out_index = mask.nonzero().squeeze(1), (~mask).nonzero().squeeze(1)

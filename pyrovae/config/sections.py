@@ -123,6 +123,34 @@ class ObjectiveConfig:
         return self.bound == "elbo" and self.gradient == "reparam"
 
 
+def likelihood_field(of: str = "p(x|z)"):
+    """The ``likelihood`` key of every kind with a decoder likelihood."""
+    return _f("bernoulli", f"likelihood {of}", choices=LIKELIHOODS)
+
+
+def sigma_field():
+    """The ``sigma`` key: the fixed or starting scale of the real-valued likelihoods."""
+    return _f(0.1, "scale of gaussian (std) and laplace; gaussian-learned starts there",
+              min=0.0, exclusive_min=True)
+
+
+def variance_field():
+    """The ``variance`` key of gaussian-learned."""
+    return _f("pixel", "gaussian-learned: one learned variance per pixel, or output by the "
+              "decoder", choices=VARIANCES)
+
+
+def particles_field():
+    """The ``num_particles`` key: K draws of the latents per data point and step."""
+    return _f(1, "Monte Carlo samples of the latents per data point and step", min=1)
+
+
+def objective_field():
+    """The ``[model.objective]`` table: bound and gradient estimator (``ObjectiveConfig``)."""
+    return field(default_factory=ObjectiveConfig,
+                 metadata={"help": "bound and gradient estimator"})
+
+
 def check_pair(bound: str, gradient: str, num_particles: int = 1, where: str = "model.objective"):
     """Refuse a (bound, gradient) pair the estimator cannot serve, in one line."""
     if bound not in BOUNDS:
@@ -199,19 +227,16 @@ class VAEConfig:
                                  min=1)
     channels: tuple[int, ...] = _f((32, 64), "conv channels per stride-2 layer", min=1)
     activation: str = _f("softplus", "nonlinearity of hidden layers", choices=ACTIVATIONS)
-    likelihood: str = _f("bernoulli", "decoder likelihood p(x|z)", choices=LIKELIHOODS)
-    sigma: float = _f(0.1, "scale of gaussian (std) and laplace; gaussian-learned starts there",
-                      min=0.0, exclusive_min=True)
-    variance: str = _f("pixel", "gaussian-learned: one learned variance per pixel, or output by "
-                       "the decoder", choices=VARIANCES)
+    likelihood: str = likelihood_field("p(x|z) of the decoder")
+    sigma: float = sigma_field()
+    variance: str = variance_field()
     prior: PriorConfig = field(default_factory=PriorConfig, metadata={"help": "prior p(z)"})
     posterior: PosteriorConfig = field(default_factory=PosteriorConfig,
                                        metadata={"help": "guide family q(z|x)"})
     elbo: str = _f("meanfield", "the ELBO's Pyro estimator (meanfield: closed-form KL; trace: "
                    "Monte Carlo KL); [model.objective] chooses other bounds", choices=OBJECTIVES)
-    num_particles: int = _f(1, "Monte Carlo samples of z per data point and step", min=1)
-    objective: ObjectiveConfig = field(default_factory=ObjectiveConfig,
-                                       metadata={"help": "bound and gradient estimator"})
+    num_particles: int = particles_field()
+    objective: ObjectiveConfig = objective_field()
     kl: KLConfig = field(default_factory=KLConfig, metadata={"help": "the KL term"})
     kind: str = _f("vae", "model: vae, or ssvae (semi-supervised M2, SSVAEConfig)",
                    choices=MODEL_KINDS)
@@ -322,10 +347,8 @@ class ModuleConfig:
     elbo: str = _f("trace", "objective (Pyro ELBO estimator; the compiled jit-* forms need "
                    "parameters Pyro records, so they are the built-in kinds')",
                    choices=ALL_OBJECTIVES.where(jit=False))
-    num_particles: int = _f(1, "Monte Carlo samples of the latents per data point and step",
-                            min=1)
-    objective: ObjectiveConfig = field(default_factory=ObjectiveConfig,
-                                       metadata={"help": "bound and gradient estimator"})
+    num_particles: int = particles_field()
+    objective: ObjectiveConfig = objective_field()
 
     def __post_init__(self):
         check_fields(self, "model")
@@ -366,8 +389,10 @@ def model_class(body: dict[str, Any]) -> type:
 class DataConfig:
     """Where the data come from and how they are preprocessed."""
 
-    name: str = _f("mnist", "mnist | fashion-mnist | digits | a .npy/.npz file")
-    path: str = _f("", "root folder of torchvision MNIST/FashionMNIST files (optional)")
+    name: str = _f("mnist", "a registered data set (pyrovae.registry.DATASETS: mnist, images, "
+                   "cifar10, ...), a .npy/.npz file or a folder of images")
+    path: str = _f("", "where the data set's files are: the image folder (images), the "
+                   "torchvision root (fashion-mnist, cifar10, ...; optional for mnist)")
     binarize: str = _f("dynamic", "none | static (one fixed draw) | dynamic (new draw each epoch)",
                        choices=BINARIZE)
     train_size: int = _f(0, "use only the first N training images (0 = all)", min=0)
@@ -376,12 +401,23 @@ class DataConfig:
                    max=SEED_MAX)
     classes: tuple[int, ...] = _f((), "keep only these labels in train and test ([] = all)",
                                   min=0)
+    image_size: tuple[int, ...] = _f((), "image sources: resize every image to [H, W] (or [S] "
+                                     "for S x S); [] = keep the stored size", min=1)
+    channels: int = _f(0, "image sources: 1 = greyscale, 3 = RGB, 0 = as stored (RGB when any "
+                       "image is in colour)", min=0)
 
     def __post_init__(self):
         check_fields(self, "data")
         if len(set(self.classes)) != len(self.classes):
             raise ConfigError(f"data.classes = {list(self.classes)} lists a label twice; give "
                               f"each class once, e.g. classes = [0, 1, 2]")
+        if len(self.image_size) > 2:
+            raise ConfigError(f"data.image_size = {list(self.image_size)} has "
+                              f"{len(self.image_size)} numbers; give [height, width], [size] "
+                              f"for a square, or [] to keep the stored size")
+        if self.channels not in (0, 1, 3):
+            raise ConfigError(f"data.channels = {self.channels} is not one of: 0 (as stored), "
+                              f"1 (greyscale), 3 (RGB)")
 
 
 @dataclass
@@ -405,6 +441,8 @@ class TrainConfig:
                           "host syncs off after step 1")
     checkpoint_every: int = _f(0, "also checkpoint every N steps (0 = at epoch ends only)", min=0)
     clip_norm: float = _f(0.0, "clip the gradient norm to this value (0 = no clipping)", min=0.0)
+    tensorboard: bool = _f(False, "also write TensorBoard events to RUN/tensorboard/ (needs "
+                           "pip install 'pyrovae[tensorboard]')")
 
     def __post_init__(self):
         check_fields(self, "train")

@@ -18,10 +18,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from ..config.fields import check_fields
-from ..config.sections import (ACTIVATIONS, OBJECTIVES, VARIANCES, KLConfig, ObjectiveConfig,
-                               _check_objective, _f)
+from ..config.sections import (ACTIVATIONS, OBJECTIVES, KLConfig, ObjectiveConfig,
+                               _check_objective, _f, likelihood_field, objective_field,
+                               particles_field, sigma_field, variance_field)
 from ..errors import ConfigError
-from ..registry import LIKELIHOODS, MODEL_KINDS, OBJECTIVES as ALL_OBJECTIVES
+from ..registry import MODEL_KINDS, OBJECTIVES as ALL_OBJECTIVES
 
 
 def site_names(layers: int) -> tuple[str, ...]:
@@ -47,18 +48,14 @@ class HVAEConfig:
                                              "stochastic layer: hidden[l] is in q(z_l+1|z_l) "
                                              "and, mirrored, in p(z_l|z_l+1) (z_0 = x)", min=1)
     activation: str = _f("tanh", "nonlinearity of the hidden layers", choices=ACTIVATIONS)
-    likelihood: str = _f("bernoulli", "likelihood p(x|z1)", choices=LIKELIHOODS)
-    sigma: float = _f(0.1, "scale of gaussian (std) and laplace; gaussian-learned starts there",
-                      min=0.0, exclusive_min=True)
-    variance: str = _f("pixel", "gaussian-learned: one learned variance per pixel, or output by "
-                       "the network of p(x|z1)", choices=VARIANCES)
+    likelihood: str = likelihood_field("p(x|z1)")
+    sigma: float = sigma_field()
+    variance: str = variance_field()
     elbo: str = _f("meanfield", "the ELBO's Pyro estimator (meanfield: closed-form KL where it "
                    "is exact, the top layer's; trace: Monte Carlo KL); [model.objective] "
                    "chooses other bounds", choices=OBJECTIVES)
-    num_particles: int = _f(1, "Monte Carlo samples of the latents per data point and step",
-                            min=1)
-    objective: ObjectiveConfig = field(default_factory=ObjectiveConfig,
-                                       metadata={"help": "bound and gradient estimator"})
+    num_particles: int = particles_field()
+    objective: ObjectiveConfig = objective_field()
     kl: KLConfig = field(default_factory=KLConfig, metadata={"help": "the KL term: beta and "
                                                              "its schedule, times kl_weights"})
     kl_weights: tuple[float, ...] = _f((), "weight of each layer's KL term, bottom to top "

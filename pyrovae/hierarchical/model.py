@@ -30,18 +30,17 @@ from __future__ import annotations
 
 import contextlib
 import itertools
-import math
 
 import pyro
 import pyro.distributions as dist
 import torch
 from pyro import poutine
-from pyro.nn import PyroModule
 from pyro.nn.module import to_pyro_module_
 from torch import nn
 from torch.distributions import register_kl
 
 from ..errors import ConfigError
+from ..kind_module import KindModule
 from ..likelihoods import make_likelihood
 from ..nets.mlp import gaussian_head, mlp
 from ..rng import seeded
@@ -64,7 +63,7 @@ def _kl_normal_conditional(q, p):
                               "later: no closed-form KL term")
 
 
-class HVAE(PyroModule):
+class HVAE(KindModule):
     """A VAE with ``len(config.stochastic)`` stochastic layers for data of ``input_shape``
     ((C, H, W) images or (D,) vectors, seen flattened as [B, D]).
 
@@ -75,14 +74,11 @@ class HVAE(PyroModule):
 
     capabilities = ("sample", "reconstruct")
     max_plate_nesting = 1
+    config_class = HVAEConfig
 
     def __init__(self, config: HVAEConfig, input_shape):
-        super().__init__(name=f"hvae{next(_instance_ids)}")
-        if not isinstance(config, HVAEConfig):
-            raise ConfigError(f"HVAE needs an HVAEConfig, got {type(config).__name__}")
-        self.config = config
-        self.input_shape = tuple(int(s) for s in input_shape)
-        self.input_dim = d = math.prod(self.input_shape)
+        super().__init__(config, input_shape, name=f"hvae{next(_instance_ids)}")
+        d = self.input_dim
         self.beta = float(config.kl.beta)
         self.latent_layers = site_names(config.layers)
         self.sizes = (d, *config.stochastic)              # z_0 = x, z_1, ..., z_L

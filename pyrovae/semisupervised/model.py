@@ -34,12 +34,12 @@ import pyro
 import pyro.distributions as dist
 from pyro import poutine
 import torch
-from pyro.nn import PyroModule
 from pyro.poutine.runtime import get_plates
 
 from ..config import SSVAEConfig
 from .. import limits
 from ..errors import ConfigError
+from ..kind_module import KindModule
 from ..likelihoods import make_likelihood
 from ..nets.mlp import gaussian_head, mlp
 from ..priors import StandardNormalPrior
@@ -84,7 +84,7 @@ class CommonNoiseNormal(dist.Normal):
             return self.rsample(sample_shape)
 
 
-class SSVAE(PyroModule):
+class SSVAE(KindModule):
     """The M2 model for data of ``input_shape`` ((C, H, W) images or (D,) vectors, seen
     flattened as [B, D]) with ``config.num_classes`` classes."""
 
@@ -92,14 +92,11 @@ class SSVAE(PyroModule):
                     "condition")
     condition_names = ("y",)
     max_plate_nesting = 1
+    config_class = SSVAEConfig
 
     def __init__(self, config: SSVAEConfig, input_shape):
-        super().__init__(name=f"ssvae{next(_instance_ids)}")
-        if not isinstance(config, SSVAEConfig):
-            raise ConfigError(f"SSVAE needs an SSVAEConfig, got {type(config).__name__}")
-        self.config = config
-        self.input_shape = tuple(int(s) for s in input_shape)
-        self.input_dim = d = math.prod(self.input_shape)
+        super().__init__(config, input_shape, name=f"ssvae{next(_instance_ids)}")
+        d = self.input_dim
         self.num_classes = c = config.num_classes
         self.beta = float(config.kl.beta)
         act, hidden, latent = config.activation, config.hidden, config.latent_dim
