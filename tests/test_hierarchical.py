@@ -316,6 +316,7 @@ def test_per_layer_diagnostics_of_the_exact_hierarchy(lg):
       "objective": {"bound": "iwae", "gradient": "dreg"}}, "not bound = \"iwae\""),
     ({"kl": {"free_bits": 1.0}}, r"takes a floor per layer; set kl_free_bits = \[1.0, 1.0\]"),
     ({"activation": "sigmoid"}, "model.activation = 'sigmoid' is not one of"),
+    ({"init": "xavier"}, "model.init = 'xavier' is not one of"),
 ])
 def test_bad_configs_are_refused_in_one_line(kw, message):
     from pyrovae.config import KLConfig, ObjectiveConfig
@@ -327,6 +328,24 @@ def test_bad_configs_are_refused_in_one_line(kw, message):
     with pytest.raises(ConfigError, match=message) as err:
         HVAEConfig(**kw)
     assert "\n" not in str(err.value)
+
+
+def test_glorot_init_draws_each_layer_from_its_own_range():
+    """init = "glorot": W ~ U(+-sqrt(6 / (fan_in + fan_out))), biases 0; "torch" keeps
+    PyTorch's U(+-1/sqrt(fan_in)) (Burda et al.'s tanh networks start from the former)."""
+    torch.manual_seed(0)
+    glorot = HVAE(HVAEConfig(init="glorot"), (784,))
+    torch.manual_seed(0)
+    default = HVAE(HVAEConfig(), (784,))
+    for g, d in zip(glorot.modules(), default.modules()):
+        if not isinstance(g, torch.nn.Linear):
+            continue
+        fan_out, fan_in = g.weight.shape
+        bound = math.sqrt(6 / (fan_in + fan_out))
+        assert g.weight.abs().max() <= bound and g.weight.abs().max() > 0.9 * bound
+        assert float(g.weight.std()) == pytest.approx(bound / math.sqrt(3), rel=0.1)
+        assert torch.all(g.bias == 0) and torch.any(d.bias != 0)
+        assert d.weight.abs().max() <= 1 / math.sqrt(fan_in)
 
 
 def test_burdas_architecture_reads_from_the_config_file():

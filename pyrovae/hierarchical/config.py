@@ -22,6 +22,7 @@ from ..config.sections import (ACTIVATIONS, OBJECTIVES, KLConfig, ObjectiveConfi
                                _check_objective, _f, likelihood_field, objective_field,
                                particles_field, sigma_field, variance_field)
 from ..errors import ConfigError
+from ..nets.mlp import INITS
 from ..registry import MODEL_KINDS, OBJECTIVES as ALL_OBJECTIVES
 
 
@@ -64,6 +65,8 @@ class HVAEConfig:
     kl_free_bits: tuple[float, ...] = _f((), "free-bits floor (nats per dimension) of each "
                                          "layer's KL, bottom to top ([] = none); elbo = "
                                          "meanfield only", min=0.0)
+    init: str = _f("torch", "weights of every network: torch (PyTorch's default) or glorot "
+                   "(Glorot & Bengio 2010, zero biases: Burda et al.'s)", choices=INITS)
 
     def __post_init__(self):
         flat = [h for h in _sizes(self.hidden) if not isinstance(h, (list, tuple))]

@@ -86,11 +86,11 @@ class HVAE(KindModule):
         act, hidden = config.activation, config.hidden
         self.likelihood = make_likelihood(config, d)
         self.encoder = nn.ModuleList(
-            mlp([self.sizes[l], *hidden[l], 2 * self.sizes[l + 1]], act)
+            mlp([self.sizes[l], *hidden[l], 2 * self.sizes[l + 1]], act, config.init)
             for l in range(config.layers))
         out = [self.likelihood.params_per_pixel * d] + [2 * s for s in self.sizes[1:-1]]
         self.decoder = nn.ModuleList(
-            mlp([self.sizes[l + 1], *reversed(hidden[l]), out[l]], act)
+            mlp([self.sizes[l + 1], *reversed(hidden[l]), out[l]], act, config.init)
             for l in range(config.layers))
         to_pyro_module_(self)  # route submodule parameters through pyro.param (for JIT ELBOs)
 

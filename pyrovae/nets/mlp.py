@@ -13,17 +13,28 @@ _ACTIVATIONS = {"relu": nn.ReLU, "softplus": nn.Softplus, "tanh": nn.Tanh, "elu"
 
 MIN_SCALE = 1e-4  # floor on the encoder's standard deviation, keeps log q(z|x) finite
 
+#: weight initialisations of ``mlp``: PyTorch's default for nn.Linear, W ~ U(+-1/sqrt(fan_in))
+#: (variance 1/(3 fan_in)), or Glorot & Bengio (2010)'s W ~ U(+-sqrt(6/(fan_in + fan_out)))
+#: with zero biases, the "heuristic" Burda et al. (2015) train their tanh networks from
+INITS = ("torch", "glorot")
+
 
 def activation(name: str) -> nn.Module:
     """A fresh activation module called ``name``."""
     return _ACTIVATIONS[name]()
 
 
-def mlp(sizes: list[int], act: str) -> nn.Sequential:
-    """Linear layers between consecutive ``sizes`` with ``act`` between them (not after the last)."""
+def mlp(sizes: list[int], act: str, init: str = "torch") -> nn.Sequential:
+    """Linear layers between consecutive ``sizes`` with ``act`` between them (not after the
+    last), initialised by ``init`` (one of ``INITS``)."""
     layers: list[nn.Module] = []
     for i, (n_in, n_out) in enumerate(zip(sizes[:-1], sizes[1:])):
         layers.append(nn.Linear(n_in, n_out))
+        if init == "glorot":
+            nn.init.xavier_uniform_(layers[-1].weight)
+            nn.init.zeros_(layers[-1].bias)
+        elif init != "torch":
+            raise ValueError(f"init = {init!r} is not one of {INITS}")
         if i < len(sizes) - 2:
             layers.append(activation(act))
     return nn.Sequential(*layers)

@@ -1,0 +1,67 @@
+"""``pyrovae reproduce NAME``: train, evaluate and tabulate a published number's recipe.
+
+    pyrovae reproduce burda-vae-1 [--out runs/reproduce] [--epochs N] [--set KEY=VALUE]
+                                  [--nll-samples K] [--points N]
+    pyrovae reproduce --list
+"""
+
+from __future__ import annotations
+
+from ..config.fields import COUNT
+from ..evaluation.evaluate import MAX_POINTS, NLL_SAMPLES
+from .common import add_common
+from .options import checked, number
+
+
+def _list() -> str:
+    from ..reproduce import REPRODUCTIONS
+
+    lines = []
+    for name in REPRODUCTIONS:
+        r = REPRODUCTIONS.get(name)
+        paper = "—" if r.paper_value is None else f"{r.paper_value:g}"
+        goal = "" if r.goal is None else f", goal {r.goal:g}"
+        lines.append(f"{name:<16}{r.paper}, {r.table}: {r.metric} {paper}{goal}")
+    return "\n".join(lines)
+
+
+def _reproduce(args) -> int:
+    from ..errors import ConfigError
+    from ..reproduce import reproduce
+
+    if args.list:
+        print(_list())
+        return 0
+    if not args.name:
+        raise ConfigError("pyrovae reproduce needs a NAME; see them with pyrovae reproduce "
+                          "--list")
+    row = reproduce(args.name, out=args.out, epochs=args.epochs, overrides=args.set,
+                    nll_samples=args.nll_samples, points=args.points,
+                    progress=not args.quiet)
+    se = "" if row["ours_se"] is None else f" +- {row['ours_se']:.2f}"
+    paper = "—" if row["paper_value"] is None else f"{row['paper_value']:g}"
+    print(f"{row['name']}: {row['metric']} ours {row['ours']:.4g}{se}, {row['paper']} "
+          f"{paper}" + ("" if row["met"] is None else
+                        f", goal {row['goal']:g} {'met' if row['met'] else 'not met'}"))
+    print(f"written: {args.out}/{row['name']}/row.json, {args.out}/table.md")
+    return 0
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser("reproduce", help="train and evaluate a published number's recipe")
+    p.add_argument("name", nargs="?", help="the recipe (pyrovae reproduce --list)")
+    p.add_argument("--list", action="store_true", help="list the recipes and their papers")
+    p.add_argument("--out", default="runs/reproduce",
+                   help="folder of the runs and the table (default runs/reproduce)")
+    p.add_argument("--epochs", type=number("--epochs", COUNT), default=None,
+                   help="train this many epochs instead of the recipe's")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a key of the recipe's config, e.g. --set batch_size=64")
+    p.add_argument("--nll-samples", type=number("--nll-samples", NLL_SAMPLES), default=None,
+                   metavar="K", help="importance samples per test point (default: the "
+                   "recipe's, 5000)")
+    p.add_argument("--points", type=number("--points", MAX_POINTS), default=None, metavar="N",
+                   help="evaluate on the first N test images (default: all)")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    add_common(p)
+    p.set_defaults(func=checked(_reproduce))

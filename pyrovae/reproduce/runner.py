@@ -1,0 +1,134 @@
+"""``pyrovae reproduce NAME``: train a recipe's config, evaluate it and write the row
+ours-against-the-paper, resumably.
+
+    OUT/NAME/            the run folder (config.toml, checkpoint.pt, history.csv, eval.json, ...)
+    OUT/NAME/row.json    the row: paper, paper_value, ours (+- SE), goal, met, epochs, wall
+                         time, seed, the exact command
+    OUT/table.md|json|csv, OUT/curves.png   every row written to OUT so far (table.py)
+
+A second call with the same arguments reads what is done: a finished run is not retrained, an
+interrupted one is resumed from its checkpoint (bit for bit the same run), an evaluation
+with the same settings on the same checkpoint is read from eval.json, not redone.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+from ..config import RunConfig
+from ..config.files import apply_overrides
+from ..data import load_dataset
+from ..errors import ConfigError
+from ..evaluation import evaluate_run
+from ..files import atomic_write
+from ..reports import write_evaluation
+from ..runs import load
+from ..training import train
+from .recipes import METRICS, REPRODUCTIONS, Recipe
+from .table import write_table
+
+
+def recipe(name: str) -> Recipe:
+    """The registered recipe ``name``; one line naming the choices when there is none."""
+    if name not in REPRODUCTIONS:
+        raise ConfigError(f"no reproduction named {name!r}; choose one of "
+                          f"{', '.join(REPRODUCTIONS)} (pyrovae reproduce --list)")
+    return REPRODUCTIONS.get(name)
+
+
+def recipe_config(name: str, epochs: int | None = None,
+                  overrides: list[str] | tuple = ()) -> RunConfig:
+    """The recipe's run config with ``epochs`` and ``--set``-style ``overrides`` applied."""
+    config = RunConfig.from_dict(recipe(name).run_config())
+    edits = ([f"train.epochs={epochs}"] if epochs is not None else []) + list(overrides)
+    return apply_overrides(config, edits) if edits else config
+
+
+def command_line(name: str, out: str, epochs, overrides, nll_samples, points) -> str:
+    """The ``pyrovae reproduce`` command that (re)produces this row."""
+    parts = ["pyrovae", "reproduce", name]
+    if out != "runs/reproduce":
+        parts += ["--out", out]
+    if epochs is not None:
+        parts += ["--epochs", str(epochs)]
+    parts += [f"--set {o}" for o in overrides]
+    if nll_samples is not None:
+        parts += ["--nll-samples", str(nll_samples)]
+    if points is not None:
+        parts += ["--points", str(points)]
+    return " ".join(parts)
+
+
+def _computes(config: RunConfig) -> dict:
+    """The config without the keys that change how a run shows, not what it computes."""
+    d = config.to_dict()
+    d["train"].pop("progress", None)
+    return d
+
+
+def _trained(config: RunConfig, data, run_dir: Path, progress: bool):
+    """The finished run in ``run_dir``: read, resumed from its checkpoint (the same config,
+    or more epochs), or trained afresh (a folder without a checkpoint is overwritten)."""
+    config.train.progress = progress
+    if (run_dir / "checkpoint.pt").is_file():
+        done = load(run_dir)
+        if len(done.history) >= config.train.epochs and _computes(done.config) == _computes(
+                config):
+            return done
+        return train(config, data, out=run_dir, resume=True)
+    return train(config, data, out=run_dir, force=run_dir.exists())
+
+
+def _evaluated(run, data, recipe_: Recipe, nll_samples: int, points, progress: bool) -> dict:
+    """``test_nll`` of the run (IS with ``nll_samples`` draws on ``points`` test images),
+    read from eval.json when it holds the same settings for the same number of steps."""
+    saved = run.path / "eval.json"
+    steps = run.history[-1]["step"] if run.history else 0
+    if saved.is_file():
+        result = json.loads(saved.read_text())
+        if (result.get("nll_samples") == nll_samples and result.get("max_points") == points
+                and result.get("trained_steps") == steps):
+            return result
+    result = evaluate_run(run, data, nll_samples=nll_samples, split="test", max_points=points,
+                          progress=progress)
+    result["max_points"], result["trained_steps"] = points, steps
+    write_evaluation(result, run.path)
+    return result
+
+
+def reproduce(name: str, out: str = "runs/reproduce", epochs: int | None = None,
+              overrides: list[str] | tuple = (), nll_samples: int | None = None,
+              points: int | None = None, progress: bool = True) -> dict:
+    """Train, evaluate and tabulate the recipe ``name``; returns its row (see module doc)."""
+    rec = recipe(name)
+    config = recipe_config(name, epochs, overrides)
+    nll_samples = nll_samples or rec.nll_samples
+    points = points if points is not None else rec.points
+    run_dir = Path(out) / name
+    data = load_dataset(config.data)
+    run = _trained(config, data, run_dir, progress)
+    start = time.perf_counter()
+    if rec.metric == "test_nll":
+        result = _evaluated(run, data, rec, nll_samples, points, progress)
+        ours, se = result["test_nll"], result.get("test_nll_se")
+        eval_seconds = result.get("eval_seconds", time.perf_counter() - start)
+    else:
+        ours, se, eval_seconds = run.metrics[rec.metric], None, 0.0
+    better = METRICS[rec.metric]
+    met = None if rec.goal is None else (ours <= rec.goal if better == "lower"
+                                         else ours >= rec.goal)
+    row = {"name": name, "paper": rec.paper, "table": rec.table, "metric": rec.metric,
+           "paper_value": rec.paper_value, "ours": ours, "ours_se": se, "goal": rec.goal,
+           "met": met, "budget": rec.budget, "epochs": config.train.epochs,
+           "train_seconds": sum(float(h.get("seconds") or 0.0) for h in run.history),
+           "eval_seconds": eval_seconds, "seed": config.train.seed,
+           "nll_samples": nll_samples if rec.metric == "test_nll" else None,
+           "points": points, "notes": rec.notes,
+           "command": command_line(name, out, epochs, overrides,
+                                   nll_samples if nll_samples != rec.nll_samples else None,
+                                   points if points != rec.points else None)}
+    atomic_write(run_dir / "row.json", json.dumps(row, indent=2) + "\n")
+    write_table(Path(out))
+    return row
