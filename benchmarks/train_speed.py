@@ -3,6 +3,7 @@ VAE and (when it installs) pythae, on MNIST.
 
     python -m benchmarks.train_speed [--quick] [--batch-sizes 128 1024] [--reps 5]
                                      [--out benchmarks/results/train_speed.json] [--install-pythae]
+                                     [--device cuda]
 
 Every contender trains the same VAE, 784-400-50 with softplus hidden layers (encoder
 784-400-2x50, decoder 50-400-784 logits or probs), with Adam(lr=1e-3), on dynamically binarized
@@ -76,8 +77,8 @@ def mlp(*sizes: int) -> nn.Sequential:
     return nn.Sequential(*layers[:-1])
 
 
-def make_torch_reference(n_data: int):
-    encoder, decoder = mlp(D, H, 2 * L), mlp(L, H, D)
+def make_torch_reference(n_data: int, device="cpu"):
+    encoder, decoder = mlp(D, H, 2 * L).to(device), mlp(L, H, D).to(device)
     params = [*encoder.parameters(), *decoder.parameters()]
     optimizer = torch.optim.Adam(params, lr=1e-3)
 
@@ -119,9 +120,9 @@ class ExampleDecoder(nn.Module):
         return torch.sigmoid(self.fc21(self.softplus(self.fc1(z))))
 
 
-def make_pyro_example(n_data: int):
+def make_pyro_example(n_data: int, device="cpu"):
     pyro.clear_param_store()
-    encoder, decoder = ExampleEncoder(), ExampleDecoder()
+    encoder, decoder = ExampleEncoder().to(device), ExampleDecoder().to(device)
 
     def model(x):
         pyro.module("decoder", decoder)
@@ -141,7 +142,7 @@ def make_pyro_example(n_data: int):
     return svi.step
 
 
-def make_pythae(n_data: int):
+def make_pythae(n_data: int, device="cpu"):
     from pythae.data.datasets import DatasetOutput
     from pythae.models import VAE, VAEConfig as PythaeVAEConfig
     from pythae.models.base.base_utils import ModelOutput
@@ -166,7 +167,7 @@ def make_pythae(n_data: int):
             return ModelOutput(reconstruction=torch.sigmoid(self.net(z)))
 
     config = PythaeVAEConfig(input_dim=(D,), latent_dim=L, reconstruction_loss="bce")
-    model = VAE(config, encoder=Encoder(), decoder=Decoder()).train()
+    model = VAE(config, encoder=Encoder(), decoder=Decoder()).to(device).train()
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
 
     def step(xb):
@@ -182,19 +183,21 @@ def has_fast() -> bool:
     return "fast" in TrainConfig.__dataclass_fields__
 
 
-def contenders(data, batch_size: int, with_pythae: bool) -> dict:
-    """name -> step(xb) for every contender at this batch size."""
+def contenders(data, batch_size: int, with_pythae: bool, device: str = "cpu") -> dict:
+    """name -> step(xb) for every contender at this batch size, on ``device``."""
     n = data.num_train
-    steps = {REFERENCE: make_torch_reference(n), PYRO_EXAMPLE: make_pyro_example(n)}
+    steps = {REFERENCE: make_torch_reference(n, device),
+             PYRO_EXAMPLE: make_pyro_example(n, device)}
     if with_pythae:
-        steps["pythae"] = make_pythae(n)
+        steps["pythae"] = make_pythae(n, device)
+    on = {"device": device}
     for elbo in OBJECTIVES:
-        steps[f"pyrovae-{elbo}"] = make_pyrovae(data, batch_size, {"elbo": elbo})
+        steps[f"pyrovae-{elbo}"] = make_pyrovae(data, batch_size, {"elbo": elbo}, on)
     if has_fast():
         default = VAEConfig().elbo
         for fast in (True, False):
             steps[f"pyrovae-{default}[fast={fast}]"] = make_pyrovae(
-                data, batch_size, {"elbo": default}, {"fast": fast})
+                data, batch_size, {"elbo": default}, {"fast": fast, **on})
     return steps
 
 
@@ -252,6 +255,7 @@ def main(argv=None) -> None:
     parser.add_argument("--batch-sizes", type=int, nargs="+", default=[128, 1024])
     parser.add_argument("--reps", type=int, default=None, help="repetitions (5; quick: 2)")
     parser.add_argument("--out", default="benchmarks/results/train_speed.json")
+    parser.add_argument("--device", default="cpu", help="cpu | cuda (every contender on it)")
     parser.add_argument("--install-pythae", action="store_true",
                         help="if pythae is missing, try `pip install pythae` once")
     args = parser.parse_args(argv)
@@ -261,19 +265,22 @@ def main(argv=None) -> None:
     status = pythae_status(args.install_pythae)
     print(f"torch threads: {torch.get_num_threads()}; pythae: {status or 'available'}")
     data = pyrovae.load_dataset("mnist", binarize="dynamic")
-    x = data.train_data(1, 0)  # what Trainer.data.train_data(1, 0) returns: [60000, 784]
+    x = data.train_data(1, 0).to(args.device)  # Trainer.data.train_data(1, 0): [60000, 784]
     results, steps = {}, {}
     for batch_size in args.batch_sizes:
         steps[batch_size] = steps_for(batch_size, args.quick)
         print(f"batch {batch_size}: building contenders", flush=True)
         runs = {name: (step, batch_size, steps[batch_size])
-                for name, step in contenders(data, batch_size, status is None).items()}
+                for name, step in contenders(data, batch_size, status is None,
+                                             args.device).items()}
         raw = interleaved(runs, x, reps, warmup)
         results[str(batch_size)] = summarize(raw)
     for batch_size in args.batch_sizes:
         print_table(batch_size, steps[batch_size], results[str(batch_size)])
     write_json(args.out, {
         "benchmark": "train_speed", "unit": "training samples per second", **environment(),
+        "device": args.device, "device_name": (torch.cuda.get_device_name()
+                                               if args.device.startswith("cuda") else "cpu"),
         "batch_sizes": args.batch_sizes, "reps": reps, "warmup_steps": warmup,
         "timed_steps": {str(b): s for b, s in steps.items()}, "quick": args.quick,
         "fast_field": has_fast(), "pythae": status or PYTHAE_TIMED,

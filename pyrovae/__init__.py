@@ -22,7 +22,7 @@ from .errors import PyroVAEError
 from .evaluation import evaluate_elbo, evaluate_run
 from .interface import capabilities
 from .model import VAE
-from .registry import LIKELIHOODS, MODEL_KINDS, NETWORKS, OBJECTIVES, PRIORS
+from .registry import DATASETS, LIKELIHOODS, MODEL_KINDS, NETWORKS, OBJECTIVES, PRIORS
 from .runs import Run, load
 from .semisupervised import SSVAE, SSVAEConfig
 from .hierarchical import HVAE, HVAEConfig
@@ -37,3 +37,4 @@ __all__ = ["VAE", "VAEConfig", "SSVAE", "SSVAEConfig", "ModuleConfig", "PriorCon
            "OBJECTIVES", "NETWORKS", "MODEL_KINDS", "__version__"]
 __all__ += ["CVAE", "CVAEConfig"]
 __all__ += ["HVAE", "HVAEConfig"]
+__all__ += ["DATASETS"]

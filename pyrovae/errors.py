@@ -24,3 +24,9 @@ class CheckpointError(PyroVAEError):
 
 class DeviceError(PyroVAEError):
     """A device that this machine does not have."""
+
+
+class DistributedError(PyroVAEError):
+    """Data-parallel training or evaluation cannot go on: a process died or stopped answering
+    (a collective timed out), or the launch does not fit the run (batch not divisible by the
+    number of processes, NCCL without a GPU)."""

@@ -22,7 +22,9 @@ the fix when the data lie outside the likelihood's support.
 
 Likelihoods are modules, so learned parameters (``gaussian-learned`` with per-pixel
 variance) are registered, optimised and moved by ``.to(device)`` with the rest of the VAE.
-``docs/likelihoods.md`` has the math and the data each one needs.
+``docs/likelihoods.md`` has the math and the data each one needs. The two on discrete data
+(bernoulli, discretized-logistic) are registered with ``discrete=True``: their log p(x|z) is a
+log probability, so their bounds are also reported in bits per dimension.
 """
 
 from __future__ import annotations
@@ -84,7 +86,7 @@ class Likelihood(nn.Module):
         return f"name={self.name!r}, params_per_pixel={self.params_per_pixel}"
 
 
-@LIKELIHOODS.register("bernoulli")
+@LIKELIHOODS.register("bernoulli", discrete=True)
 class BernoulliLikelihood(Likelihood):
     """x_d ~ Bernoulli(sigmoid(out_d)), parameterised by logits for numerical stability.
 
@@ -262,7 +264,7 @@ class LaplaceLikelihood(Likelihood):
         return f"{super().extra_repr()}, b={self.b:g}"
 
 
-@LIKELIHOODS.register("discretized-logistic")
+@LIKELIHOODS.register("discretized-logistic", discrete=True)
 class DiscretizedLogisticLikelihood(Likelihood):
     """x_d ~ DiscretizedLogistic(mu_d, log s_d) on the 8-bit grid {0, 1/255, ..., 1}.
 
@@ -311,5 +313,8 @@ class DiscretizedLogisticLikelihood(Likelihood):
 
 
 def make_likelihood(config, input_dim: int) -> Likelihood:
-    """The likelihood registered as ``config.likelihood`` (a model config) for data of size D."""
-    return LIKELIHOODS.get(config.likelihood).build(config, input_dim)
+    """The likelihood registered as ``config.likelihood`` (a model config) for data of size D
+    (kept as ``data_dim``: the D of bits per dimension)."""
+    likelihood = LIKELIHOODS.get(config.likelihood).build(config, input_dim)
+    likelihood.data_dim = int(input_dim)
+    return likelihood

@@ -9,6 +9,7 @@ of component.
     POSTERIORS    guide families q(z|x)         (see pyrovae/posteriors)
     BOUNDS        per-point bounds on log p(x)  dreg, rws, score, vimco (the gradients they admit)
     GRADIENTS     gradient estimators           needs (the bound capability), reparam, particles
+    DATASETS      data sources (``data.name``)  path, images, binarize, layout (pyrovae/data)
 
 A component registers itself where it is defined, with the decorator form::
 
@@ -154,6 +155,7 @@ MODEL_KINDS = Registry("model kind", "model.kind")
 POSTERIORS = Registry("posterior", "model.posterior.name")
 BOUNDS = Registry("bound", "model.objective.bound")
 GRADIENTS = Registry("gradient estimator", "model.objective.gradient")
+DATASETS = Registry("data set", "data.name")
 
 __all__ = ["Registry", "RegistryView", "RegistryError", "Entry", "PRIORS", "LIKELIHOODS", "OBJECTIVES",
-           "NETWORKS", "MODEL_KINDS", "POSTERIORS", "BOUNDS", "GRADIENTS"]
+           "NETWORKS", "MODEL_KINDS", "POSTERIORS", "BOUNDS", "GRADIENTS", "DATASETS"]

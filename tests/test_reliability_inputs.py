@@ -78,21 +78,32 @@ BAD_VALUES = {
                "--samples": ["0", "-1", NAN, INF], "--seed": ["-1", str(2**32)]},
     "evaluate": {"--nll-samples": ["0", "-1", "10", NAN, INF], "--points": ["0", "-1", NAN],
                  "--seed": ["-1", str(2**32), NAN], "--batch-size": ["0", "-1", NAN, INF],
-                 "--memory-mb": ["0", "-1", NAN]},
+                 "--memory-mb": ["0", "-1", NAN],
+                 # AIS, BDMC and the inference gaps (docs/ais.md)
+                 "--ais-steps": ["0", "-1", NAN, INF], "--ais-chains": ["0", "-2", NAN],
+                 "--ais-leapfrog": ["0", NAN], "--ais-step-size": ["0", "-0.1", NAN, INF],
+                 "--ais-target-accept": ["0", "1", "1.5", NAN], "--bdmc": ["0", "-1", NAN],
+                 "--gap-steps": ["0", NAN], "--gap-samples": ["0", "-1"],
+                 "--gap-lr": ["0", "-1", NAN, INF], "--gap-eval-samples": ["1", "0", NAN]},
     "export": {"--draws": ["0", "-1", "5", NAN, INF], "--seed": ["-1", str(2**40)]},
     # compare: the lower bounds are experiments.Settings' (tests/test_compare.py)
     "compare": {"--seeds": ["0", "-1", NAN, "1001"], "--nll-samples": ["0", "10", NAN],
                 "--eval-points": ["-1", NAN], "--grad-draws": ["0", "1", NAN],
                 "--grad-batch": ["-1", INF]},
+    "reproduce": {"--epochs": ["0", "-1", NAN, "2.5"], "--nll-samples": ["0", "10", NAN, INF],
+                  "--points": ["0", "-1", NAN]},
 }
-RUN_COMMANDS = [c for c in BAD_VALUES if c != "compare"]
-BASE = {"export": ["--arviz", "{tmp}/x.nc"], "compare": ["--out", "{tmp}/grid"]}
+RUN_COMMANDS = [c for c in BAD_VALUES if c not in ("compare", "reproduce")]
+BASE = {"export": ["--arviz", "{tmp}/x.nc"], "compare": ["--out", "{tmp}/grid"],
+        "reproduce": ["--out", "{tmp}/rep"]}
+#: the positional argument of the commands that take no run folder
+HEAD = {"compare": DIGITS, "reproduce": "burda-vae-1"}
 CASES = [(cmd, flag, value) for cmd, flags in BAD_VALUES.items()
          for flag, values in flags.items() for value in values]
 
 
 def command_line(cmd: str, run: Path, tmp: Path, *extra: str) -> list[str]:
-    head = [cmd, DIGITS if cmd == "compare" else str(run)]
+    head = [cmd, HEAD.get(cmd, str(run))]
     base = [a.format(tmp=tmp) for a in BASE.get(cmd, [])]
     if cmd in RUN_COMMANDS and cmd != "export":
         base += ["--out", str(tmp / "out")]

@@ -76,7 +76,12 @@ def resolve_data(run: Run, spec: str = "test"):
     elif source.endswith(".toml"):
         cfg = load_config(source).data
     else:
-        cfg = DataConfig(name=source, binarize=own.binarize, seed=own.seed, path=own.path)
+        from ..data import takes_image_options
+
+        sized = ({"image_size": own.image_size, "image_channels": own.image_channels}
+                 if takes_image_options(source) else {})  # the run's image size, if it can
+        cfg = DataConfig(name=source, binarize=own.binarize, seed=own.seed, path=own.path,
+                         **sized)
     from ..data import load_dataset
 
     data = data_view(run.vae, load_dataset(cfg)).to(device_of(run))  # as the model reads it

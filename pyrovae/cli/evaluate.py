@@ -2,6 +2,7 @@
 diagnostics of a trained run, written to RUN_DIR/eval.json (+ CSV and PNGs).
 
     pyrovae evaluate RUN_DIR [--nll-samples 5000] [--split test|train] [--points N]
+        [--ais-steps T ...] [--bdmc N] [--gaps ...]      (trust_options.py, docs/ais.md)
 """
 
 from __future__ import annotations
@@ -12,8 +13,14 @@ from ..config.fields import COUNT, SEED
 from ..evaluation.evaluate import MAX_POINTS, NLL_SAMPLES
 from .common import add_run_argument, open_run
 from .options import checked, number
+from .trust_options import add_trust_arguments, trust_settings
 
 ROWS = (("elbo", "{split}_elbo", "nats"), ("NLL (K={K})", "{split}_nll", "nats"),
+        ("-elbo in bits", "{split}_bpd", "bits/dim"),
+        ("NLL in bits", "{split}_nll_bpd", "bits/dim"),
+        ("NLL (AIS)", "{split}_ais_nll", "nats"), ("BDMC gap", "bdmc_gap", "nats"),
+        ("approximation gap", "approximation_gap", "nats"),
+        ("amortization gap", "amortization_gap", "nats"),
         ("accuracy", "{split}_accuracy", ""),
         ("rate (KL)", "rate", "nats"), ("distortion", "distortion", "nats"),
         ("mutual information", "mutual_info", "nats"), ("active units", "active_units", ""),
@@ -43,15 +50,24 @@ def format_table(result: dict) -> str:
 
 
 def _evaluate(args) -> int:
+    import torch
+
+    from .. import distributed
     from ..data import load_dataset
     from ..evaluation import evaluate_run
     from ..reports import write_evaluation
 
+    trust = trust_settings(args)  # AIS, BDMC, gaps: refused in one line before anything runs
+    context = distributed.init(args.device)  # under torchrun: the points are shared out
+    args.device = str(context.device_for(torch.device(args.device)))  # cuda: cuda:LOCAL_RANK
     run = open_run(args)
     data = load_dataset(run.config.data)
     result = evaluate_run(run, data, nll_samples=args.nll_samples, split=args.split,
                           max_points=args.points, seed=args.seed, progress=not args.quiet,
-                          batch_size=args.batch_size, memory_mb=args.memory_mb)
+                          batch_size=args.batch_size, memory_mb=args.memory_mb,
+                          **trust)
+    if not context.writer:  # data-parallel: rank 0 writes and reports for all
+        return 0
     out = Path(args.out) if args.out else run.path
     out.mkdir(parents=True, exist_ok=True)
     files = write_evaluation(result, out)
@@ -77,4 +93,5 @@ def add_parser(sub) -> None:
                    help="memory budget of one chunk of samples (default 512)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.add_argument("--out", help="output folder (default: the run folder)")
+    add_trust_arguments(p)
     p.set_defaults(func=checked(_evaluate))

@@ -8,14 +8,17 @@ import importlib
 import sys
 import warnings
 
-from ..errors import PyroVAEError
+from .. import distributed
+from ..errors import ConfigError, PyroVAEError
 from ..files import reason
 from ..runs.folder import RunFolderWarning
 from ..training.guards import TrainingInterrupted
 
+#: the commands that run data-parallel under torchrun (docs/distributed.md)
+PARALLEL = ("train", "evaluate")
 #: subcommand modules of this package, in the order ``pyrovae --help`` lists them
 COMMANDS = ("train", "evaluate", "export", "compare", "sample", "reconstruct", "interpolate",
-            "traverse", "latent_map", "anomaly", "impute")
+            "traverse", "latent_map", "anomaly", "impute", "reproduce")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -39,20 +42,32 @@ def _one_line_warnings(show):
     return showwarning
 
 
+def _say(line: str, every_rank: bool = False) -> None:
+    """Print a final message on stderr; of several processes, rank 0's (or each, if asked)."""
+    if every_rank or distributed.is_writer():
+        print(line, file=sys.stderr)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     with warnings.catch_warnings():
         warnings.simplefilter("always", RunFolderWarning)
         warnings.showwarning = _one_line_warnings(warnings.showwarning)
         try:
+            if distributed.launched() and args.command not in PARALLEL:
+                raise ConfigError(f"pyrovae {args.command} runs as one process; several "
+                                  f"processes (torchrun, WORLD_SIZE > 1) are for "
+                                  f"{' and '.join(PARALLEL)}: run it without torchrun")
             return args.func(args)
         except TrainingInterrupted as err:
-            print(f"pyrovae: {err}", file=sys.stderr)
+            _say(f"pyrovae: {err}")
             return 128 + err.signum
         except PyroVAEError as err:  # (a WriteError, an OSError too, lands here)
             if args.debug:
                 raise
-            print(f"pyrovae: error: {' '.join(str(err).splitlines())}", file=sys.stderr)
+            # data-parallel: rank 0 speaks for all, except of a process lost (each says so)
+            _say(f"pyrovae: error: {' '.join(str(err).splitlines())}",
+                 getattr(err, "every_rank", False))
             return 2
         except OSError as err:  # a file no check foresaw: still one line, never a traceback
             if args.debug:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from .. import distributed
 from ..errors import CheckpointError, ConfigError
 from .common import add_common
 
@@ -33,8 +34,10 @@ def _train(args) -> int:
         out = Path(args.out) if args.out else Path("runs") / Path(args.config).stem
     data = load_dataset(config.data)
     run = train(config, data, out=out, force=args.force, resume=bool(args.resume))
-    keys = ("train_elbo", "test_elbo", "test_kl", "epochs", "seconds")
-    print(json.dumps({k: run.metrics[k] for k in keys}, indent=2))
+    if not distributed.is_writer():  # data-parallel: rank 0 reports for all
+        return 0
+    keys = ("train_elbo", "test_elbo", "test_bpd", "test_kl", "epochs", "seconds")
+    print(json.dumps({k: run.metrics[k] for k in keys if k in run.metrics}, indent=2))
     print(f"run written to {out}/ (metrics.json, history.csv, checkpoint.pt, *.png)")
     return 0
 

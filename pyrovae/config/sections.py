@@ -403,8 +403,8 @@ class DataConfig:
                                   min=0)
     image_size: tuple[int, ...] = _f((), "image sources: resize every image to [H, W] (or [S] "
                                      "for S x S); [] = keep the stored size", min=1)
-    channels: int = _f(0, "image sources: 1 = greyscale, 3 = RGB, 0 = as stored (RGB when any "
-                       "image is in colour)", min=0)
+    image_channels: int = _f(0, "image sources: 1 = greyscale, 3 = RGB, 0 = as stored (RGB "
+                             "when any image is in colour)", min=0)
 
     def __post_init__(self):
         check_fields(self, "data")
@@ -415,9 +415,9 @@ class DataConfig:
             raise ConfigError(f"data.image_size = {list(self.image_size)} has "
                               f"{len(self.image_size)} numbers; give [height, width], [size] "
                               f"for a square, or [] to keep the stored size")
-        if self.channels not in (0, 1, 3):
-            raise ConfigError(f"data.channels = {self.channels} is not one of: 0 (as stored), "
-                              f"1 (greyscale), 3 (RGB)")
+        if self.image_channels not in (0, 1, 3):
+            raise ConfigError(f"data.image_channels = {self.image_channels} is not one of: 0 "
+                              f"(as stored), 1 (greyscale), 3 (RGB)")
 
 
 @dataclass

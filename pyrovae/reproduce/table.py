@@ -46,7 +46,7 @@ def markdown(rows: list[dict]) -> str:
     """The rows as a Markdown table (ours beside the paper, then what it cost)."""
     keys = ("name", "paper", "table", "paper_value", "ours", "goal", "met", "epochs",
             "train_seconds", "eval_seconds", "seed")
-    heads = ("row", "paper", "result", "paper", "ours", "goal", "goal met", "epochs",
+    heads = ("row", "paper", "paper's row", "published", "ours", "goal", "goal met", "epochs",
              "training", "evaluation", "seed")
     lines = ["| " + " | ".join(heads) + " |", "|" + "---|" * len(heads)]
     lines += ["| " + " | ".join(_value(r, k) for k in keys) + " |" for r in rows]

@@ -34,6 +34,8 @@ class SSVAETrainer(Trainer):
                                   seed=self.config.data.seed).to(self.device)
         self.n_labelled = self.split.labelled.numel()
         self.label_bsz = min(mc.label_batch_size, self.n_labelled)
+        self.dist.check_divisible(self.label_bsz, "the labelled batch (model.label_batch_size, "
+                                  "at most the number of labels)")
         self.y_labelled = self.data.train_y[self.split.labelled]
         fixed = self.data.train_data(0, self.tc.seed)  # one draw no epoch trains on
         self.x_val = fixed[self.split.validation]
@@ -73,6 +75,7 @@ class SSVAETrainer(Trainer):
             self._label_order = torch.randperm(self.n_labelled, generator=gen).to(self.device)
             self._round = rnd
         idx = self._label_order[pos * self.label_bsz:(pos + 1) * self.label_bsz]
+        idx = self.dist.shard(idx)  # data-parallel: this rank's share, as for the unlabelled
         return self.x_labelled[idx], self.y_labelled[idx]
 
     def train_step(self, xb: torch.Tensor) -> torch.Tensor:
@@ -85,9 +88,7 @@ class SSVAETrainer(Trainer):
                                        self.n_labelled, self.config.model.alpha)
             loss.backward()
         self._validated = True
-        if self.tc.clip_norm > 0:
-            torch.nn.utils.clip_grad_norm_(self.vae.parameters(), self.tc.clip_norm)
-        self.optimizer.step()
+        self.optimizer_step()
         return unlabelled.detach()
 
     def evaluate(self) -> dict:

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import torch
 
+from .. import distributed
 from ..config import DataConfig, RunConfig, TrainConfig
 from ..data import Dataset
 from ..data.fingerprint import data_fingerprint
@@ -59,34 +60,51 @@ def train(config, data: Dataset, out: str | Path | None = None, force: bool = Fa
     command can rebuild it). ``resume=True`` continues the run in ``out`` from its checkpoint
     (``epochs`` may be raised). Returns a :class:`Run` with the trained model, the per-epoch
     history and the final metrics (ELBOs in nats per data point, higher is better).
+
+    Started by ``torchrun --nproc_per_node=R`` (WORLD_SIZE > 1), it trains data-parallel: each
+    process takes 1/R of every batch, the gradients are averaged, rank 0 alone writes ``out``
+    (the other ranks' Run has no path); see docs/distributed.md.
     """
     module = config if isinstance(config, torch.nn.Module) else None
     config = resolve_config(config, data, train_options)
-    payload = None
+    # under torchrun: join the other processes; rank 0 alone writes the run folder
+    context = distributed.init(config.train.device)
+    context.run_dir = out
+    writer = context.writer
     # the data's sha256, recorded in the checkpoint and metrics.json, checked on resume
     fingerprint = data_fingerprint(data) if out is not None else None
-    if resume:
-        if out is None:
-            raise ConfigError("resume=True needs out= the run folder to continue")
-        out_dir = Path(out)
-        payload = load_checkpoint(out_dir)
-        saved = RunConfig.from_dict(payload["config"])
-        config = check_resumable(saved, config, out_dir)
-        check_same_data(payload, fingerprint, out_dir)
-    else:
-        out_dir = check_run_dir(out, force) if out is not None else None
-    trainer = trainer_class(config)(config, data, out_dir, module)  # checks device, data, model
+
+    def setup():  # on every rank; a refusal on any rank stops all of them (context.agree)
+        payload, run_config = None, config
+        if resume:
+            if out is None:
+                raise ConfigError("resume=True needs out= the run folder to continue")
+            out_dir = Path(out)
+            payload = load_checkpoint(out_dir)
+            saved = RunConfig.from_dict(payload["config"])
+            run_config = check_resumable(saved, config, out_dir)
+            check_same_data(payload, fingerprint, out_dir)
+        elif out is not None:
+            out_dir = check_run_dir(out, force) if writer else Path(out)
+        else:
+            out_dir = None
+        trainer = trainer_class(run_config)(run_config, data, out_dir if writer else None,
+                                            module)  # checks device, data, model
+        if writer and out_dir is not None and payload is None:
+            create_run_dir(out_dir, force)  # (also removes stale temporary files)
+        return trainer, run_config, out_dir, payload
+
+    trainer, config, out_dir, payload = context.agree(setup)
     trainer.data_fingerprint = fingerprint
-    if out_dir is not None and payload is None:
-        create_run_dir(out_dir, force)  # (also removes stale temporary files)
     if payload is not None:
-        clean_temp_files(out_dir)  # those of a write killed mid-way (e.g. kill -9)
+        if writer:
+            clean_temp_files(out_dir)  # those of a write killed mid-way (e.g. kill -9)
         trainer.restore(payload)
         trainer.save()  # the checkpoint now carries the resumed config (e.g. more epochs)
-    if out_dir is not None:
+    if out_dir is not None and writer:
         atomic_write(out_dir / "config.toml", config_text(config))
     test = trainer.run()
-    if out_dir is None:
+    if out_dir is None or not writer:
         return Run(trainer.vae.eval(), config, None, trainer.history, trainer.metrics(test))
     return _finish(trainer, config, out_dir, test, fingerprint)
 

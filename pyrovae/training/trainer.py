@@ -30,11 +30,13 @@ import pyro
 import torch
 from tqdm.auto import tqdm
 
+from .. import distributed
 from .._version import __version__
 from ..config import RunConfig
 from ..data import Dataset
 from ..errors import CheckpointError, ConfigError
 from ..evaluation import evaluate_elbo
+from ..evaluation.bits import bpd_keys
 from ..evaluation.traces import eval_mode, point_traces
 from ..data.fingerprint import data_fingerprint
 from ..files import WriteError, reason, write_csv
@@ -43,6 +45,7 @@ from ..kl import beta_at
 from ..objectives import (BoundObjective, compiled_form, has_differentiable_loss,
                           objective_for, objective_name)
 from ..registry import MODEL_KINDS
+from ..reports.tensorboard import TensorBoard
 from ..rng import seed_everything, seeded
 from ..runs import CHECKPOINT_NAME, describe_device, make_model, save_checkpoint
 from .checks import check_compatible
@@ -86,7 +89,9 @@ class Trainer:
                  module: torch.nn.Module | None = None):
         self.config, self.tc, self.out_dir = config, config.train, out_dir
         self.kind = MODEL_KINDS.entry(config.model.kind)
-        self.device = describe_device(self.tc.device)
+        self.dist = distributed.current()  # data-parallel hooks; the identity when alone
+        self.device = self.dist.device_for(describe_device(self.tc.device))
+        self.dist.check_divisible(self.tc.batch_size, "train.batch_size")
         seed_everything(self.tc.seed)
         try:
             built = module if module is not None else make_model(config.model, data.shape)
@@ -123,6 +128,7 @@ class Trainer:
         self.loss_sum = torch.zeros((), device=self.device)
         self.watch = FiniteWatch(self.device)
         self._last_batch = self.data.train_x[:self.bsz]
+        self.board = TensorBoard(self.tc.tensorboard, out_dir)  # refuses a missing package now
 
     def _check_programs(self, x: torch.Tensor) -> None:
         """Run the guide and the model once on two rows, outside the run's random stream and
@@ -161,9 +167,11 @@ class Trainer:
 
     def save(self) -> None:
         """Checkpoint the current position, unless a non-finite value got in."""
+        self.loss_sum = self.dist.mean(self.loss_sum)  # (every rank saves; rank 0 writes)
         if self.out_dir is None:
             return
         self._check_finite()
+        self.board.flush()  # the TensorBoard events up to the checkpoint are on disk first
         if getattr(self, "data_fingerprint", None) is None:  # (train() sets it; computed once)
             self.data_fingerprint = data_fingerprint(self.data)
         path = self.out_dir / CHECKPOINT_NAME
@@ -215,7 +223,7 @@ class Trainer:
         uninterrupted runs draw the same numbers)."""
         if self.objective.startswith("jit-"):
             with seeded(0):
-                x0 = self.data.train_x[:self.bsz]  # a batch of the right shape and support
+                x0 = self.dist.shard(self.data.train_x[:self.bsz])  # the shape and support
                 x0 = x0 if self.data.binarize == "none" else x0.round()
                 self.elbo.differentiable_loss(self.model, self.guide, *self.step_args(x0),
                                               n_data=self.n)
@@ -258,13 +266,19 @@ class Trainer:
                 loss = torch.as_tensor(self.elbo.loss_and_grads(self.model, self.guide, *args,
                                                                 n_data=self.n))
         self._validated = True
+        self.optimizer_step()
+        return loss
+
+    def optimizer_step(self) -> None:
+        """Average the gradients over the processes (when data-parallel), clip, step Adam."""
+        self.dist.average_gradients(self.vae.parameters(), getattr(self, "stop", None))
         if self.tc.clip_norm > 0:
             torch.nn.utils.clip_grad_norm_(self.vae.parameters(), self.tc.clip_norm)
         self.optimizer.step()
-        return loss
 
     def _end_epoch(self, epoch_seconds: float) -> dict:
         self._check_finite()  # before any of this epoch's numbers are written
+        self.loss_sum = self.dist.mean(self.loss_sum)  # each rank's sum estimates one process's
         train_elbo = -float(self.loss_sum) / (self.steps_per_epoch * self.n)
         test = self.evaluate()
         self.history.append(self.history_row(train_elbo, test, epoch_seconds))
@@ -273,6 +287,7 @@ class Trainer:
         if self.out_dir is not None:
             with self._disk_errors(self.out_dir / "history.csv"):
                 write_csv(self.out_dir / "history.csv", self.history)
+        self.board.epoch(self, self.history[-1])
         self.save()
         return test
 
@@ -292,18 +307,22 @@ class Trainer:
 
     def prepare(self) -> None:
         """Bind the model and guide once (JIT objectives key on their ids) and compile."""
-        self.model, self.guide = bind_programs(self.vae)
+        model, guide = bind_programs(self.vae)
+        self.model, self.guide = model, distributed.draws(guide)  # draws independent of ranks
         self.differentiable = has_differentiable_loss(self.elbo)
         self._compile()
 
     def run(self) -> dict:
         """Train from the current position to the last epoch; returns the final test numbers."""
         self.prepare()
+        self.dist.broadcast_module(self.vae)  # every rank starts from rank 0's parameters
         tc, test = self.tc, None
         done = (self.epoch - 1) * self.steps_per_epoch + self.batch
-        bar = tqdm(total=tc.epochs * self.steps_per_epoch, initial=done, disable=not tc.progress,
+        bar = tqdm(total=tc.epochs * self.steps_per_epoch, initial=done,
+                   disable=not (tc.progress and self.dist.writer),
                    unit="step", dynamic_ncols=True, desc="train")
         with stop_on_signals() as stop:
+            self.stop = stop = self.dist.shared_stop(stop)  # all ranks stop at the same step
             while self.epoch <= tc.epochs:
                 start = epoch_start = time.perf_counter()
                 x_epoch = self.epoch_data(self.epoch)
@@ -312,14 +331,16 @@ class Trainer:
                 self.vae.train()
                 while self.batch < self.steps_per_epoch:
                     i = self.batch
-                    xb = x_epoch[order[i * self.bsz:(i + 1) * self.bsz]]
+                    xb = x_epoch[self.dist.shard(order[i * self.bsz:(i + 1) * self.bsz])]
                     self._last_batch = xb
                     self._apply_lr()
-                    loss = self.train_step(xb)
+                    with distributed.draws():  # (for kinds whose step bypasses self.guide)
+                        loss = self.train_step(xb)
                     self.loss_sum += loss
                     self.watch.update(loss, self.step + 1)
                     self.step, self.batch = self.step + 1, self.batch + 1
                     bar.update(1)
+                    self.board.step(self, loss)
                     if self.step % tc.log_every == 0 or not self.fast:  # generic: sync each step
                         self._check_finite()
                         bar.set_postfix(epoch=self.epoch, elbo=f"{-float(loss) / self.n:.2f}")
@@ -335,6 +356,7 @@ class Trainer:
                 bar.set_postfix(epoch=self.epoch - 1, train_elbo=f"{self.history[-1]['train_elbo']:.2f}",
                                 test_elbo=f"{test['elbo']:.2f}")
         bar.close()
+        self.board.close()
         if test is None:  # resumed a finished run: evaluate what it ended with
             test = self.evaluate()
         return test
@@ -351,7 +373,8 @@ class Trainer:
     def metrics(self, test: dict) -> dict:
         return {
             "train_elbo": self.history[-1]["train_elbo"], "test_elbo": test["elbo"],
-            "test_elbo_se": test["elbo_se"], "test_log_px_z": test["log_px_z"],
+            "test_elbo_se": test["elbo_se"], **bpd_keys(self.vae, test_bpd=-test["elbo"]),
+            "test_log_px_z": test["log_px_z"],
             "test_kl": test["kl"], "epochs": self.tc.epochs, "steps": self.step,
             "seconds": self.seconds,
             "train_samples_per_second": self.step * self.bsz / max(self.seconds, 1e-9),
@@ -361,7 +384,7 @@ class Trainer:
             "optimizer": type(self.optimizer).__name__ + (" (fused)" if self.fast else ""),
             "test_kl_estimator": test["kl_estimator"],
             "num_train": self.n, "num_test": int(self.data.test_x.shape[0]),
-            "device": str(self.device), "versions": _versions(),
+            "device": str(self.device), "versions": _versions(), **self.dist.metrics(),
         }
 
 
