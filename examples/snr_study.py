@@ -22,7 +22,6 @@ OUT/snr.png (SNR against K, encoder and decoder panels, log-log).
 from __future__ import annotations
 
 import argparse
-import json
 import time
 from pathlib import Path
 
