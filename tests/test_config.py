@@ -407,3 +407,15 @@ def test_utf8_file_is_read_as_utf8(tmp_path):
     path = tmp_path / "utf8.toml"
     path.write_bytes('# café\n[data]\nname = "données.npy"\n'.encode("utf-8"))
     assert load_config(path).data.name == "données.npy"
+
+
+def test_renamed_keys_of_earlier_versions_still_load():
+    """A run folder saved when ``data.image_channels`` was called ``data.channels`` loads."""
+    old = RunConfig().to_dict()
+    old["data"]["channels"] = old["data"].pop("image_channels")
+    assert RunConfig.from_dict(old) == RunConfig()
+    old["data"]["channels"] = 3
+    assert RunConfig.from_dict(old).data.image_channels == 3
+    both = RunConfig().to_dict()
+    both["data"]["channels"] = 3  # the new name wins where both are given
+    assert RunConfig.from_dict(both).data.image_channels == 0

@@ -474,6 +474,7 @@ class RunConfig:
             body = raw.get(name, {})
             if not isinstance(body, dict):
                 raise ConfigError(f"[{name}] must be a table of keys, got {body!r}")
+            body = renamed_keys(name, body)
             if name == "model":
                 section_cls = model_class(body)
             parts[name] = section_from_dict(section_cls, body, name)
@@ -481,3 +482,20 @@ class RunConfig:
 
 
 SECTIONS: dict[str, type] = {"model": VAEConfig, "data": DataConfig, "train": TrainConfig}
+
+#: keys renamed since a release, old -> new per section: config files and the configs saved in
+#: run folders of earlier versions still load (a key given under both names keeps the new one)
+RENAMED: dict[str, dict[str, str]] = {"data": {"channels": "image_channels"}}
+
+
+def renamed_keys(section: str, body: dict[str, Any]) -> dict[str, Any]:
+    """``body`` with the section's old key names (``RENAMED``) replaced by the current ones."""
+    renames = RENAMED.get(section, {})
+    if not any(old in body for old in renames):
+        return body
+    body = dict(body)
+    for old, new in renames.items():
+        if old in body:
+            value = body.pop(old)
+            body.setdefault(new, value)
+    return body
