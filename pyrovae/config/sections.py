@@ -443,9 +443,15 @@ class TrainConfig:
     clip_norm: float = _f(0.0, "clip the gradient norm to this value (0 = no clipping)", min=0.0)
     tensorboard: bool = _f(False, "also write TensorBoard events to RUN/tensorboard/ (needs "
                            "pip install 'pyrovae[tensorboard]')")
+    ema: float = _f(0.0, "Polyak averaging: decay of the exponential moving average of the "
+                         "weights per step, e.g. 0.999 (0 = off); the run keeps the average",
+                    min=0.0, max=1.0)
 
     def __post_init__(self):
         check_fields(self, "train")
+        if self.ema == 1.0:
+            raise ConfigError("train.ema = 1 would keep the starting weights forever; give a "
+                              "decay below 1, e.g. 0.999, or 0 for no averaging")
         if self.lr_min > self.lr:
             raise ConfigError(f"train.lr_min = {self.lr_min!r} is above train.lr = {self.lr!r}; "
                               f"the cosine schedule decays from lr to lr_min, so lower lr_min")

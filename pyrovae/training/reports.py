@@ -2,6 +2,12 @@
 
 from __future__ import annotations
 
+import platform
+
+import pyro
+import torch
+
+from .._version import __version__
 from ..data import Dataset
 from ..files import write_csv, write_json
 from ..interface import has
@@ -26,3 +32,9 @@ def write_reports(run: Run, data: Dataset) -> None:
                                                                  out / "reconstructions.png")
     save_elbo_curves(run.history, out / "elbo.png")
     write_json(out / "metrics.json", run.metrics)
+
+
+def versions() -> dict:
+    """The versions a run was trained with (its metrics.json's ``versions``)."""
+    return {"pyrovae": __version__, "pyro": pyro.__version__, "torch": torch.__version__,
+            "python": platform.python_version()}

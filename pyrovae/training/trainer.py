@@ -22,7 +22,6 @@ names the step, the parameters and the sites, before any checkpoint is overwritt
 from __future__ import annotations
 
 import contextlib
-import platform
 import time
 from pathlib import Path
 
@@ -31,7 +30,6 @@ import torch
 from tqdm.auto import tqdm
 
 from .. import distributed
-from .._version import __version__
 from ..config import RunConfig
 from ..data import Dataset
 from ..errors import CheckpointError, ConfigError
@@ -48,31 +46,16 @@ from ..registry import MODEL_KINDS
 from ..reports.tensorboard import TensorBoard
 from ..rng import seed_everything, seeded
 from ..runs import CHECKPOINT_NAME, describe_device, make_model, save_checkpoint
+from .averaging import WeightAverage
 from .checks import check_compatible
 from .guards import FiniteWatch, TrainingInterrupted, stop_on_signals
 from .lr_schedule import lr_at
 from .programs import bind_programs
-from .reports import write_reports
+from .optimizer import make_adam
+from .reports import versions, write_reports
 from .state import capture_rng, restore_rng
 
 _PERM_SEED_OFFSET = 7919  # the data order uses a stream apart from dynamic binarization
-
-
-def make_adam(params, lr: float, fused: bool) -> torch.optim.Adam:
-    """One Adam over all parameters; ``fused`` uses the single-kernel implementation (about
-    4x faster per step on a CPU than the per-tensor loop), falling back to ``foreach``."""
-    params = list(params)
-    if fused:
-        try:
-            return torch.optim.Adam(params, lr=lr, fused=True)
-        except (RuntimeError, TypeError):  # an older torch or a device without fused kernels
-            return torch.optim.Adam(params, lr=lr, foreach=True)
-    return torch.optim.Adam(params, lr=lr)
-
-
-def _versions() -> dict:
-    return {"pyrovae": __version__, "pyro": pyro.__version__, "torch": torch.__version__,
-            "python": platform.python_version()}
 
 
 class Trainer:
@@ -121,6 +104,7 @@ class Trainer:
         # the fast path needs a loss tensor (TraceGraph_ELBO only gives loss_and_grads)
         self.fast = self.tc.fast and has_differentiable_loss(self.elbo)
         self.optimizer = make_adam(self.vae.parameters(), self.tc.lr, fused=self.fast)
+        self.average = WeightAverage(self.vae, self.tc.ema) if self.tc.ema > 0 else None
         self.bsz = self.tc.batch_size
         self.steps_per_epoch = self.n // self.bsz
         self.history: list[dict] = []
@@ -176,9 +160,12 @@ class Trainer:
             self.data_fingerprint = data_fingerprint(self.data)
         path = self.out_dir / CHECKPOINT_NAME
         with self._disk_errors(path):
+            weights = ({"model": self.vae.state_dict()} if self.average is None else
+                       {"model": self.average.averaged_state_dict(self.vae),  # what is read
+                        "train_model": self.vae.state_dict()})  # what training continues
             save_checkpoint(path, {
                 "config": self.config.to_dict(), "input_shape": list(self.data.shape),
-                "model": self.vae.state_dict(), "optimizer": self.optimizer.state_dict(),
+                **weights, "optimizer": self.optimizer.state_dict(),
                 "epoch": self.epoch, "batch": self.batch, "step": self.step,
                 "loss_sum": self.loss_sum.detach().cpu(), "seconds": self.seconds,
                 "history": self.history, "rng": capture_rng(),
@@ -205,9 +192,13 @@ class Trainer:
 
     def restore(self, payload: dict) -> None:
         """Continue from a checkpoint written by :meth:`save`."""
-        try:
-            self.vae.load_state_dict(payload["model"])
+        try:  # an averaged run trains on from "train_model" (averaging.py)
+            self.vae.load_state_dict(payload.get("train_model", payload["model"]))
             self.optimizer.load_state_dict(payload["optimizer"])
+            if self.average is not None and "train_model" in payload:
+                self.average.load_state_dict(payload["model"])
+            elif self.average is not None:  # averaging switched on at a resume: from here
+                self.average.reset()
         except (RuntimeError, ValueError, KeyError) as err:
             raise CheckpointError(f"the checkpoint does not fit its config "
                                   f"({str(err).splitlines()[0]})") from None
@@ -275,19 +266,28 @@ class Trainer:
         if self.tc.clip_norm > 0:
             torch.nn.utils.clip_grad_norm_(self.vae.parameters(), self.tc.clip_norm)
         self.optimizer.step()
+        if self.average is not None:
+            self.average.update(self.step + 1)  # (self.step counts this step after it)
+
+    def averaged(self):
+        """A context in which the module holds the averaged weights (``train.ema``), or the
+        live ones where there is no average."""
+        return self.average.applied() if self.average is not None else contextlib.nullcontext()
 
     def _end_epoch(self, epoch_seconds: float) -> dict:
         self._check_finite()  # before any of this epoch's numbers are written
         self.loss_sum = self.dist.mean(self.loss_sum)  # each rank's sum estimates one process's
         train_elbo = -float(self.loss_sum) / (self.steps_per_epoch * self.n)
-        test = self.evaluate()
-        self.history.append(self.history_row(train_elbo, test, epoch_seconds))
+        with self.averaged():  # the run's numbers are those of the weights it keeps
+            test = self.evaluate()
+            self.history.append(self.history_row(train_elbo, test, epoch_seconds))
         self.epoch, self.batch = self.epoch + 1, 0
         self.loss_sum = torch.zeros((), device=self.device)
         if self.out_dir is not None:
             with self._disk_errors(self.out_dir / "history.csv"):
                 write_csv(self.out_dir / "history.csv", self.history)
-        self.board.epoch(self, self.history[-1])
+        with self.averaged():
+            self.board.epoch(self, self.history[-1])
         self.save()
         return test
 
@@ -316,6 +316,8 @@ class Trainer:
         """Train from the current position to the last epoch; returns the final test numbers."""
         self.prepare()
         self.dist.broadcast_module(self.vae)  # every rank starts from rank 0's parameters
+        if self.average is not None and self.step == 0:
+            self.average.reset()  # theta_bar_0: the (broadcast) starting weights
         tc, test = self.tc, None
         done = (self.epoch - 1) * self.steps_per_epoch + self.batch
         bar = tqdm(total=tc.epochs * self.steps_per_epoch, initial=done,
@@ -357,6 +359,8 @@ class Trainer:
                                 test_elbo=f"{test['elbo']:.2f}")
         bar.close()
         self.board.close()
+        if self.average is not None:  # training is over: the run is the averaged weights
+            self.average.copy_to_module()
         if test is None:  # resumed a finished run: evaluate what it ended with
             test = self.evaluate()
         return test
@@ -384,7 +388,7 @@ class Trainer:
             "optimizer": type(self.optimizer).__name__ + (" (fused)" if self.fast else ""),
             "test_kl_estimator": test["kl_estimator"],
             "num_train": self.n, "num_test": int(self.data.test_x.shape[0]),
-            "device": str(self.device), "versions": _versions(), **self.dist.metrics(),
+            "device": str(self.device), "versions": versions(), **self.dist.metrics(),
         }
 
 
