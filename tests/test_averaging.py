@@ -1,6 +1,9 @@
 """Polyak/EMA averaging of the weights (``train.ema``): the recursion, the run keeping the
 average (history, checkpoint, load, evaluate), and bit-exact resume of an averaged run."""
 
+import sys
+from pathlib import Path
+
 import pytest
 import torch
 
@@ -8,6 +11,11 @@ from pyrovae import TrainConfig, VAEConfig, evaluate_elbo, load, load_dataset, t
 from pyrovae.errors import ConfigError
 from pyrovae.runs import load_checkpoint
 from pyrovae.training.averaging import WeightAverage, decay_at
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:  # examples/ is a folder of the repository, not installed
+    sys.path.insert(0, str(ROOT))
+from examples.ema_gain import ema_gain  # noqa: E402
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 FAST = dict(progress=False, batch_size=64, lr=3e-3)
@@ -101,3 +109,15 @@ def test_bad_decay_is_refused_in_one_line(ema, match):
     with pytest.raises(ConfigError, match=match) as err:
         TrainConfig(ema=ema)
     assert "\n" not in str(err.value)
+
+
+def test_ema_gain_compares_the_kept_average_with_the_live_weights(digits, tmp_path):
+    run = train(small(), digits, out=tmp_path / "run", epochs=2, ema=0.99, **FAST)
+    gain = ema_gain(tmp_path / "run", points=20, nll_samples=50)
+    assert gain["averaged_test_elbo"] == pytest.approx(run.metrics["test_elbo"], abs=1e-9)
+    assert gain["averaged_test_elbo"] != gain["live_test_elbo"]
+    assert gain["nll_gain"] == pytest.approx(gain["live_test_nll"] - gain["averaged_test_nll"])
+    plain = tmp_path / "plain"
+    train(small(), digits, out=plain, epochs=1, **FAST)
+    with pytest.raises(SystemExit, match="not trained with train.ema"):
+        ema_gain(plain, points=5, nll_samples=5)
