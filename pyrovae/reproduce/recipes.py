@@ -137,7 +137,7 @@ _M2_PYRO = {100: 0.9319, 600: 0.9437, 1000: 0.9487, 3000: 0.9582}
 def _m2_config(labels: int, epochs: int) -> dict:
     """M2 with a small conv classifier q(y|x) and an MLP encoder/decoder, enumerating y,
     alpha = 500, Adam 4e-3 with a cosine decay, unlabelled batches of 200 beside 100 labelled
-    points (docs/reproduce.md)."""
+    points, Polyak averaging over ~500 steps (docs/reproduce.md)."""
     return {"model": {"kind": "ssvae", "latent_dim": 50, "hidden": [500], "classifier": [128],
                       "classifier_network": "conv", "channels": [16, 32],
                       "activation": "relu", "likelihood": "bernoulli", "elbo": "enum",
@@ -145,7 +145,7 @@ def _m2_config(labels: int, epochs: int) -> dict:
                       "alpha": 500.0, "label_batch_size": 100},
             "data": dict(_MNIST_DYNAMIC),
             "train": {"epochs": epochs, "batch_size": 200, "lr": 4e-3, "seed": 0,
-                      "lr_schedule": "cosine", "lr_min": 4e-4, "log_every": 25}}
+                      "lr_schedule": "cosine", "lr_min": 4e-4, "log_every": 25, "ema": 0.998}}
 
 
 for _labels, _epochs in ((100, 40), (600, 20), (1000, 20), (3000, 20)):
