@@ -81,10 +81,12 @@ def test_resumed_recipe_equals_one_uninterrupted_run(tmp_path):
 
 
 def test_an_accuracy_recipe_reads_the_run_metric(tmp_path):
-    row = reproduce("test-m2", out=str(tmp_path), progress=False)
+    row = reproduce("test-m2", out=str(tmp_path), progress=False, points=50)
     run = load(tmp_path / "test-m2")
     assert row["ours"] == run.metrics["test_accuracy"] and row["ours_se"] is None
     assert row["met"] is False and row["nll_samples"] is None
+    # scored on every test image: the IS settings are neither recorded nor in the command
+    assert row["points"] is None and "--points" not in row["command"]
 
 
 def test_overrides_reach_the_config():

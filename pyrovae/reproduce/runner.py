@@ -105,6 +105,8 @@ def reproduce(name: str, out: str = "runs/reproduce", epochs: int | None = None,
     config = recipe_config(name, epochs, overrides)
     nll_samples = nll_samples or rec.nll_samples
     points = points if points is not None else rec.points
+    if rec.metric != "test_nll":  # an accuracy row is scored on every test image, no IS
+        nll_samples, points = rec.nll_samples, rec.points
     run_dir = Path(out) / name
     data = load_dataset(config.data)
     run = _trained(config, data, run_dir, progress)
@@ -122,7 +124,7 @@ def reproduce(name: str, out: str = "runs/reproduce", epochs: int | None = None,
            "train_seconds": sum(float(h.get("seconds") or 0.0) for h in run.history),
            "eval_seconds": eval_seconds, "seed": config.train.seed,
            "nll_samples": nll_samples if rec.metric == "test_nll" else None,
-           "points": points, "notes": rec.notes,
+           "points": points if rec.metric == "test_nll" else None, "notes": rec.notes,
            "command": command_line(name, out, epochs, overrides,
                                    nll_samples if nll_samples != rec.nll_samples else None,
                                    points if points != rec.points else None)}
