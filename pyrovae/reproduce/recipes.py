@@ -64,6 +64,12 @@ _MNIST_DYNAMIC = {"name": "mnist", "binarize": "dynamic"}
 _MNIST_TRAIN = 60_000  # training images: a warm-up given in epochs becomes steps by batch
 
 
+def _warmup(epochs: int, batch: int) -> dict:
+    """A linear KL warm-up over ``epochs`` passes over MNIST's training set at ``batch``
+    (kl.warmup counts steps), so a change of batch keeps its length in epochs."""
+    return {"schedule": "linear", "warmup": epochs * _MNIST_TRAIN // batch}
+
+
 def _burda_config(stochastic, hidden, bound: str, k: int, epochs: int, batch: int = 32,
                   lr: float = 1e-3, warmup_epochs: int = 0, ema: float = 0.9995) -> dict:
     """Burda et al.'s architectures as kind "hvae": tanh MLPs, Glorot initialisation, Adam
@@ -78,7 +84,7 @@ def _burda_config(stochastic, hidden, bound: str, k: int, epochs: int, batch: in
     if objective:
         model["objective"] = objective
     if warmup_epochs:
-        model["kl"] = {"schedule": "linear", "warmup": warmup_epochs * _MNIST_TRAIN // batch}
+        model["kl"] = _warmup(warmup_epochs, batch)
     return {"model": model, "data": dict(_MNIST_DYNAMIC),
             "train": {"epochs": epochs, "batch_size": batch, "lr": lr, "seed": 0,
                       "lr_schedule": "cosine", "lr_min": lr / 10, "ema": ema}}
@@ -118,7 +124,7 @@ REPRODUCTIONS.register("vampprior", Recipe(
     config={"model": {"kind": "vae", "latent_dim": 40, "hidden": [300, 300],
                       "activation": "relu", "likelihood": "bernoulli", "elbo": "trace",
                       "prior": {"name": "vamp", "components": 500},
-                      "kl": {"schedule": "linear", "warmup": 5 * _MNIST_TRAIN // 100}},
+                      "kl": _warmup(5, 100)},
             "data": dict(_MNIST_DYNAMIC),
             "train": {"epochs": 60, "batch_size": 100, "lr": 1e-3, "seed": 0,
                       "lr_schedule": "cosine", "lr_min": 1e-4, "ema": 0.9995}},
