@@ -76,7 +76,7 @@ def contenders(k: int, groups: int, shape, n_data: int) -> dict:
     steps = {}
     for bound, gradients in PAIRS.items():
         for gradient in gradients:
-            objective = BoundObjective(bound, gradient, k, groups=groups)
+            objective = BoundObjective(bound, gradient, k, groups=groups, biased=gradient == "stl")
             steps[bound, gradient] = make_step(objective, shape, n_data)
         if bound == "elbo":
             steps[bound, PYRO_REF] = make_step(make_elbo("trace", k), shape, n_data)

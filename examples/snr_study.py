@@ -37,7 +37,7 @@ from pyrovae.objectives import BoundObjective
 #: label -> (bound, gradient, extra settings); K is the x axis
 ESTIMATORS = {
     "IWAE": ("iwae", "reparam", {}),
-    "IWAE-STL": ("iwae", "stl", {}),
+    "IWAE-STL": ("iwae", "stl", {"biased": True}),   # biased for IWAE: asked for by name
     "IWAE-DReG": ("iwae", "dreg", {}),
     "MIWAE (M=4)": ("miwae", "reparam", {"groups": 4}),
     "CIWAE (b=0.5)": ("ciwae", "reparam", {"ciwae_beta": 0.5}),

@@ -27,7 +27,7 @@ from pyrovae.config import ObjectiveConfig, SSVAEConfig, VAEConfig
 from pyrovae.errors import ConfigError
 from pyrovae.interface import InterfaceError
 from pyrovae.objectives import BoundObjective
-from pyrovae.objectives.bounds import BoundSettings
+from pyrovae.objectives.bounds import Bound, BoundSettings
 from pyrovae.registry import BOUNDS
 from pyrovae.rng import seeded
 
@@ -74,7 +74,7 @@ MODELS = {"one-latent": one_layer, "two-latents": two_layer}
 def test_guide_gradient_is_zero_for_every_draw_at_the_exact_posterior(model, bound, gradient, k,
                                                                       groups):
     m, x = MODELS[model]()
-    sharp = BoundObjective(bound, gradient, k, groups=groups)
+    sharp = BoundObjective(bound, gradient, k, groups=groups, biased=gradient == "stl")
     with seeded(0):
         for _ in range(4):
             assert grads(m, sharp, x).abs().max() < 1e-9
@@ -191,7 +191,16 @@ def test_pathwise_estimators_refuse_a_sampled_discrete_site():
     x = torch.zeros(2, m.D, dtype=F64)
     for gradient in ("reparam", "stl", "dreg"):
         with pytest.raises(InterfaceError, match="'y' is not"):
-            BoundObjective("iwae", gradient, 2).differentiable_loss(m.model, m.guide, x)
+            BoundObjective("iwae", gradient, 2, biased=True).differentiable_loss(m.model,
+                                                                                 m.guide, x)
+
+
+@pytest.mark.parametrize("bound,gradient", [("elbo", "score"), ("iwae", "vimco")])
+def test_score_function_estimators_refuse_a_guide_with_nothing_to_score(bound, gradient):
+    """On a fully reparameterised guide score/vimco would silently be reparam: refused."""
+    m, x = one_layer()
+    with pytest.raises(InterfaceError, match="every site of this guide is reparameterised"):
+        BoundObjective(bound, gradient, 3).differentiable_loss(m.model, m.guide, x)
 
 
 # ---- bound identities -----------------------------------------------------------------------
@@ -229,6 +238,8 @@ def test_model_coefficients_are_the_bounds_derivatives(name, kw):
     lw = LW.clone().requires_grad_(True)
     (auto,) = torch.autograd.grad(bound.value(lw).sum(), lw)
     assert torch.allclose(bound.log_c(LW).exp(), auto)
+    # DReG's dlog c / dlog w: the closed form equals the base class's autograd default
+    assert torch.allclose(bound.dlog_c(LW), Bound.dlog_c(bound, LW), atol=1e-10)
 
 
 def test_objectives_share_draws_so_identities_hold_end_to_end():
@@ -290,7 +301,10 @@ def test_pyro_renyi_elbo_is_not_a_bound_on_minibatches(minibatch):
 # ---- configuration ---------------------------------------------------------------------------
 
 @pytest.mark.parametrize("kw,message", [
-    ({"objective": {"bound": "renyi", "gradient": "dreg"}}, "not defined for bound"),
+    ({"objective": {"bound": "tmc", "gradient": "dreg"}}, "takes gradient = reparam"),
+    ({"objective": {"bound": "iwae", "gradient": "stl"}, "elbo": "trace", "num_particles": 5},
+     "biased for bound"),
+    ({"objective": {"bound": "renyi", "renyi_alpha": -0.5}}, "not a lower bound"),
     ({"objective": {"bound": "elbo", "gradient": "rws"}}, "works with bound = iwae"),
     ({"objective": {"bound": "elbo", "gradient": "stl"}}, "set model.elbo = \"trace\""),
     ({"objective": {"bound": "renyi"}, "kl": {"free_bits": 0.5}}, "free_bits"),

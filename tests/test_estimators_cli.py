@@ -272,8 +272,11 @@ def test_ssvae_dreg_refusal_leaves_no_run_behind(tmp_path, capsys):
 # ---- 6. refusals on the command line -------------------------------------------------------
 
 @pytest.mark.parametrize("sets, expected", [
-    (["objective.bound=renyi", "objective.gradient=dreg"],
-     ['gradient = "dreg" is not defined for bound = "renyi"', "it works with bound = elbo, iwae"]),
+    (["objective.bound=elbo", "objective.gradient=rws"],
+     ['gradient = "rws" is not defined for bound = "elbo"', "it works with bound = iwae"]),
+    (["objective.bound=iwae", "objective.gradient=stl", "num_particles=3", "elbo=trace"],
+     ['gradient = "stl" is biased for bound = "iwae"', "objective.biased = true"]),
+    (["objective.bound=renyi", "objective.renyi_alpha=-0.5"], ["not a lower bound"]),
     (["objective.gradient=stl"], ['set model.elbo = "trace"', 'model.elbo = "meanfield"']),
     (["objective.bound=foo"],
      ["model.objective.bound = 'foo' is not one of: elbo, iwae, renyi, miwae, piwae, ciwae, tmc"]),
@@ -297,11 +300,10 @@ def test_train_refuses_bad_objectives_in_one_line(sets, expected, tmp_path, caps
 
 class TemperedIWAE(Bound):
     """(1/t) log (1/K) sum_k w_k^t, t = 1/2: IWAE's log-mean-exp at temperature t (a bound on
-    log p(x) for 0 < t <= 1). c = softmax(t log w); DReG's z-path coefficients
-    e = c - dc/dlog w = (1-t) c + t c^2."""
+    log p(x) for 0 < t <= 1). c = softmax(t log w); DReG needs dlog c / dlog w = t (1 - c)."""
 
     t = 0.5
-    calls = {"value": 0, "log_e": 0}
+    calls = {"value": 0, "dlog_c": 0}
 
     def value(self, log_w):
         TemperedIWAE.calls["value"] += 1
@@ -310,16 +312,15 @@ class TemperedIWAE(Bound):
     def log_c(self, log_w):
         return torch.log_softmax(self.t * log_w.detach(), 0)
 
-    def log_e(self, log_w):
-        TemperedIWAE.calls["log_e"] += 1
-        log_c = self.log_c(log_w)
-        return log_c + torch.log((1 - self.t) + self.t * log_c.exp())
+    def dlog_c(self, log_w):
+        TemperedIWAE.calls["dlog_c"] += 1
+        return self.t * (1 - self.log_c(log_w).exp())
 
 
 @pytest.fixture
 def tempered_bound():
     BOUNDS.register("tempered-iwae", TemperedIWAE, dreg=True)
-    TemperedIWAE.calls.update(value=0, log_e=0)
+    TemperedIWAE.calls.update(value=0, dlog_c=0)
     yield "tempered-iwae"
     BOUNDS.unregister("tempered-iwae")
 
@@ -335,7 +336,7 @@ def test_a_registered_bound_is_a_config_choice_and_trains_with_dreg(tempered_bou
     assert metrics["objective"] == "tempered-iwae/dreg" and metrics["num_particles"] == 3
     assert math.isfinite(metrics["test_elbo"])
     finite_history(out)
-    assert TemperedIWAE.calls["log_e"] >= 4 and TemperedIWAE.calls["value"] >= 4  # each step
+    assert TemperedIWAE.calls["dlog_c"] >= 4 and TemperedIWAE.calls["value"] >= 4  # each step
     run = load(out)
     assert run.config.model.objective.bound == tempered_bound
     assert isinstance(objective_for(run.config.model).bound, TemperedIWAE)

@@ -110,12 +110,18 @@ class ObjectiveConfig:
     renyi_alpha: float = _f(0.5, "renyi: the order alpha != 1 (0 = iwae; -> 1 the elbo)")
     ciwae_beta: float = _f(0.5, "ciwae: the ELBO's share b of b*ELBO + (1-b)*IWAE", min=0.0,
                            max=1.0)
+    biased: bool = _f(False, "accept a gradient estimator that is biased for this bound (stl on "
+                      "a multi-sample bound), to study it; refused otherwise")
 
     def __post_init__(self):
         check_fields(self, "model.objective")
         if self.renyi_alpha == 1:
             raise ConfigError("model.objective.renyi_alpha = 1 is the ELBO's limit, where the Renyi "
                               "bound is undefined; use bound = \"elbo\" or renyi_alpha != 1")
+        if self.renyi_alpha < 0:
+            raise ConfigError(f"model.objective.renyi_alpha = {self.renyi_alpha:g} < 0 is not a "
+                              f"lower bound on log p(x) (it exceeds it as K grows); use "
+                              f"renyi_alpha >= 0 (0 is IWAE)")
 
     @property
     def default(self) -> bool:
@@ -151,8 +157,13 @@ def objective_field():
                  metadata={"help": "bound and gradient estimator"})
 
 
-def check_pair(bound: str, gradient: str, num_particles: int = 1, where: str = "model.objective"):
-    """Refuse a (bound, gradient) pair the estimator cannot serve, in one line."""
+def check_pair(bound: str, gradient: str, num_particles: int = 1, where: str = "model.objective",
+               biased: bool = False):
+    """Refuse a (bound, gradient) pair the estimator cannot serve, in one line.
+
+    An estimator that ``needs`` a bound capability refuses a bound without it, except where the
+    estimator is ``exact_at_one_particle`` and K = 1 (every bound's coefficients are constant
+    there), or it ``may_be_biased`` and ``biased`` asks for it by name."""
     if bound not in BOUNDS:
         raise ConfigError(f"{where}.bound = {bound!r} is not one of: {', '.join(BOUNDS)}")
     if gradient not in GRADIENTS:
@@ -162,10 +173,18 @@ def check_pair(bound: str, gradient: str, num_particles: int = 1, where: str = "
         raise ConfigError(f"{where}.bound = \"{bound}\" takes gradient = "
                           f"{' or '.join(only)}, not \"{gradient}\"")
     needs = GRADIENTS.capability(gradient, "needs")
-    if needs and not BOUNDS.capability(bound, needs):
-        able = ", ".join(BOUNDS.where(**{needs: True}))
-        raise ConfigError(f"{where}.gradient = \"{gradient}\" is not defined for bound = "
-                          f"\"{bound}\"; it works with bound = {able}")
+    if needs and not BOUNDS.capability(bound, needs) and not only:
+        single = GRADIENTS.capability(gradient, "exact_at_one_particle") and num_particles == 1
+        if GRADIENTS.capability(gradient, "may_be_biased") and not single and not biased:
+            able = ", ".join(BOUNDS.where(**{needs: True}))
+            raise ConfigError(f"{where}.gradient = \"{gradient}\" is biased for bound = "
+                              f"\"{bound}\" with num_particles > 1 (unbiased: bound = {able}, or "
+                              f"K = 1); use gradient = \"dreg\", or set {where}.biased = true "
+                              f"to study the biased estimator")
+        if not GRADIENTS.capability(gradient, "may_be_biased"):
+            able = ", ".join(BOUNDS.where(**{needs: True}))
+            raise ConfigError(f"{where}.gradient = \"{gradient}\" is not defined for bound = "
+                              f"\"{bound}\"; it works with bound = {able}")
     least = GRADIENTS.capability(gradient, "min_particles", 1)
     if num_particles < least:
         raise ConfigError(f"{where}.gradient = \"{gradient}\" needs num_particles >= {least} "
@@ -178,7 +197,7 @@ def _check_objective(config) -> None:
     objective = config.objective
     if objective.default:
         return
-    check_pair(objective.bound, objective.gradient, config.num_particles)
+    check_pair(objective.bound, objective.gradient, config.num_particles, biased=objective.biased)
     if config.elbo == "iwae":
         raise ConfigError("model.elbo = \"iwae\" and [model.objective] both choose the "
                           "objective; drop elbo and set objective.bound = \"iwae\"")

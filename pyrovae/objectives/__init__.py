@@ -105,7 +105,7 @@ def objective_for(model_config, max_plate_nesting: int = 1, compiled: bool = Fal
                          max_plate_nesting)
     return BoundObjective(objective.bound, objective.gradient, model_config.num_particles,
                           objective.groups, objective.renyi_alpha, objective.ciwae_beta,
-                          max_plate_nesting)
+                          max_plate_nesting, biased=objective.biased)
 
 
 def objective_name(model_config, particles: bool = True) -> str:
@@ -122,4 +122,6 @@ def objective_name(model_config, particles: bool = True) -> str:
         label += f" b={objective.ciwae_beta:g}"
     if objective.bound in ("miwae", "piwae"):
         label += f" M={objective.groups}"
+    if objective.biased:
+        label += " (biased)"
     return label if k == 1 else f"{label} K={k}"

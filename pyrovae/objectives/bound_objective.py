@@ -27,12 +27,13 @@ from .particles import draw
 
 class BoundObjective(infer.ELBO):
     """``bound`` with gradient estimator ``gradient`` (names in BOUNDS, GRADIENTS); K =
-    ``num_particles`` draws per point (per group: MIWAE/PIWAE draw ``groups`` * K)."""
+    ``num_particles`` draws per point (per group: MIWAE/PIWAE draw ``groups`` * K);
+    ``biased``: accept an estimator that is biased for the bound (``check_pair``)."""
 
     def __init__(self, bound: str = "iwae", gradient: str = "reparam", num_particles: int = 1,
                  groups: int = 1, renyi_alpha: float = 0.5, ciwae_beta: float = 0.5,
-                 max_plate_nesting: int = 1, **kwargs):
-        check_pair(bound, gradient, num_particles)
+                 max_plate_nesting: int = 1, biased: bool = False, **kwargs):
+        check_pair(bound, gradient, num_particles, biased=biased)
         super().__init__(num_particles=num_particles, max_plate_nesting=max_plate_nesting,
                          vectorize_particles=False)
         self.bound_name, self.gradient_name = bound, gradient

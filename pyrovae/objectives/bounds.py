@@ -16,11 +16,20 @@ With w_k = p(x, z_k) / q(z_k | x), z_k ~ q independently, and w~_k = w_k / sum_j
 Each bound also gives the coefficients the gradient estimators need, as logs (so that ratios
 of coefficients stay finite when a weight underflows), all [S, B] and without gradient:
 
-    log_c   log dL/dlog w_k: the model's gradient is sum_k c_k grad_theta log w_k
-    log_d   the guide's coefficients where they differ from c (PIWAE only)
-    log_e   DReG's coefficients of the z-path (Tucker et al. 2018):
-            grad_phi = sum_k e_k (d log w_k / d z_k)(d z_k / d phi); IWAE e = w~^2, the ELBO
-            e = 1/K (DReG is then STL), MIWAE per group, CIWAE b/K + (1-b) w~^2
+    log_c    log dL/dlog w_k: the model's gradient is sum_k c_k grad_theta log w_k
+    log_d    the guide's coefficients where they differ from c (PIWAE only)
+    dlog_c   d log c_k / d log w_k (the diagonal; dlog_d likewise for d): what DReG needs
+
+DReG for any bound and any KL weight (Tucker et al. 2018, generalised). With the KL weight
+beta on the latents, log w_k = log p(x|z_k) + beta (log p(z_k) - log q(z_k|x)), so the guide's
+gradient has the score term -beta sum_k d_k d/dphi log q(z_k; phi)|_z. Reparameterising it
+once more, E[d_k(z) d/dphi log q(z_k)] = E[(d d_k / d log w_k)(d log w_k / d z_k)(d z_k / d phi)],
+gives the z-path coefficients
+
+    e_k = d_k (1 - beta dlog_d_k)      IWAE: (1 - beta) w~_k + beta w~_k^2 (w~^2 at beta = 1)
+
+ELBO: e = 1/K (DReG is STL); MIWAE per group; CIWAE b/K + (1-b)((1-beta) w~ + beta w~^2);
+Renyi (c = softmax((1-a) log w)): c (1 - beta (1-a)(1 - c)). e may be negative for beta > 1.
 
 Every bound registers itself in :data:`pyrovae.registry.BOUNDS` with the gradient estimators it
 admits (capabilities dreg, rws, score, vimco: see ``gradients/``).
@@ -77,11 +86,32 @@ class Bound:
     def log_d(self, log_w: torch.Tensor) -> torch.Tensor:
         return self.log_c(log_w)
 
-    def log_e(self, log_w: torch.Tensor) -> torch.Tensor:
-        raise NotImplementedError(f"{type(self).__name__} has no DReG coefficients")
+    def dlog_c(self, log_w: torch.Tensor) -> torch.Tensor:
+        """d log c_k / d log w_k [S, B]. Default: by autograd, one backward pass per particle
+        (c_k of point b depends on point b's log weights only); the bounds here override it
+        with the closed form."""
+        with torch.enable_grad():
+            lw = log_w.detach().requires_grad_(True)
+            log_c = self.log_c_differentiable(lw)
+            if not log_c.requires_grad:          # constant coefficients (the ELBO)
+                return torch.zeros_like(log_w)
+            rows = []
+            for k in range(lw.shape[0]):
+                (row,) = torch.autograd.grad(log_c[k].sum(), lw, retain_graph=True,
+                                             allow_unused=True)
+                rows.append(torch.zeros_like(lw[k]) if row is None else row[k])
+        return torch.stack(rows).detach()
+
+    def log_c_differentiable(self, lw: torch.Tensor) -> torch.Tensor:
+        """log c as a differentiable function of ``lw`` (for the default :meth:`dlog_c`)."""
+        (grad,) = torch.autograd.grad(self.value(lw).sum(), lw, create_graph=True)
+        return grad.log()
+
+    def dlog_d(self, log_w: torch.Tensor) -> torch.Tensor:
+        return self.dlog_c(log_w)
 
 
-@BOUNDS.register("elbo", dreg=True, score=True)
+@BOUNDS.register("elbo", dreg=True, score=True, stl=True)
 class ELBO(Bound):
     """(1/K) sum_k log w_k."""
 
@@ -91,7 +121,8 @@ class ELBO(Bound):
     def log_c(self, log_w):
         return torch.full_like(log_w, -math.log(log_w.shape[0]))
 
-    log_e = log_c
+    def dlog_c(self, log_w):
+        return torch.zeros_like(log_w)
 
 
 @BOUNDS.register("iwae", dreg=True, rws=True, vimco=True)
@@ -104,11 +135,11 @@ class IWAE(Bound):
     def log_c(self, log_w):
         return _log_normalized(log_w.detach())
 
-    def log_e(self, log_w):
-        return 2 * _log_normalized(log_w.detach())
+    def dlog_c(self, log_w):
+        return 1 - _log_normalized(log_w.detach()).exp()
 
 
-@BOUNDS.register("renyi")
+@BOUNDS.register("renyi", dreg=True)
 class Renyi(Bound):
     """1/(1-a) log (1/K) sum_k w_k^(1-a); c = softmax((1-a) log w)."""
 
@@ -116,6 +147,9 @@ class Renyi(Bound):
         super().__init__(settings)
         if settings.renyi_alpha == 1:
             raise ValueError("renyi: alpha = 1 is the ELBO's limit; use bound = \"elbo\"")
+        if settings.renyi_alpha < 0:
+            raise ValueError(f"renyi: alpha = {settings.renyi_alpha:g} < 0 is not a lower bound "
+                             f"on log p(x); use alpha >= 0 (0 is IWAE)")
         self.a = 1.0 - settings.renyi_alpha
 
     def value(self, log_w):
@@ -123,6 +157,9 @@ class Renyi(Bound):
 
     def log_c(self, log_w):
         return _log_normalized(self.a * log_w.detach())
+
+    def dlog_c(self, log_w):
+        return self.a * (1 - self.log_c(log_w).exp())
 
 
 class _Grouped(Bound):
@@ -140,10 +177,15 @@ class _Grouped(Bound):
         g = self.grouped(log_w)
         return (torch.logsumexp(g, dim=1) - math.log(g.shape[1])).mean(0)
 
-    def miwae_log_c(self, log_w, power: int = 1):
+    def miwae_log_c(self, log_w):
+        """log (w~_mk / M), w~ normalised within each group."""
         g = self.grouped(log_w.detach())
-        log_norm = power * (g - torch.logsumexp(g, dim=1, keepdim=True))
+        log_norm = g - torch.logsumexp(g, dim=1, keepdim=True)
         return log_norm.reshape(log_w.shape) - math.log(self.settings.groups)
+
+    def miwae_dlog_c(self, log_w):
+        """1 - w~_mk (within its group)."""
+        return 1 - (self.miwae_log_c(log_w) + math.log(self.settings.groups)).exp()
 
 
 @BOUNDS.register("miwae", dreg=True)
@@ -156,8 +198,8 @@ class MIWAE(_Grouped):
     def log_c(self, log_w):
         return self.miwae_log_c(log_w)
 
-    def log_e(self, log_w):
-        return self.miwae_log_c(log_w, power=2)
+    def dlog_c(self, log_w):
+        return self.miwae_dlog_c(log_w)
 
 
 @BOUNDS.register("piwae", dreg=True)
@@ -172,29 +214,35 @@ class PIWAE(_Grouped):
     def log_c(self, log_w):
         return _log_normalized(log_w.detach())
 
+    def dlog_c(self, log_w):
+        return 1 - _log_normalized(log_w.detach()).exp()
+
     def log_d(self, log_w):
         return self.miwae_log_c(log_w)
 
-    def log_e(self, log_w):
-        return self.miwae_log_c(log_w, power=2)
+    def dlog_d(self, log_w):
+        return self.miwae_dlog_c(log_w)
 
 
 @BOUNDS.register("ciwae", dreg=True)
 class CIWAE(Bound):
     """b * (1/K) sum_k log w_k + (1-b) * log (1/K) sum_k w_k."""
 
-    def _mix(self, log_w, power: int):
+    def log_c(self, log_w):
+        """log(b/K + (1-b) w~_k)."""
         b, k = self.settings.ciwae_beta, log_w.shape[0]
         elbo_part = torch.full_like(log_w, math.log(b) - math.log(k) if b > 0 else -math.inf)
-        iwae_part = (math.log1p(-b) if b < 1 else -math.inf) + power * _log_normalized(log_w)
-        return torch.logaddexp(elbo_part, iwae_part.detach())
+        iwae_part = (math.log1p(-b) if b < 1 else -math.inf) + _log_normalized(log_w.detach())
+        return torch.logaddexp(elbo_part, iwae_part)
+
+    def dlog_c(self, log_w):
+        """(1-b) w~ (1 - w~) / c."""
+        b = self.settings.ciwae_beta
+        if b == 1:
+            return torch.zeros_like(log_w)
+        log_wn = _log_normalized(log_w.detach())
+        return (math.log1p(-b) + log_wn - self.log_c(log_w)).exp() * (1 - log_wn.exp())
 
     def value(self, log_w):
         b = self.settings.ciwae_beta
         return b * log_w.mean(0) + (1 - b) * (torch.logsumexp(log_w, 0) - math.log(log_w.shape[0]))
-
-    def log_c(self, log_w):
-        return self._mix(log_w.detach(), 1)
-
-    def log_e(self, log_w):
-        return self._mix(log_w.detach(), 2)

@@ -72,11 +72,13 @@ class Draw:
 
     log_p: torch.Tensor
     log_q: torch.Tensor
-    log_q_score: torch.Tensor | None   # the guide sites that are not reparameterised
+    log_q_score: torch.Tensor | None   # the sites that are not reparameterised, unweighted
     score_sites: tuple[str, ...]
     log_q_fixed: torch.Tensor | None
     scale: torch.Tensor                # N / B, the data plate's scale
     ratio: GradientRatio | None
+    log_q_raw: torch.Tensor | None = None  # sum of log q without the KL weights r_site
+    kl_weight: torch.Tensor | None = None  # the latents' common r_site (None: they differ)
 
     @property
     def log_w(self) -> torch.Tensor:
@@ -140,18 +142,28 @@ def _scaled(ratio: GradientRatio, nesting: int):
 
 
 def _log_q(guide_trace, latents, shape, fixed: bool = False) -> tuple:
-    """(sum of r * log q over reparameterised and other latents [S, B], the other ones' sum,
-    their names), at each site's value, or at the value detached if ``fixed``."""
-    total, score, names = 0.0, 0.0, []
+    """(sum of r * log q over every latent [S, B], the unweighted log q of the sites that are
+    not reparameterised (their score function's log-density), their names, the unweighted sum
+    over every latent), at each site's value, or at the value detached if ``fixed``."""
+    total, raw, score, names = 0.0, 0.0, 0.0, []
     for name in latents:
         site = guide_trace.nodes[name]
         value = site["value"].detach() if fixed else site["value"]
         lp = per_point(name, site, site["fn"].log_prob(value), shape)
-        lp = site["_relative_scale"] * lp
-        total = total + lp
+        total, raw = total + site["_relative_scale"] * lp, raw + lp
         if not site["fn"].has_rsample:
             score, names = score + lp, names + [name]
-    return total, (score if names else None), tuple(names)
+    return total, (score if names else None), tuple(names), raw
+
+
+def _common_weight(trace, latents) -> torch.Tensor | None:
+    """The relative scale r (the KL weight) shared by every latent site, or None if they
+    differ (a hierarchical model's per-layer weights)."""
+    weights = [trace.nodes[name]["_relative_scale"] for name in latents]
+    first = weights[0]
+    if all(w.shape == first.shape and torch.equal(w, first) for w in weights[1:]):
+        return first
+    return None
 
 
 def draw(model, guide, args: tuple, kwargs: dict, particles: int, nesting: int,
@@ -188,7 +200,7 @@ def draw(model, guide, args: tuple, kwargs: dict, particles: int, nesting: int,
     for trace in {id(guide_trace): guide_trace, id(seen): seen}.values():
         for name in latents:
             trace.nodes[name]["_relative_scale"] = torch.as_tensor(trace.nodes[name]["scale"]) / scale
-    log_q, log_q_score, score_sites = _log_q(seen, latents, shape)
+    log_q, log_q_score, score_sites, log_q_raw = _log_q(seen, latents, shape)
 
     log_q_fixed = None
     if fixed:
@@ -203,4 +215,5 @@ def draw(model, guide, args: tuple, kwargs: dict, particles: int, nesting: int,
             log_q_fixed = _log_q(held, latents, shape)[0]
         else:
             log_q_fixed = _log_q(guide_trace, latents, shape, fixed=True)[0]
-    return Draw(log_p, log_q, log_q_score, score_sites, log_q_fixed, scale, ratio)
+    return Draw(log_p, log_q, log_q_score, score_sites, log_q_fixed, scale, ratio, log_q_raw,
+                _common_weight(guide_trace, latents) if latents else None)

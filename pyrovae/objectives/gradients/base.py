@@ -32,13 +32,21 @@ class GradientEstimator:
 
     @staticmethod
     def check(name: str, draw) -> None:
-        """Refuse a draw with sampled discrete sites for an estimator that needs pathwise ones."""
+        """Refuse a draw the estimator cannot serve: sampled discrete sites for one that needs
+        pathwise ones, only reparameterised sites for one whose purpose is the score function
+        (it would silently be the reparameterization gradient)."""
         if GRADIENTS.capability(name, "reparameterised", True) and draw.score_sites:
             raise InterfaceError(
                 f"gradient = \"{name}\" needs reparameterised guide sites, but "
                 f"'{draw.score_sites[0]}' is not; use gradient = \"score\" (bound elbo), "
                 f"\"vimco\" (bound iwae) or \"rws\" (or sum it out with elbo = \"enum\" and "
                 f"no [model.objective])")
+        if GRADIENTS.capability(name, "sampled_sites", False) and not draw.score_sites:
+            raise InterfaceError(
+                f"gradient = \"{name}\" is a score-function estimator for sampled, "
+                f"non-reparameterised guide sites, and every site of this guide is "
+                f"reparameterised (it would be the plain reparam gradient); use gradient = "
+                f"\"reparam\" or \"dreg\"")
 
 
 def weighted(log_c: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
@@ -46,20 +54,39 @@ def weighted(log_c: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
     return (log_c.detach().exp() * x).sum(0)
 
 
-def set_ratio(draw, log_num: torch.Tensor, log_den: torch.Tensor) -> None:
-    """The z-path coefficient of a "scaled" draw: exp(log_num - log_den), 0 where both are 0."""
-    ratio = torch.exp(log_num - log_den)
-    draw.ratio.value = torch.where(torch.isfinite(ratio), ratio, 0.0).detach()
+def ratio_of(log_num: torch.Tensor, log_den: torch.Tensor) -> torch.Tensor:
+    """exp(log_num - log_den) [S, B], 0 where both coefficients are 0 (no gradient)."""
+    ratio = torch.exp(log_num.detach() - log_den.detach())
+    return torch.where(torch.isfinite(ratio), ratio, 0.0)
 
 
-def pathwise(bound, draw, log_guide: torch.Tensor) -> torch.Tensor:
+def set_ratio(draw, ratio: torch.Tensor) -> None:
+    """The z-path coefficient of a "scaled" draw (its gradient is multiplied by it)."""
+    draw.ratio.value = ratio.detach()
+
+
+def kl_weight(name: str, draw) -> torch.Tensor:
+    """The KL weight beta shared by every latent site of the draw (1 without a KL weight);
+    refused in one line when the sites carry different weights (hvae's kl_weights), where the
+    z-path coefficients of one site would not be those of another."""
+    if draw.kl_weight is None:
+        raise InterfaceError(
+            f"gradient = \"{name}\" needs one KL weight on every latent site, but this "
+            f"model's sites carry different ones (per-layer kl_weights); use gradient = "
+            f"\"reparam\" or equal kl_weights")
+    return draw.kl_weight
+
+
+def pathwise(bound, draw, ratio: torch.Tensor) -> torch.Tensor:
     """The surrogate of a "scaled" draw that gives the model sum_k c_k grad log w_k and the
-    guide's z-path the coefficients exp(log_guide), the parameter path of log q none:
+    guide's z-path the coefficients e_k = c_k ratio_k, the parameter path of log q none:
 
-        s = sum_k c_k log w_k + sum_k c_k log q(z_k fixed; phi),   ratio = exp(log_guide) / c
-    """
+        s = sum_k c_k log w_k + sum_k c_k log q(z_k fixed; phi)
+
+    (log q_fixed carries each site's KL weight, as log w does, so the two parameter paths
+    cancel exactly)."""
     log_c = bound.log_c(draw.log_w)
-    set_ratio(draw, log_guide, log_c)
+    set_ratio(draw, ratio)
     return weighted(log_c, draw.log_w) + weighted(log_c, draw.log_q_fixed)
 
 

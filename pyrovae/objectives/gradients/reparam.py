@@ -14,7 +14,7 @@ parameter path corrected by -(d - c) log q(z fixed).
 from __future__ import annotations
 
 from ...registry import GRADIENTS
-from .base import GradientEstimator, set_ratio, weighted
+from .base import GradientEstimator, ratio_of, set_ratio, weighted
 
 
 @GRADIENTS.register("reparam", reparameterised=True)
@@ -28,6 +28,6 @@ class Reparam(GradientEstimator):
         if not bound.separate_targets:
             return bound.value(draw.log_w)
         log_c, log_d = bound.log_c(draw.log_w), bound.log_d(draw.log_w)
-        set_ratio(draw, log_d, log_c)
+        set_ratio(draw, ratio_of(log_d, log_c))
         extra = (log_d.exp() - log_c.exp()).detach()
         return weighted(log_c, draw.log_w) - (extra * draw.log_q_fixed).sum(0)

@@ -11,6 +11,11 @@ nor continuous latents. ``rws-dreg`` replaces wake-phi by its doubly reparameter
 
     grad_phi = sum_k (w~_k - w~_k^2) (d log w_k / d z_k)(d z_k / d phi)
 
+With a KL weight beta on the latents, log w_k = log p(x|z_k) + beta (log p(z_k) - log q(z_k|x))
+and w~ self-normalises the tempered target pi(z) ~ p(x|z) p(z)^beta q(z|x)^(1-beta): wake-phi
+is sum_k w~_k grad_phi log q(z_k | x) with log q itself, not beta log q (the gradient of
+-KL(pi || q) at fixed pi), and both forms above estimate that same vector for every beta.
+
 The reported value is the IWAE bound. (Pyro's ``ReweightedWakeSleep`` takes no minibatch
 scaling per point; here the data plate's N/B multiplies each point's terms.)
 """
@@ -20,7 +25,7 @@ from __future__ import annotations
 import torch
 
 from ...registry import GRADIENTS
-from .base import GradientEstimator, pathwise, weighted
+from .base import GradientEstimator, pathwise, ratio_of, weighted
 
 
 @GRADIENTS.register("rws", needs="rws", reparameterised=False)
@@ -34,7 +39,7 @@ class RWS(GradientEstimator):
     def surrogate(self, bound, draw):
         log_w = draw.log_w.detach()
         log_wn = log_w - torch.logsumexp(log_w, dim=0)
-        return weighted(bound.log_c(log_w), draw.log_p) + weighted(log_wn, draw.log_q)
+        return weighted(bound.log_c(log_w), draw.log_p) + weighted(log_wn, draw.log_q_raw)
 
 
 @GRADIENTS.register("rws-dreg", needs="rws", reparameterised=True)
@@ -46,6 +51,7 @@ class RWSDReG(GradientEstimator):
         return "scaled", True
 
     def surrogate(self, bound, draw):
-        log_wn = draw.log_w.detach() - torch.logsumexp(draw.log_w.detach(), dim=0)
-        log_guide = log_wn + torch.log1p(-log_wn.exp().clamp(max=1.0))
-        return pathwise(bound, draw, log_guide)
+        log_w = draw.log_w.detach()
+        log_wn = log_w - torch.logsumexp(log_w, dim=0)
+        log_guide = log_wn + torch.log1p(-log_wn.exp().clamp(max=1.0))    # w~ - w~^2
+        return pathwise(bound, draw, ratio_of(log_guide, bound.log_c(log_w)))

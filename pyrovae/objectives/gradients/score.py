@@ -16,7 +16,8 @@ from ...registry import GRADIENTS
 from .base import GradientEstimator, with_score_terms
 
 
-@GRADIENTS.register("score", needs="score", reparameterised=False, min_particles=2)
+@GRADIENTS.register("score", needs="score", reparameterised=False, min_particles=2,
+                    sampled_sites=True)
 class Score(GradientEstimator):
     """Pathwise where reparameterised, leave-one-out REINFORCE elsewhere."""
 

@@ -20,7 +20,8 @@ from ...registry import GRADIENTS
 from .base import GradientEstimator, with_score_terms
 
 
-@GRADIENTS.register("vimco", needs="vimco", reparameterised=False, min_particles=2)
+@GRADIENTS.register("vimco", needs="vimco", reparameterised=False, min_particles=2,
+                    sampled_sites=True)
 class VIMCO(GradientEstimator):
     """IWAE's pathwise gradient plus per-draw baselined score terms."""
 
