@@ -28,6 +28,7 @@ from pyrovae import load, load_dataset
 from pyrovae.evaluation.ais import AISOptions, ais_log_likelihood
 from pyrovae.evaluation.likelihood import log_likelihood
 from pyrovae.files import read_csv, write_csv
+from pyrovae.reports.numbers import format_estimate
 from pyrovae.reports.plots import plt, save_figure
 
 REFERENCE = "IS K=5000"
@@ -127,8 +128,9 @@ def main(argv=None) -> None:
     if args.figure:
         plot(ordered, Path(args.figure))
     for r in ordered:
-        print(f"{r['label']:<28} {r['log_px']:9.3f}  minus IS5000 {r['minus_reference']:+.3f} "
-              f"+- {r['minus_reference_se']:.3f}  {r['seconds']:.1f} s")
+        diff = format_estimate(r["minus_reference"], r["minus_reference_se"])
+        print(f"{r['label']:<28} {r['log_px']:9.3f}  minus IS5000 "
+              f"{'' if diff.startswith('-') else '+'}{diff}  {r['seconds']:.1f} s")
 
 
 if __name__ == "__main__":

@@ -15,6 +15,7 @@ from pathlib import Path
 
 from pyrovae import VAEConfig, load_dataset, train
 from pyrovae.evaluation import log_likelihood
+from pyrovae.reports.numbers import format_estimate
 
 SETTINGS = {"normal": {}, "learnable-normal": {}, "mog": {"components": 10},
             "vamp": {"components": 500}, "flow": {"flow_layers": 4, "flow_type": "affine"}}
@@ -43,7 +44,7 @@ def main():
         rows.append(row)
         print(json.dumps(row))
     lines = ["| prior | test ELBO (nats) | KL | seconds |", "|---|---|---|---|"]
-    lines += [f"| {r['prior']} | {r['test_elbo']:.2f} +- {r['test_elbo_se']:.2f} | "
+    lines += [f"| {r['prior']} | {format_estimate(r['test_elbo'], r['test_elbo_se'])} | "
               f"{r['test_kl']:.1f} | {r['seconds']:.0f} |" for r in rows]
     print("\n".join(lines))
     Path(args.out).mkdir(parents=True, exist_ok=True)

@@ -113,6 +113,7 @@ class TwoLayerVAE(PyroModule):
 
 def main(argv=None):
     from pyrovae import evaluate_run, load_dataset, train
+    from pyrovae.reports.numbers import format_estimate
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--epochs", type=int, default=5)
@@ -142,8 +143,9 @@ def main(argv=None):
               f"test ELBO {row['test_elbo']:8.2f}")
     result = evaluate_run(run, data, nll_samples=args.nll_samples,
                           max_points=args.eval_points or None, progress=False)
-    print(f"test ELBO {result['test_elbo']:.2f} +- {result['test_elbo_se']:.2f}  "
-          f"NLL (K={args.nll_samples}) {result['test_nll']:.2f} +- {result['test_nll_se']:.2f}  "
+    elbo = format_estimate(result["test_elbo"], result["test_elbo_se"])
+    nll = format_estimate(result["test_nll"], result["test_nll_se"])
+    print(f"test ELBO {elbo}  NLL (K={args.nll_samples}) {nll}  "
           f"on {result['num_points']} test images")
     print(f"k-hat > 0.7: {result['khat_share_above_0_7']:.1%} of points;  "
           f"train {run.metrics['seconds']:.0f} s, evaluate {result['eval_seconds']:.0f} s")

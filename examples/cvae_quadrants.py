@@ -38,6 +38,7 @@ import torch
 from pyrovae import CVAEConfig, evaluate_run, load_dataset, train
 from pyrovae.conditional import baseline_nll, save_predictions, train_baseline
 from pyrovae.config import DataConfig, RunConfig, TrainConfig
+from pyrovae.reports.numbers import format_estimate
 
 
 def main(argv=None) -> int:
@@ -114,7 +115,7 @@ def write_table(rows: list[dict], out: Path, command: str, seconds: float) -> No
         writer.writeheader()
         writer.writerows(rows)
     heads = [f"{r['visible']} quadrant{'s' if r['visible'] > 1 else ''}" for r in rows]
-    cell = lambda r, k: f"{r[k]:.2f} +- {r[k + '_se']:.2f}"  # noqa: E731
+    cell = lambda r, k: format_estimate(r[k], r[k + "_se"])  # noqa: E731
     lines = [f"`{command}` ({seconds / 60:.1f} min)", "",
              "-log p(x_out | x_in), nats per test image (mean +- standard error over the "
              f"first {rows[0]['points']} binarized MNIST test images):", "",

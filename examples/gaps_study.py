@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
+from pyrovae.reports.numbers import format_estimate
 from pyrovae.reports.plots import plt, save_figure
 
 
@@ -34,9 +35,10 @@ def table(rows: list[dict]) -> str:
         est = (f"AIS ({r['ais']['init']}, T={r['ais']['steps']})"
                if g["log_px_estimator"] == "ais" else f"IS (K={r['nll_samples']})")
         lines.append(f"| {r['label']} | {r['gap_log_px']:.2f} | {r['gap_amortized_elbo']:.2f} | "
-                     f"{r['gap_local_elbo']:.2f} | {r['approximation_gap']:.2f} +- "
-                     f"{r['approximation_gap_se']:.2f} | {r['amortization_gap']:.2f} +- "
-                     f"{r['amortization_gap_se']:.2f} | {est} | {g['family']} |")
+                     f"{r['gap_local_elbo']:.2f} | "
+                     f"{format_estimate(r['approximation_gap'], r['approximation_gap_se'])} | "
+                     f"{format_estimate(r['amortization_gap'], r['amortization_gap_se'])} | "
+                     f"{est} | {g['family']} |")
     return "\n".join(lines)
 
 

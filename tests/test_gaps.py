@@ -18,6 +18,7 @@ from pyrovae.errors import ConfigError
 from pyrovae.evaluation.gaps import GapOptions, inference_gaps
 from pyrovae.evaluation.likelihood import log_likelihood
 from pyrovae.files import read_csv
+from pyrovae.reports.numbers import format_estimate
 from test_cli import assert_one_line_error
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -118,8 +119,18 @@ def test_bad_gap_settings_are_refused_in_one_line(kwargs, message):
 def test_evaluate_cli_writes_the_gaps(digits_run, capsys):
     assert main(["evaluate", str(digits_run), "--points", "10", "--nll-samples", "300",
                  "--gaps", "--gap-steps", "50", "--gap-eval-samples", "200", "--quiet"]) == 0
-    assert "amortization gap" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "amortization gap" in out
     result = json.loads((digits_run / "eval.json").read_text())
+    # issue 27: each gap is printed with its standard error to 2 significant digits (a small
+    # one showed as "+- 0.00"), the gap to the same decimal place
+    for label in ("approximation gap", "amortization gap"):
+        key = label.replace(" ", "_")
+        line = next(line for line in out.splitlines() if line.startswith(label))
+        assert line.split(maxsplit=2)[2] == (
+            f"{format_estimate(result[key], result[key + '_se'])} nats"), line
+        se_text = line.split(" +- ")[1].split()[0]
+        assert len(se_text.replace(".", "").lstrip("0")) >= 2, line
     for key in ("gap_log_px", "gap_amortized_elbo", "gap_local_elbo", "approximation_gap",
                 "amortization_gap", "approximation_gap_se", "gaps_seconds"):
         assert key in result, key

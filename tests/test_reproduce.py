@@ -10,6 +10,7 @@ import pytest
 
 from pyrovae.cli import main
 from pyrovae.errors import ConfigError
+from pyrovae.reports.numbers import format_estimate
 from pyrovae.reproduce import REPRODUCTIONS, Recipe, recipe_config, reproduce
 from pyrovae.runs import load
 
@@ -50,7 +51,7 @@ def test_a_recipe_trains_evaluates_and_writes_its_row(tmp_path):
     assert json.loads((out / "test-vae" / "row.json").read_text()) == row
     table = (out / "table.md").read_text()
     assert "| test-vae | Nobody 2026 | a test row | 20.00 |" in table
-    assert f"{row['ours']:.2f} ± {row['ours_se']:.2f}" in table
+    assert f"| {format_estimate(row['ours'], row['ours_se'], pm='±')} |" in table
     assert json.loads((out / "table.json").read_text()) == [row]
     assert (out / "table.csv").read_text().startswith("name,paper,table,metric")
     assert (out / "curves.png").stat().st_size > 1000

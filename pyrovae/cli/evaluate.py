@@ -29,16 +29,19 @@ ROWS = (("elbo", "{split}_elbo", "nats"), ("NLL (K={K})", "{split}_nll", "nats")
 
 
 def format_table(result: dict) -> str:
-    """The headline numbers as a two-column text table."""
+    """The headline numbers as a two-column text table; a number with a standard error shows
+    it to 2 significant digits and the number to the same decimal place."""
+    from ..reports.numbers import format_estimate
+
     split, lines = result["split"], []
     for label, key, unit in ROWS:
         key = key.format(split=split)
         value = result.get(key)
         if value is None:  # e.g. no Gaussian encoder: no posterior diagnostics
             continue
-        shown = f"{value:.4g}" if isinstance(value, float) else str(value)
-        if key + "_se" in result:
-            shown += f" +- {result[key + '_se']:.2f}"
+        se = result.get(key + "_se")
+        shown = (format_estimate(value, se) if isinstance(value, float) or se is not None
+                 else str(value))
         if key == "active_units":
             shown += f" of {result['latent_dim']}"
             layers = result.get("layers") or ()  # a model with several latent layers

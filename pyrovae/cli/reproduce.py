@@ -27,6 +27,7 @@ def _list() -> str:
 
 def _reproduce(args) -> int:
     from ..errors import ConfigError
+    from ..reports.numbers import format_estimate
     from ..reproduce import reproduce
 
     if args.list:
@@ -38,9 +39,9 @@ def _reproduce(args) -> int:
     row = reproduce(args.name, out=args.out, epochs=args.epochs, overrides=args.set,
                     nll_samples=args.nll_samples, points=args.points,
                     progress=not args.quiet)
-    se = "" if row["ours_se"] is None else f" +- {row['ours_se']:.2f}"
     paper = "—" if row["paper_value"] is None else f"{row['paper_value']:g}"
-    print(f"{row['name']}: {row['metric']} ours {row['ours']:.4g}{se}, {row['paper']} "
+    ours = format_estimate(row["ours"], row["ours_se"])
+    print(f"{row['name']}: {row['metric']} ours {ours}, {row['paper']} "
           f"{paper}" + ("" if row["met"] is None else
                         f", goal {row['goal']:g} {'met' if row['met'] else 'not met'}"))
     print(f"written: {args.out}/{row['name']}/row.json, {args.out}/table.md")

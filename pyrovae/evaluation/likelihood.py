@@ -29,12 +29,15 @@ __all__ = ["weighted_draws", "log_weights", "reduce_log_weights", "log_likelihoo
 
 @torch.no_grad()
 def weighted_draws(vae, x: torch.Tensor, k: int):
-    """k draws of every latent site per row of x [B, D] with their terms: ({site: value
-    [k, B, ...]}, log p(x|z) [k, B], log w = log p(x, z) - log q(z|x) [k, B]).
+    """k draws of every latent site per row of x [B, D] with their terms: ({latent site: value
+    [k, B, ...]}, {observed site: log p(site|z) [k, B]}, log w = log p(x, z) - log q(z|x)
+    [k, B]).
 
-    Every site is sampled, discrete ones too, so each draw has a value of every latent site."""
+    The observed sites are the model's own, by the names its trace gives them (e.g. "x", or
+    "x_out" of a conditional model, or several); their log-densities sum to log p(x|z).
+    Every latent site is sampled, discrete ones too, so each draw has a value of every one."""
     t = point_traces(vae, x, particles=k, enumerate="none")
-    return t.latent_values(), sum(t.lp_model[n] for n in t.observed), t.log_weight()
+    return t.latent_values(), {n: t.lp_model[n] for n in t.observed}, t.log_weight()
 
 
 def log_weights(vae, x: torch.Tensor, k: int, enumerate: str = "all") -> torch.Tensor:

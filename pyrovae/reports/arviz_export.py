@@ -5,7 +5,9 @@ Groups (chain = 1; S draws; P points; L latent dimensions; D pixels):
     posterior        one variable per latent site of the guide, e.g. z [chain, draw, point,
                      latent] (a site's further dims are named SITE_dim_0, ...): draws
                      z_s ~ q(z|x_i) of the guide, every site sampled (a discrete one too)
-    log_likelihood   x [chain, draw, point]               log p(x_i | z_s)
+    log_likelihood   one variable per observed site of the model, named as in its trace
+                     (x for the built-in models, x_out for a conditional one, whatever a
+                     module of your own calls it): SITE [chain, draw, point]  log p(SITE_i | z_s)
     sample_stats     log_weight [chain, draw, point]      log p(x_i, z_s) - log q(z_s|x_i)
                      log_marginal [point], khat [point]   IS log p(x_i) from these S draws, and
                                                           the Pareto k-hat of its weights
@@ -42,7 +44,8 @@ def _groups(run, x: torch.Tensor, points: list[int], draws: int, seed: int) -> d
 
     vae = run.vae
     with seeded(seed), eval_mode(vae):
-        latents, log_px_z, log_w = weighted_draws(vae, x, draws)  # {site: [S, P, ...]}, [S, P]
+        # {latent site: [S, P, ...]}, {observed site: [S, P]}, [S, P]
+        latents, log_lik, log_w = weighted_draws(vae, x, draws)
     log_w = log_w.double()
     coords = {"chain": [0], "draw": np.arange(draws), "point": np.array(points),
               "pixel": np.arange(x.shape[-1]),
@@ -75,7 +78,8 @@ def _groups(run, x: torch.Tensor, points: list[int], draws: int, seed: int) -> d
     return {
         "posterior": xr.Dataset({name: var(v[None], site_dims[name])
                                  for name, v in latents.items()}, attrs=attrs),
-        "log_likelihood": xr.Dataset({"x": var(log_px_z[None], per_draw)}, attrs=attrs),
+        "log_likelihood": xr.Dataset({name: var(lp.expand(draws, len(points))[None], per_draw)
+                                      for name, lp in log_lik.items()}, attrs=attrs),
         "sample_stats": xr.Dataset(stats, attrs=attrs),
         "observed_data": xr.Dataset({"x": var(x, ("point", "pixel"))}, attrs=attrs),
     }

@@ -8,6 +8,7 @@ import json
 from pathlib import Path
 
 from ..files import atomic_write, read_csv, write_csv, write_json
+from ..reports.numbers import format_estimate
 from ..reports.plots import plt, save_figure
 
 COLUMNS = ("name", "paper", "table", "metric", "paper_value", "ours", "ours_se", "goal", "met",
@@ -31,10 +32,10 @@ def _value(row: dict, key: str) -> str:
     if v is None:
         return "—"
     if key in ("ours", "paper_value", "goal"):
-        text = f"{v:.4f}" if row["metric"] == "test_accuracy" else f"{v:.2f}"
-        if key == "ours" and row.get("ours_se") is not None:
-            text += f" ± {row['ours_se']:.2f}"
-        return text
+        fmt = ".4f" if row["metric"] == "test_accuracy" else ".2f"
+        if key == "ours":  # with its standard error, to the error's 2 significant digits
+            return format_estimate(v, row.get("ours_se"), pm="±", fmt=fmt)
+        return f"{v:{fmt}}"
     if key == "met":
         return "yes" if v else "no"
     if key.endswith("seconds"):
