@@ -169,4 +169,4 @@ def tempered_sample(prior: dist.TorchDistribution, n: int, temperature: float = 
     return prior.mean + temperature * (prior.sample((n,)) - prior.mean)
 
 
-MODEL_KINDS.register("vae", VAE, config=VAEConfig, beta=True, compile=True)
+MODEL_KINDS.register("vae", VAE, config=VAEConfig, beta=True, compile=True, latents="reparameterised")

@@ -257,7 +257,9 @@ def test_ssvae_dreg_names_the_sampled_site_in_one_line(tmp_path, capsys):
                    "--set", "num_particles=3", "--out", str(tmp_path / "run")])
     assert status == 2
     line = one_line_error(capsys)
-    assert "gradient = \"dreg\" needs reparameterised guide sites" in line and "'y'" in line
+    # refused when the config is read (kind ssvae samples y), naming the estimators that work
+    assert "gradient = \"dreg\" needs reparameterised sites" in line and "y ~ q(y|x)" in line
+    assert "rws, score, vimco" in line
 
 
 def test_ssvae_dreg_refusal_leaves_no_run_behind(tmp_path, capsys):

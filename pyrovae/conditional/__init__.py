@@ -18,7 +18,8 @@ from .model import CVAE
 from .pictures import save_by_class, save_predictions
 from .trainer import CVAETrainer
 
-MODEL_KINDS.register("cvae", CVAE, config=CVAEConfig, trainer=CVAETrainer)
+MODEL_KINDS.register("cvae", CVAE, config=CVAEConfig, trainer=CVAETrainer,
+                     latents="reparameterised")
 
 __all__ = ["CVAE", "CVAEConfig", "CVAETrainer", "CONDITIONS", "LabelledInputs", "with_labels",
            "visible_mask", "BaselineNet", "train_baseline", "baseline_nll", "save_predictions",

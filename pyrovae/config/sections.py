@@ -192,12 +192,19 @@ def check_pair(bound: str, gradient: str, num_particles: int = 1, where: str = "
 
 
 def _check_objective(config) -> None:
-    """The [model.objective] rules shared by every kind: a valid pair, and no clash with
-    ``model.elbo`` (which chooses the KL form of the ELBO bound) or free bits."""
+    """The [model.objective] rules shared by every kind: a valid pair, an estimator the kind's
+    latents admit (MODEL_KINDS capability ``latents``), and no clash with ``model.elbo`` (which
+    chooses the KL form of the ELBO bound) or free bits."""
     objective = config.objective
     if objective.default:
         return
     check_pair(objective.bound, objective.gradient, config.num_particles, biased=objective.biased)
+    latents = MODEL_KINDS.capability(config.kind, "latents")  # None: a module, checked at step 1
+    if latents == "reparameterised" and GRADIENTS.capability(objective.gradient, "sampled_sites"):
+        raise ConfigError(f"model.objective.gradient = \"{objective.gradient}\" is a score-function "
+                          f"estimator for sampled latents, and every latent of kind = "
+                          f"\"{config.kind}\" is reparameterised (it would be the plain "
+                          f"gradient); use gradient = \"reparam\" or \"dreg\"")
     if config.elbo == "iwae":
         raise ConfigError("model.elbo = \"iwae\" and [model.objective] both choose the "
                           "objective; drop elbo and set objective.bound = \"iwae\"")
@@ -324,6 +331,12 @@ class SSVAEConfig(VAEConfig):
         elif self.elbo != "trace":
             raise ConfigError(f"[model.objective] draws y ~ q(y|x), but model.elbo = "
                               f"\"{self.elbo}\" sums y out; set model.elbo = \"trace\"")
+        elif GRADIENTS.capability(self.objective.gradient, "reparameterised", True):
+            able = ", ".join(g for g in GRADIENTS
+                             if not GRADIENTS.capability(g, "reparameterised", True))
+            raise ConfigError(f"model.objective.gradient = \"{self.objective.gradient}\" needs "
+                              f"reparameterised sites, but kind = \"ssvae\" samples the class "
+                              f"y ~ q(y|x); use gradient = {able}")
         for key, value in fixed.items():
             obj, name = (self, key) if "." not in key else (getattr(self, key.split(".")[0]),
                                                             key.split(".")[1])

@@ -12,6 +12,7 @@ from ..registry import MODEL_KINDS
 from .config import HVAEConfig, site_names
 from .model import HVAE, ConditionalNormal
 
-MODEL_KINDS.register("hvae", HVAE, config=HVAEConfig, beta=True, compile=True)
+MODEL_KINDS.register("hvae", HVAE, config=HVAEConfig, beta=True, compile=True,
+                     latents="reparameterised")
 
 __all__ = ["HVAE", "HVAEConfig", "ConditionalNormal", "site_names"]

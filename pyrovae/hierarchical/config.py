@@ -23,7 +23,7 @@ from ..config.sections import (ACTIVATIONS, OBJECTIVES, KLConfig, ObjectiveConfi
                                particles_field, sigma_field, variance_field)
 from ..errors import ConfigError
 from ..nets.mlp import INITS
-from ..registry import MODEL_KINDS, OBJECTIVES as ALL_OBJECTIVES
+from ..registry import GRADIENTS, MODEL_KINDS, OBJECTIVES as ALL_OBJECTIVES
 
 
 def site_names(layers: int) -> tuple[str, ...]:
@@ -102,6 +102,12 @@ class HVAEConfig:
                               f"takes a floor per layer; set kl_free_bits = "
                               f"{[self.kl.free_bits] * layers} and kl.free_bits = 0")
         _check_objective(self)
+        needs_one = GRADIENTS.capability(self.objective.gradient, "one_kl_weight", False)
+        if needs_one and len(set(self.weights)) > 1:
+            raise ConfigError(f"model.objective.gradient = \"{self.objective.gradient}\" needs "
+                              f"one KL weight on every layer, but kl_weights = "
+                              f"{list(self.kl_weights)}; use gradient = \"reparam\" or equal "
+                              f"kl_weights (kl.beta scales them all)")
         if any(f > 0 for f in self.kl_free_bits):
             able = " or ".join(repr(n) for n in ALL_OBJECTIVES.where(free_bits=True))
             if not self.objective.default:

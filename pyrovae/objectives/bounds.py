@@ -202,7 +202,7 @@ class MIWAE(_Grouped):
         return self.miwae_dlog_c(log_w)
 
 
-@BOUNDS.register("piwae", dreg=True)
+@BOUNDS.register("piwae", dreg=True, targets="piwae")
 class PIWAE(_Grouped):
     """The model's target IWAE(M*K), the guide's MIWAE(M, K), on the same M*K draws."""
 

@@ -18,7 +18,8 @@ from .objective import make_ss_elbo, ss_loss
 from .sampling import sample_by_class, save_by_class
 from .trainer import SSVAETrainer
 
-MODEL_KINDS.register("ssvae", SSVAE, config=SSVAEConfig, trainer=SSVAETrainer)
+MODEL_KINDS.register("ssvae", SSVAE, config=SSVAEConfig, trainer=SSVAETrainer,
+                     latents="sampled")
 
 __all__ = ["SSVAE", "SSVAEConfig", "LabelSplit", "split_labels", "make_ss_elbo", "ss_loss", "SSVAETrainer",
            "accuracy", "evaluate_ssvae", "sample_by_class", "save_by_class"]

@@ -22,7 +22,7 @@ from ...registry import GRADIENTS
 from .base import GradientEstimator, kl_weight, pathwise, ratio_of
 
 
-@GRADIENTS.register("dreg", needs="dreg", reparameterised=True)
+@GRADIENTS.register("dreg", needs="dreg", reparameterised=True, one_kl_weight=True)
 class DReG(GradientEstimator):
     """Doubly reparameterized guide gradient, the bound's model gradient."""
 

@@ -28,7 +28,7 @@ from ...registry import GRADIENTS
 from .base import GradientEstimator, pathwise, ratio_of, weighted
 
 
-@GRADIENTS.register("rws", needs="rws", reparameterised=False)
+@GRADIENTS.register("rws", needs="rws", reparameterised=False, target="wake")
 class RWS(GradientEstimator):
     """wake-theta and wake-phi in one backward pass (values detached)."""
 
@@ -42,7 +42,7 @@ class RWS(GradientEstimator):
         return weighted(bound.log_c(log_w), draw.log_p) + weighted(log_wn, draw.log_q_raw)
 
 
-@GRADIENTS.register("rws-dreg", needs="rws", reparameterised=True)
+@GRADIENTS.register("rws-dreg", needs="rws", reparameterised=True, target="wake")
 class RWSDReG(GradientEstimator):
     """wake-theta, and wake-phi doubly reparameterized."""
 
