@@ -34,19 +34,22 @@ import torch
 from pyro import poutine
 from pyro.poutine.util import site_is_subsample
 
+from benchmarks.exact_models import MODELS, Discrete, OneLayer
 from benchmarks.reference_estimators import reference_gradient
 from pyrovae import DataConfig, RunConfig, TrainConfig, load_dataset
 from pyrovae.config.combinations import (WARMUP_STEP, Combination, combinations, summary,
                                          with_biased)
 from pyrovae.config.fields import section_from_dict
-from pyrovae.interface import max_plate_nesting
-from pyrovae.objectives import has_differentiable_loss
+from pyrovae.interface import InterfaceError, max_plate_nesting
+from pyrovae.objectives import has_differentiable_loss, objective_for
 from pyrovae.registry import MODEL_KINDS
 from pyrovae.rng import seeded
 from pyrovae.training.trainer import trainer_class
+from pyrovae.user_model import build_user_module
 
 ROOT = Path(__file__).resolve().parent.parent
 BATCH, THRESHOLD, ROUNDING = 16, 9.0, 1e-5
+EXACT_N = 100   # the exact modules' data set size N (a minibatch of 6 or 4: N/B != 1)
 
 
 @dataclass
@@ -60,54 +63,89 @@ class Verdict:
     note: str = ""
 
 
+@dataclass
+class Case:
+    """What a cell's check runs: the objective, the two programs, their arguments, the
+    parameters, the model's plate nesting and the bound's settings."""
+
+    objective: object
+    model: object
+    guide: object
+    args: tuple
+    kwargs: dict
+    params: list
+    nesting: int
+    particles: int          # S: every draw (M K for miwae/piwae)
+    settings: dict
+    exact: object = None    # the module, for the known-answer tier (module cells)
+
+
 _DATA: dict = {}
 
 
-def _data(kind: str):
-    key = "digits"
-    if key not in _DATA:
-        _DATA[key] = load_dataset("digits", binarize="dynamic", train_size=128, test_size=16)
-    return _DATA[key]
+def _digits():
+    if "digits" not in _DATA:
+        _DATA["digits"] = load_dataset("digits", binarize="dynamic", train_size=128,
+                                       test_size=16)
+    return _DATA["digits"]
 
 
-def build(cell: Combination):
-    """(trainer, minibatch, args) of a cell, as ``pyrovae train`` would build it."""
-    cls = MODEL_KINDS.capability(cell.kind, "config")
-    model = section_from_dict(cls, cell.table, "model")
-    data = _data(cell.kind)
-    config = RunConfig(model=model, data=DataConfig(name="digits", binarize="dynamic"),
-                       train=TrainConfig(batch_size=BATCH, progress=False, fast=False, seed=0))
-    trainer = trainer_class(config)(config, data, None)
-    trainer.prepare()
-    trainer.step = WARMUP_STEP
-    xb = trainer.data.train_data(1, 0)[:BATCH]
-    return trainer, xb, trainer.step_args(xb)
-
-
-def _estimator_gradient(trainer, args, params) -> torch.Tensor:
-    for p in params:
-        p.grad = None
-    elbo = trainer.elbo
-    if has_differentiable_loss(elbo):
-        elbo.differentiable_loss(trainer.model, trainer.guide, *args, n_data=trainer.n).backward()
-    else:
-        elbo.loss_and_grads(trainer.model, trainer.guide, *args, n_data=trainer.n)
-    return torch.cat([(p.grad if p.grad is not None else torch.zeros_like(p)).reshape(-1)
-                      for p in params]).double()
-
-
-def _reference(cell: Combination, trainer, args, params) -> torch.Tensor:
-    objective = getattr(trainer.config.model, "objective", None)
+def _settings(config) -> tuple[int, dict]:
+    objective = getattr(config, "objective", None)
     settings = {}
     if objective is not None:
         settings = dict(groups=objective.groups, alpha=objective.renyi_alpha,
                         b=objective.ciwae_beta)
-    k = trainer.config.model.num_particles
-    grouped = cell.bound in ("miwae", "piwae")
-    particles = k * (settings.get("groups", 1) if grouped else 1)
-    return reference_gradient(cell.target, cell.bound, trainer.model, trainer.guide, args,
-                              {"n_data": trainer.n}, params, particles,
-                              max_plate_nesting(trainer.vae), **settings).double()
+    grouped = objective is not None and objective.bound in ("miwae", "piwae")
+    return config.num_particles * (settings["groups"] if grouped else 1), settings
+
+
+def build(cell: Combination) -> Case:
+    """A cell's case, as ``pyrovae train`` builds it: the kind's trainer on 16 digits (a
+    warm-up read at step 5), or for kind "module" the exact model the cell names."""
+    cls = MODEL_KINDS.capability(cell.kind, "config")
+    model = section_from_dict(cls, cell.table, "model")
+    particles, settings = _settings(model)
+    if cell.kind == "module":
+        module = build_user_module(model, (EXACT_N,))
+        x = module.data()
+        return Case(objective_for(model, 1), module.model, module.guide, (x,),
+                    {"n_data": EXACT_N}, list(module.parameters()), 1, particles, settings,
+                    module)
+    config = RunConfig(model=model, data=DataConfig(name="digits", binarize="dynamic"),
+                       train=TrainConfig(batch_size=BATCH, progress=False, fast=False, seed=0))
+    trainer = trainer_class(config)(config, _digits(), None)
+    trainer.prepare()
+    trainer.step = WARMUP_STEP
+    xb = trainer.data.train_data(1, 0)[:BATCH]
+    params = [p for p in trainer.vae.parameters() if p.requires_grad]
+    return Case(trainer.elbo, trainer.model, trainer.guide, trainer.step_args(xb),
+                {"n_data": trainer.n}, params, max_plate_nesting(trainer.vae), particles,
+                settings)
+
+
+def _flat(params) -> torch.Tensor:
+    return torch.cat([(p.grad if p.grad is not None else torch.zeros_like(p)).reshape(-1)
+                      for p in params]).double()
+
+
+def estimator_gradient(case: Case) -> torch.Tensor:
+    """One draw of pyrovae's loss gradient."""
+    for p in case.params:
+        p.grad = None
+    if has_differentiable_loss(case.objective):
+        case.objective.differentiable_loss(case.model, case.guide, *case.args,
+                                           **case.kwargs).backward()
+    else:
+        case.objective.loss_and_grads(case.model, case.guide, *case.args, **case.kwargs)
+    return _flat(case.params)
+
+
+def reference(case: Case, target: str, bound: str) -> torch.Tensor:
+    """One draw of the reference gradient of ``target`` on the same random numbers."""
+    return reference_gradient(target, bound, case.model, case.guide, case.args, case.kwargs,
+                              case.params, case.particles, case.nesting,
+                              **case.settings).double()
 
 
 def compare(estimator, reference, draws: int, seed: int = 0) -> Verdict:
@@ -130,36 +168,92 @@ def compare(estimator, reference, draws: int, seed: int = 0) -> Verdict:
                    "equal draw by draw" if exact else "")
 
 
+def against_exact(draws_fn, exact: torch.Tensor, draws: int, seed: int = 0) -> Verdict:
+    """Unpaired: the mean of ``draws`` gradient draws against an exact expected gradient."""
+    with seeded(seed):
+        g = torch.stack([draws_fn() for _ in range(draws)])
+    m, s = g.mean(0) - exact, g.std(0) / draws ** 0.5
+    t = float(m.pow(2).sum() / s.pow(2).sum().clamp_min(1e-300))
+    exact_hit = float(m.norm()) < ROUNDING * float(g.norm(dim=1).mean())
+    return Verdict(exact_hit or t < THRESHOLD, float(m.norm() / exact.norm()), t, draws,
+                   "exact answer")
+
+
+def known_answer(cell: Combination, case: Case) -> torch.Tensor | None:
+    """The exact expected loss gradient of an exact module's cell, where it is closed form:
+    the one-layer model's ELBO (any estimator of it), the discrete model's ELBO, IWAE and
+    wake-phi (by enumeration)."""
+    module = case.exact
+    x, n = case.args[0], case.kwargs["n_data"]
+    if isinstance(module, OneLayer) and cell.bound == "elbo" and cell.target == "bound":
+        grads = torch.autograd.grad(module.exact_loss(x, n), case.params)
+        return torch.cat([g.reshape(-1) for g in grads])
+    if isinstance(module, Discrete) and cell.target in ("bound", "wake") and cell.bound in (
+            "elbo", "iwae"):
+        return module.exact_gradient(x, cell.target, cell.bound, case.particles, n)
+    return None
+
+
 def check(cell: Combination, draws: int = 60, seed: int = 0) -> Verdict:
-    """Hold one accepted cell against its target (module docstring)."""
+    """Hold one accepted cell against its target (module docstring); a cell the first step
+    refuses in one line (a module's guide the estimator cannot serve) says so."""
     if cell.target == "biased":
         return Verdict(True, float("nan"), float("nan"), 0, "biased: asked for by name")
-    trainer, xb, args = build(cell)
-    params = [p for p in trainer.vae.parameters() if p.requires_grad]
-    reference = cell
+    case = build(cell)
+    target, bound = cell.target, cell.bound
+    try:
+        with seeded(seed):
+            estimator_gradient(case)
+    except InterfaceError as err:
+        return Verdict(True, float("nan"), float("nan"), 0, f"refused at the first step: {err}")
     if cell.bound == "tmc":
-        if _latent_sites(trainer, args) > 1:   # K^n combinations: no paired reference
+        if _latent_sites(case) > 1:   # K^n combinations: no paired reference
             return Verdict(True, float("nan"), float("nan"), 0, TMC_NOTE)
-        reference = dataclasses.replace(cell, bound="iwae")  # one site: TMC(K) is IWAE(K)
-    return compare(lambda: _estimator_gradient(trainer, args, params),
-                   lambda: _reference(reference, trainer, args, params), draws, seed)
+        bound = "iwae"                # one site: TMC(K) is IWAE(K), draw by draw
+    verdict = compare(lambda: estimator_gradient(case), lambda: reference(case, target, bound),
+                      draws, seed)
+    if case.exact is not None:
+        exact = known_answer(cell, case)
+        if exact is not None:         # the estimator's own mean against the known answer
+            own = against_exact(lambda: estimator_gradient(case), exact, 4 * draws, seed + 1)
+            ref = against_exact(lambda: reference(case, target, bound), exact, 4 * draws,
+                                seed + 2)
+            ok = verdict.passed and own.passed and ref.passed
+            verdict = Verdict(ok, own.bias, max(verdict.t, own.t, ref.t), verdict.draws,
+                              f"exact answer (T {own.t:.1f}; reference T {ref.t:.1f})")
+    return verdict
 
 
 TMC_NOTE = ("tmc with several latent sites: its value is an unbiased estimate of p(x) "
-            "(tests/test_estimators.py, linear-Gaussian, nested and all-pairs guides, "
-            "beta 1 and 0.5) and its gradient the autograd of that value")
+            "(tests/test_estimators.py, linear-Gaussian, nested and all-pairs guides) and its "
+            "gradient the autograd of that value")
 
 
-def _latent_sites(trainer, args) -> int:
+def _latent_sites(case: Case) -> int:
     with seeded(0), torch.no_grad():
-        trace = poutine.trace(trainer.guide).get_trace(*args, n_data=trainer.n)
+        trace = poutine.trace(case.guide).get_trace(*case.args, **case.kwargs)
     return sum(1 for s in trace.nodes.values()
                if s["type"] == "sample" and not s["is_observed"] and not site_is_subsample(s))
 
 
+def exact_cells(cell: Combination) -> list[Combination]:
+    """A module cell, once per exact model and KL weight (1, 0.5): the module's own weight."""
+    out = []
+    for name in MODELS:
+        for beta in (1.0, 0.5):
+            table = {**cell.table, "target": f"benchmarks.exact_models:{MODELS[name].__name__}",
+                     "args": {"beta": beta}}
+            out.append(dataclasses.replace(cell, guide=name, table=table,
+                                           weighting="1" if beta == 1 else f"beta={beta:g}"))
+    return out
+
+
 def cells(kinds=None, biased: bool = True) -> list[Combination]:
-    """The accepted cells, plus the biased estimators asked for by name (``with_biased``)."""
-    out = [c for c in combinations(kinds=kinds)]
+    """Every cell (module cells once per exact model and KL weight), plus the biased
+    estimators asked for by name (``with_biased``)."""
+    out = []
+    for c in combinations(kinds=kinds):
+        out += exact_cells(c) if c.kind == "module" else [c]
     if biased:
         out += [with_biased(c) for c in out if not c.accepted and "objective.biased" in c.refused]
     return out
@@ -171,11 +265,19 @@ def markdown(rows: list[tuple[Combination, Verdict | None]]) -> str:
     for c, v in rows:
         if not c.accepted:
             continue
-        status = "biased (opt-in)" if c.target == "biased" else (
-            "checked" if v and v.passed and v.draws else ("value checked (tests)"
-                                                           if v and v.passed else "FAILED"))
+        if c.target == "biased":
+            status = "biased (opt-in)"
+        elif v is None or not v.passed:
+            status = "FAILED"
+        elif v.note.startswith("refused"):
+            status = "refused at step 1"
+        elif v.draws == 0:
+            status = "value checked (tests)"
+        else:
+            status = "exact answer" if v.note.startswith("exact") else "checked"
         bias = "" if v is None or v.draws == 0 else f"{v.bias:.1e}"
-        t = "" if v is None or v.draws == 0 else ("=" if v.note else f"{v.t:.1f}")
+        t = "" if v is None or v.draws == 0 else ("=" if v.note.startswith("equal")
+                                                   else f"{v.t:.1f}")
         lines.append(f"| {c.kind} | {c.guide} | {c.bound} | {c.estimator} | {c.weighting} | "
                      f"{c.target} | {status} | {bias} | {t} |")
     return "\n".join(lines) + "\n"

@@ -106,12 +106,54 @@ def refuse_condition(module, command: str, why: str) -> None:
 
 
 def check_interface(module) -> None:
-    """Refuse a module without callable ``model`` and ``guide`` methods."""
+    """Refuse a module without callable ``model`` and ``guide`` methods, or with one that
+    cannot be called as ``model(x)`` and ``model(x, n_data=N)`` (see :func:`check_signature`)."""
     missing = [m for m in ("model", "guide") if not callable(getattr(module, m, None))]
     if missing:
         raise InterfaceError(f"{type(module).__name__} has no {' or '.join(missing)} method: a "
                              f"pyrovae model is a module with model(x, n_data=None) and "
                              f"guide(x, n_data=None) Pyro programs (docs/custom_models.md)")
+    for name in ("model", "guide"):
+        check_signature(module, name)
+
+
+def check_signature(module, name: str) -> None:
+    """Refuse in one line a ``model`` or ``guide`` that training and evaluation cannot call:
+    they pass the batch x as the one positional argument, and ``n_data=N`` by keyword when the
+    program names it, so every other argument needs a default."""
+    fn = getattr(module, name)
+    try:
+        sig = inspect.signature(fn)
+    except (TypeError, ValueError):  # (a builtin: nothing to read)
+        return
+    problem = _signature_problem(sig, name)
+    if problem:
+        raise InterfaceError(f"{type(module).__name__}.{name}{sig} {problem} "
+                             f"{name}(x, n_data=None) (docs/custom_models.md)")
+
+
+def _signature_problem(sig: inspect.Signature, name: str) -> str | None:
+    """What keeps ``sig`` from binding ``(x)`` and ``(x, n_data=N)``, in words that end with
+    the fix; None if nothing."""
+    params = list(sig.parameters.values())
+    positional = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD,
+                  inspect.Parameter.VAR_POSITIONAL)
+    if not params or params[0].kind not in positional:
+        return "takes no positional argument for the batch x; write it as"
+    try:
+        sig.bind(None)
+    except TypeError:
+        required = [p.name for p in params[1:] if p.default is p.empty
+                    and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)]
+        listed = ", ".join(f"'{r}'" for r in required)
+        return (f"requires {listed} besides x, but training and evaluation call {name}(x) and "
+                f"{name}(x, n_data=N); give {listed} a default, or write it as")
+    if "n_data" in sig.parameters:
+        try:
+            sig.bind(None, n_data=1)
+        except TypeError:
+            return "cannot take n_data by keyword; write it as"
+    return None
 
 
 def takes_n_data(fn) -> bool:

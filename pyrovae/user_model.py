@@ -8,13 +8,19 @@ evaluates, compares and exports like the built-in kinds. Its run records how to 
     target = "mypkg.models:TwoLayerVAE"     # import path of a class (or factory function)
     args = {hidden = 200, latent = [100, 50]}  # its keyword arguments
 
-``pyrovae.train(module, data, out=...)`` fills these from the instance: the class's import
-path, and each argument of its ``__init__`` read back from the attribute of the same name
-(the scikit-learn convention), or from an ``init_args`` dict attribute when the module has
-one. An argument named ``input_shape`` is given the data's shape when the module is rebuilt
-and is not recorded. ``pyrovae.load(RUN)`` imports ``target`` (the current folder is searched
-too, as ``python -m`` does) and calls it with ``args``; the checkpoint itself is still read
-with ``weights_only``, so no code runs from a checkpoint file.
+``pyrovae.train(module, data, out=...)`` fills these from the instance: the class's
+``module:qualname``, and each argument of its ``__init__`` read back from the attribute of the
+same name (the scikit-learn convention), or from an ``init_args`` dict attribute when the
+module has one. An argument named ``input_shape`` is given the data's shape when the module is
+rebuilt and is not recorded. ``pyrovae.load(RUN)`` imports ``target`` (the current folder is
+searched too, as ``python -m`` does) and calls it with ``args``; the checkpoint itself is
+still read with ``weights_only``, so no code runs from a checkpoint file.
+
+A class defined in a notebook or a script (module ``__main__``) or inside a function (a
+qualname with ``<locals>``) trains as well; its target (``"__main__:MyVAE"``) says that no
+other process can import it, so the commands refuse such a run in one line, and
+``pyrovae.load(RUN, model=MyVAE)`` rebuilds it where the class is defined (a class: called
+with the recorded args; an instance: used as it is).
 """
 
 from __future__ import annotations
@@ -54,12 +60,48 @@ def _import(target: str):
     return obj
 
 
-def build_user_module(config: ModuleConfig, input_shape) -> torch.nn.Module:
-    """``target(**args)`` (with ``input_shape`` when the target takes it)."""
+def local_origin(target: str) -> str | None:
+    """Where the class of ``target`` was defined when no other process can import it: a
+    notebook or script (module ``__main__``) or a function (``<locals>`` in its name); None
+    for an import path."""
+    module_name, _, attr = target.partition(":")
+    if module_name == "__main__":
+        return "a notebook or script (__main__)"
+    if "<locals>" in attr:
+        return "a function"
+    return None
+
+
+def target_name(target: str) -> str:
+    """The class (or factory) name of ``target``: ``"__main__:MyVAE"`` -> ``"MyVAE"``."""
+    return target.partition(":")[2].rsplit(".", 1)[-1]
+
+
+def local_refusal(config: ModuleConfig, fix: str) -> ConfigError | None:
+    """The one-line refusal to rebuild a run whose class was defined in a notebook, a script
+    or a function (None for an importable target); ``fix`` is the call that does it, in which
+    ``{name}`` stands for the class name."""
+    origin = local_origin(config.target)
+    if origin is None:
+        return None
+    name = target_name(config.target)
+    return ConfigError(f"model.target = {config.target!r}: {name} was defined in {origin}, so "
+                       f"it cannot be imported here; in Python, where {name} is defined, call "
+                       f"{fix.format(name=name)}")
+
+
+def build_user_module(config: ModuleConfig, input_shape, factory=None) -> torch.nn.Module:
+    """``target(**args)`` (with ``input_shape`` when the target takes it); ``factory``, when
+    given, is called in place of importing ``target`` (``pyrovae.load(RUN, model=MyVAE)``)."""
     if not config.target:
         raise ConfigError("model.kind = \"module\" needs model.target = "
                           "\"package.module:Class\", the import path of your model")
-    factory = _import(config.target)
+    if factory is None:
+        refusal = local_refusal(config, 'pyrovae.load("RUN", model={name}) or '
+                                        'pyrovae.train({name}, data, out="RUN", resume=True)')
+        if refusal is not None:
+            raise refusal
+        factory = _import(config.target)
     kwargs = dict(config.args)
     try:
         params = inspect.signature(factory).parameters
@@ -78,39 +120,77 @@ def build_user_module(config: ModuleConfig, input_shape) -> torch.nn.Module:
     return module
 
 
-def module_config(module: torch.nn.Module, **settings) -> ModuleConfig:
-    """The config that rebuilds ``module``: its class's import path and constructor arguments
-    (module docstring); ``settings`` fill the other fields (``elbo``, ``num_particles``).
-    A module's own ``elbo``/``num_particles`` attributes are its defaults."""
+def given_module(model, config, input_shape, where: str) -> torch.nn.Module:
+    """The module of a run rebuilt from what the caller passes as ``model=``: a class (or
+    factory), called with the run's recorded args, or an instance, used as it is. Refused in
+    one line for a run of a built-in kind, or a name other than the recorded one."""
+    if config.kind != "module":
+        raise ConfigError(f"model= is for runs of a model you wrote (model.kind = \"module\"); "
+                          f"{where} is a {config.kind!r} run, which pyrovae rebuilds itself: "
+                          f"drop model=")
+    instance = isinstance(model, torch.nn.Module)
+    if not instance and not callable(model):
+        raise ConfigError(f"model= takes the model's class or an instance of it, not a "
+                          f"{type(model).__name__}")
+    name = type(model).__name__ if instance else getattr(model, "__name__", repr(model))
+    recorded = target_name(config.target)
+    if name != recorded:
+        raise ConfigError(f"model={name} does not match {where}, which was trained on "
+                          f"{recorded} (model.target = {config.target!r}); pass "
+                          f"model={recorded}")
+    return model if instance else build_user_module(config, input_shape, factory=model)
+
+
+def module_config(module: torch.nn.Module, *, strict: bool = True,
+                  **settings) -> ModuleConfig:
+    """The config that rebuilds ``module``: its class's ``module:qualname`` and constructor
+    arguments (module docstring); ``settings`` fill the other fields (``elbo``,
+    ``num_particles``). A module's own ``elbo``/``num_particles`` attributes are its defaults.
+
+    ``strict=False`` (a run without a folder, which nothing rebuilds) records the arguments it
+    can read and leaves out the others, where ``strict`` refuses them in one line."""
     cls = type(module)
-    target = f"{cls.__module__}:{cls.__qualname__}"
-    if "<locals>" in cls.__qualname__:
-        raise ConfigError(f"{cls.__qualname__} is defined inside a function, so it cannot be "
-                          f"imported to rebuild the run; define it at the top of a module")
-    if cls.__module__ == "__main__":
-        raise ConfigError(f"{cls.__qualname__} is defined in the script being run (__main__), "
-                          f"so other commands cannot import it to rebuild the run; move it into "
-                          f"a module and import it from there (or run the script with python -m)")
     args = getattr(module, "init_args", None)
     if args is None:
-        args = {}
-        for name, p in inspect.signature(cls.__init__).parameters.items():
-            if name == "self" or name == SHAPE_ARGUMENT or p.kind in (p.VAR_POSITIONAL,
-                                                                       p.VAR_KEYWORD):
-                continue
-            if not hasattr(module, name):
-                if p.default is p.empty:
-                    raise ConfigError(
-                        f"cannot record how to rebuild {cls.__name__}: its argument '{name}' "
-                        f"is not kept as self.{name}; store it (self.{name} = {name}) or give "
-                        f"the module an init_args dict")
-                continue
-            value = getattr(module, name)
-            args[name] = list(value) if isinstance(value, tuple) else value
+        args = _constructor_args(module, strict)
+    elif not strict:
+        args = {k: v for k, v in args.items() if isinstance(k, str) and _plain(v)}
     for key in ("elbo", "num_particles"):
         if key not in settings and isinstance(getattr(module, key, None), (str, int)):
             settings[key] = getattr(module, key)
-    return ModuleConfig(target=target, args=dict(args), **settings)
+    return ModuleConfig(target=f"{cls.__module__}:{cls.__qualname__}", args=dict(args),
+                        **settings)
+
+
+def _constructor_args(module: torch.nn.Module, strict: bool) -> dict:
+    """Each ``__init__`` argument of ``module``'s class read back from the attribute of the
+    same name (tuples as lists); without ``strict``, those missing or not plain are left out."""
+    cls, args = type(module), {}
+    for name, p in inspect.signature(cls.__init__).parameters.items():
+        if name == "self" or name == SHAPE_ARGUMENT or p.kind in (p.VAR_POSITIONAL,
+                                                                   p.VAR_KEYWORD):
+            continue
+        if not hasattr(module, name):
+            if p.default is p.empty and strict:
+                raise ConfigError(
+                    f"cannot record how to rebuild {cls.__name__}: its argument '{name}' "
+                    f"is not kept as self.{name}; store it (self.{name} = {name}) or give "
+                    f"the module an init_args dict")
+            continue
+        value = getattr(module, name)
+        value = list(value) if isinstance(value, tuple) else value
+        if strict or _plain(value):
+            args[name] = value
+    return args
+
+
+def _plain(value) -> bool:
+    """Whether a config file can hold ``value`` (numbers, strings, booleans, lists, tables)."""
+    if isinstance(value, dict):
+        return all(isinstance(k, str) and _plain(v) for k, v in value.items())
+    if isinstance(value, (list, tuple)):
+        return all(_plain(v) for v in value)
+    return isinstance(value, (str, int, float, bool))
 
 
 MODEL_KINDS.register("module", build_user_module, config=ModuleConfig)

@@ -10,6 +10,7 @@ import math
 import textwrap
 from pathlib import Path
 
+import numpy as np
 import pyro
 import pytest
 import torch
@@ -55,6 +56,28 @@ class TinyVAE(PyroModule):
         with self._plate(x, n_data):
             loc, s = self.enc(x).chunk(2, -1)
             pyro.sample("z", dist.Normal(loc, nn.functional.softplus(s) + 1e-4).to_event(1))
+
+
+class PixVAE(TinyVAE):
+    """Observes the data at a site named "pix", not "x"."""
+
+    def model(self, x, n_data=None):
+        with self._plate(x, n_data):
+            z = pyro.sample("z", dist.Normal(x.new_zeros(self.latent), 1.0).to_event(1))
+            pyro.sample("pix", dist.Bernoulli(logits=self.dec(z)).to_event(1), obs=x)
+
+
+class HalvesVAE(TinyVAE):
+    """Observes the data at two sites: its first 24 pixels ("top") and the rest ("rest")."""
+
+    def model(self, x, n_data=None):
+        with self._plate(x, n_data):
+            z = pyro.sample("z", dist.Normal(x.new_zeros(self.latent), 1.0).to_event(1))
+            logits = self.dec(z)
+            pyro.sample("top", dist.Bernoulli(logits=logits[..., :24]).to_event(1),
+                        obs=x[..., :24])
+            pyro.sample("rest", dist.Bernoulli(logits=logits[..., 24:]).to_event(1),
+                        obs=x[..., 24:])
 
 
 class NoGuide(PyroModule):
@@ -205,15 +228,15 @@ def test_evaluate_run_api_on_a_module(api_run, data):
     assert 0 <= result["khat_share_above_0_7"] <= 1
 
 
-def test_a_class_from_main_is_not_recorded_silently(work):
-    """A class defined in a script run as ``python script.py`` has module ``__main__``; the
-    run would record target "__main__:Name", which no other process can import."""
+def test_a_class_from_main_is_recorded_as_such(work):
+    """A class defined in a script run as ``python script.py`` (or a notebook) has module
+    ``__main__``: the run records target "__main__:Name", which says that no other process can
+    import it (tests/test_user_models.py: ``pyrovae.load(RUN, model=Name)`` rebuilds it)."""
     import usermods
 
     cls = type("Mine", (usermods.TinyVAE,), {"__module__": "__main__"})
-    module = cls((1, 8, 8))
-    with pytest.raises(ConfigError, match=r"defined in the script being run \(__main__\)"):
-        pyrovae.module_config(module)
+    config = pyrovae.module_config(cls((1, 8, 8)))
+    assert config.target == "__main__:Mine" and config.args == {"latent": 4, "hidden": 16}
 
 
 # ---- the command line ----------------------------------------------------------------------
@@ -339,3 +362,39 @@ def test_evaluate_refuses_a_site_outside_the_data_plate(work, data):
     run = pyrovae.Run(usermods.OutsidePlate(data.shape), config=None)  # (not read here)
     with pytest.raises(InterfaceError, match="'g' is not inside a vectorized pyro.plate"):
         pyrovae.evaluate_run(run, data, nll_samples=25, progress=False)
+
+
+# ---- export: the log-likelihood group names the model's observed sites ---------------------
+
+
+@pytest.mark.parametrize("cls, observed", [("PixVAE", ["pix"]), ("HalvesVAE", ["top", "rest"])])
+def test_export_names_the_log_likelihood_after_the_observed_sites(work, data, cls, observed,
+                                                                  capsys):
+    """Issue 27: the log_likelihood group held one variable "x" whatever the model observed;
+    it holds one variable per observed site, under the site's name, with log p(site | z)."""
+    az = pytest.importorskip("arviz")
+    import usermods
+
+    pyro.set_rng_seed(0)
+    out = work / f"export-{cls}"
+    pyrovae.train(getattr(usermods, cls)(data.shape), data, out=out, epochs=1, **TRAIN)
+    path = work / f"export-{cls}.nc"
+    assert main(["export", str(out), "--arviz", str(path), "--points", "0,2,5",
+                 "--draws", "30"]) == 0, capsys.readouterr().err
+    idata = az.from_netcdf(path)
+    assert sorted(idata.log_likelihood.data_vars) == sorted(observed)
+    for name in observed:
+        ll = idata.log_likelihood[name]
+        assert ll.dims == ("chain", "draw", "point") and ll.shape == (1, 30, 3)
+        assert list(ll["point"].values) == [0, 2, 5]
+        assert np.isfinite(ll.values).all() and (ll.values <= 0).all()  # Bernoulli: p <= 1
+    x = torch.as_tensor(idata.observed_data["x"].values)  # the data points, as before
+    assert x.shape == (3, 64)
+    # known answer: log p(site | z_s) of the exported draws z_s, from the decoder itself
+    z = torch.as_tensor(idata.posterior["z"].values[0])                       # [S, P, 4]
+    with torch.no_grad():
+        lp = torch.distributions.Bernoulli(logits=pyrovae.load(out).vae.dec(z)).log_prob(x)
+    pixels = {"pix": slice(None), "top": slice(0, 24), "rest": slice(24, None)}
+    for name in observed:
+        np.testing.assert_allclose(idata.log_likelihood[name].values[0],
+                                   lp[..., pixels[name]].sum(-1).numpy(), rtol=1e-5, atol=1e-4)

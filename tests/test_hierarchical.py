@@ -254,7 +254,7 @@ def test_free_bits_per_layer_floor_each_layers_per_dimension_kl(lg):
     # the config reaches the objective
     cfg = HVAEConfig(stochastic=(L1, L2), hidden=((), ()), kl_free_bits=(0.9, 0.05))
     assert objective_for(cfg).free_bits_per_site == {"z1": 0.9, "z2": 0.05}
-    assert type(objective_for(HVAEConfig())).__name__ == "TraceMeanField_ELBO"
+    assert type(objective_for(HVAEConfig())).__name__ == "MeanFieldELBO"
 
 
 def test_per_layer_diagnostics_of_the_exact_hierarchy(lg):

@@ -17,6 +17,7 @@ from torch.distributions import kl_divergence
 from ..registry import OBJECTIVES
 
 from .jit import JitTraceMeanFieldELBO
+from .pyro_elbos import MeanFieldELBO
 
 
 class _FreeBits:
@@ -62,7 +63,7 @@ class _FreeBits:
         return loss, surrogate  # as TraceMeanField_ELBO: a number, and the differentiable loss
 
 
-class FreeBitsMeanFieldELBO(_FreeBits, infer.TraceMeanField_ELBO):
+class FreeBitsMeanFieldELBO(_FreeBits, MeanFieldELBO):
     """TraceMeanField_ELBO with a free-bits floor on each latent dimension's KL."""
 
 

@@ -15,6 +15,7 @@ from ..errors import CheckpointError, ConfigError
 from ..files import read_csv
 from ..limits import check_model
 from ..registry import MODEL_KINDS
+from ..user_model import given_module, local_refusal
 from .checkpoint import load_checkpoint
 from .folder import Run, RunFolderWarning
 
@@ -27,13 +28,18 @@ def make_model(config, input_shape) -> torch.nn.Module:
     return MODEL_KINDS.get(config.kind)(config, tuple(int(s) for s in input_shape))
 
 
-def load(path: str | Path, device: str = "cpu", module: torch.nn.Module | None = None) -> Run:
+def load(path: str | Path, device: str = "cpu", module: torch.nn.Module | None = None, *,
+         model=None) -> Run:
     """Load a run folder (or a checkpoint file) written by :func:`pyrovae.train`.
 
     The model is rebuilt from the config by its kind: for ``kind = "module"`` (a model you
-    wrote) by importing ``model.target`` and calling it with ``model.args``; pass ``module=``
-    (a fresh instance of the same architecture) to load into it instead. Reads only tensors
-    and plain data from the checkpoint (never executes code from the files).
+    wrote) by importing ``model.target`` and calling it with ``model.args``. ``model=`` gives
+    that model yourself: its class (called with the recorded ``args``), or an instance (of
+    the same architecture) that the weights are loaded into; it is needed for a class defined
+    in a notebook, a script or a function, which nothing can import (``model.target =
+    "__main__:MyVAE"``), and refused for a built-in kind or a class of another name.
+    ``module=`` (an instance) loads into it unchecked, for any kind. Reads only tensors and
+    plain data from the checkpoint (never executes code from the files).
     """
     path = Path(path)
     payload = load_checkpoint(path, device=device)
@@ -46,7 +52,7 @@ def load(path: str | Path, device: str = "cpu", module: torch.nn.Module | None =
     if saved_config.is_file() and load_config(saved_config) != config:
         raise CheckpointError(f"'{saved_config}' does not match the checkpoint's config; the "
                               f"folder mixes files of different runs")
-    vae = module if module is not None else make_model(config.model, payload["input_shape"])
+    vae = _model_of(config, payload["input_shape"], path, module, model)
     try:
         vae.load_state_dict(payload["model"])
     except RuntimeError as err:
@@ -59,6 +65,25 @@ def load(path: str | Path, device: str = "cpu", module: torch.nn.Module | None =
         history = _read_history(run_dir / "history.csv")
     metrics = _read_metrics(run_dir / "metrics.json", payload, config, history)
     return Run(vae, config, run_dir, list(history), metrics)
+
+
+def _model_of(config: RunConfig, input_shape, path: Path, module, model) -> torch.nn.Module:
+    """The module the checkpoint's weights go into: ``module``, ``model`` (a class or an
+    instance, checked against the run), or the one the config describes. A run whose class
+    cannot be imported (defined in a notebook, a script or a function) is refused in one line
+    that says how to load it."""
+    if module is not None and model is not None:
+        raise ConfigError("pass model= (the class or an instance) or module=, not both")
+    if module is not None:
+        return module
+    if model is not None:
+        check_model(config.model, input_shape)
+        return given_module(model, config.model, input_shape, f"run '{path}'")
+    if config.model.kind == "module":
+        refusal = local_refusal(config.model, f'pyrovae.load("{path}", model={{name}})')
+        if refusal is not None:
+            raise refusal
+    return make_model(config.model, input_shape)
 
 
 def _warn(message: str) -> None:

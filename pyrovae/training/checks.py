@@ -6,12 +6,16 @@ from dataclasses import replace
 from pathlib import Path
 
 import torch
+from pyro import poutine
 
 from ..config import RunConfig
 from ..data import Dataset
 from ..errors import CheckpointError, ConfigError
-from ..interface import check_data
+from ..evaluation.traces import eval_mode
+from ..interface import DATA_PLATE, InterfaceError, check_data
 from ..limits import check_training
+from ..rng import seeded
+from .programs import bind_programs
 
 RESUMABLE_CHANGES = ("epochs", "progress", "log_every", "checkpoint_every", "eval_batch_size")
 
@@ -25,6 +29,28 @@ def check_compatible(config: RunConfig, data: Dataset, vae, train_x: torch.Tenso
     check_data(vae, train_x, f"{data.name} training data")
     check_data(vae, data.test_data(), f"{data.name} test data")
     check_training(config, data.shape, vae, train_x.device, max(data.num_train, len(data.test_x)))
+
+
+def check_data_plate(vae, x: torch.Tensor, n_data: int) -> None:
+    """Run the guide, then the model on the guide's draws, once on the rows ``x`` as training
+    calls them (``n_data`` = N, the size of the training set), outside the run's random stream:
+    a data plate of size N that does not take the rows of x as its subsample is refused in one
+    line here, rather than by Pyro's shape error at the first step. (Without ``n_data`` the
+    trainer's own check runs the programs, so a plate of size B passes it.)"""
+    model, guide = bind_programs(vae)
+    try:
+        with seeded(0), eval_mode(vae), torch.no_grad():
+            drawn = poutine.trace(guide).get_trace(x, n_data=n_data)
+            poutine.trace(poutine.replay(model, trace=drawn)).get_trace(x, n_data=n_data)
+    except ValueError as err:
+        first = str(err).strip().splitlines()[0]
+        if f"inside plate('{DATA_PLATE}')" not in first:
+            raise
+        raise InterfaceError(
+            f"the plate named '{DATA_PLATE}' does not take the batch's rows as its subsample "
+            f"({first}): training passes n_data = {n_data}, the size of the training set, "
+            f"with a batch of B rows; write pyro.plate(\"{DATA_PLATE}\", n_data or B, "
+            f"subsample=torch.arange(B)) with B = x.shape[0] (docs/custom_models.md)") from None
 
 
 def check_resumable(saved: RunConfig, wanted: RunConfig, where: Path) -> RunConfig:

@@ -19,19 +19,20 @@ from ..files import atomic_write
 from ..registry import MODEL_KINDS
 from ..runs import Run, check_run_dir, config_text, create_run_dir, load_checkpoint
 from ..runs.folder import clean_temp_files
-from ..user_model import module_config
-from .checks import check_resumable, check_same_data
+from ..user_model import given_module, local_refusal, module_config
+from .checks import check_data_plate, check_resumable, check_same_data
 from .guards import TrainingInterrupted, stop_on_signals
 from .trainer import Trainer, trainer_class
 
 __all__ = ["train", "resolve_config", "Trainer"]
 
 
-def resolve_config(config, data: Dataset, overrides: dict) -> RunConfig:
+def resolve_config(config, data: Dataset, overrides: dict, strict: bool = True) -> RunConfig:
     """A RunConfig from a model config (of any registered kind), a whole run config, or a
-    user's module (see :func:`module_config`), with ``train`` keyword overrides."""
+    user's module (see :func:`module_config`; ``strict=False`` for a run without a folder,
+    whose module nothing rebuilds), with ``train`` keyword overrides."""
     if isinstance(config, torch.nn.Module):
-        config = module_config(config)
+        config = module_config(config, strict=strict)
     if type(config) in set(MODEL_KINDS.capability(k, "config") for k in MODEL_KINDS):
         source = data.source or DataConfig(name=data.name, binarize=data.binarize, seed=data.seed)
         config = RunConfig(model=config, data=source)
@@ -57,16 +58,21 @@ def train(config, data: Dataset, out: str | Path | None = None, force: bool = Fa
     ``device="cpu"`` fill the train section), a whole :class:`RunConfig`, or your own
     ``PyroModule`` following the model interface (``pyrovae.interface``; it is trained as it
     is and recorded by import path and constructor arguments, so ``pyrovae.load`` and every
-    command can rebuild it). ``resume=True`` continues the run in ``out`` from its checkpoint
-    (``epochs`` may be raised). Returns a :class:`Run` with the trained model, the per-epoch
-    history and the final metrics (ELBOs in nats per data point, higher is better).
+    command can rebuild it; a class defined in a notebook, a script or a function is recorded
+    as such, and ``pyrovae.load(out, model=MyVAE)`` rebuilds it). ``resume=True`` continues
+    the run in ``out`` from its checkpoint (``epochs`` may be raised); for a module the run
+    may then be given as its class, ``train(MyVAE, data, out=..., resume=True)``, which is
+    called with the recorded arguments. Returns a :class:`Run` with the trained model, the
+    per-epoch history and the final metrics (ELBOs in nats per data point, higher is better).
 
     Started by ``torchrun --nproc_per_node=R`` (WORLD_SIZE > 1), it trains data-parallel: each
     process takes 1/R of every batch, the gradients are averaged, rank 0 alone writes ``out``
     (the other ranks' Run has no path); see docs/distributed.md.
     """
+    if isinstance(config, type) and issubclass(config, torch.nn.Module):
+        config = _resumed_module(config, out, resume)
     module = config if isinstance(config, torch.nn.Module) else None
-    config = resolve_config(config, data, train_options)
+    config = resolve_config(config, data, train_options, strict=out is not None)
     # under torchrun: join the other processes; rank 0 alone writes the run folder
     context = distributed.init(config.train.device)
     context.run_dir = out
@@ -84,12 +90,20 @@ def train(config, data: Dataset, out: str | Path | None = None, force: bool = Fa
             saved = RunConfig.from_dict(payload["config"])
             run_config = check_resumable(saved, config, out_dir)
             check_same_data(payload, fingerprint, out_dir)
+            if module is None and run_config.model.kind == "module":  # (pyrovae train --resume)
+                refusal = local_refusal(run_config.model, f'pyrovae.train({{name}}, data, '
+                                                          f'out="{out_dir}", resume=True)')
+                if refusal is not None:
+                    raise refusal
         elif out is not None:
             out_dir = check_run_dir(out, force) if writer else Path(out)
         else:
             out_dir = None
         trainer = trainer_class(run_config)(run_config, data, out_dir if writer else None,
                                             module)  # checks device, data, model
+        if run_config.model.kind == "module":  # a plate that ignores n_data: one line, now
+            check_data_plate(trainer.vae, trainer.data.train_data(1, run_config.train.seed)[:2],
+                             trainer.n)
         if writer and out_dir is not None and payload is None:
             create_run_dir(out_dir, force)  # (also removes stale temporary files)
         return trainer, run_config, out_dir, payload
@@ -107,6 +121,18 @@ def train(config, data: Dataset, out: str | Path | None = None, force: bool = Fa
     if out_dir is None or not writer:
         return Run(trainer.vae.eval(), config, None, trainer.history, trainer.metrics(test))
     return _finish(trainer, config, out_dir, test, fingerprint)
+
+
+def _resumed_module(cls: type, out, resume: bool) -> torch.nn.Module:
+    """``train(MyVAE, data, out=RUN, resume=True)``: the class called with the arguments that
+    RUN recorded (its checkpoint's config); a class without ``resume`` is refused in one line."""
+    if not resume or out is None:
+        raise ConfigError(f"train() got the class {cls.__name__}, not a model: pass an instance, "
+                          f"{cls.__name__}(...), to start a run (a class is rebuilt from a run's "
+                          f"recorded arguments only to resume it: out=RUN, resume=True)")
+    payload = load_checkpoint(Path(out))
+    saved = RunConfig.from_dict(payload["config"])
+    return given_module(cls, saved.model, payload["input_shape"], f"run '{out}'")
 
 
 def _finish(trainer: Trainer, config: RunConfig, out_dir: Path, test: dict,
