@@ -260,6 +260,8 @@ def cells(kinds=None, biased: bool = True) -> list[Combination]:
 
 
 def markdown(rows: list[tuple[Combination, Verdict | None]]) -> str:
+    """The accepted cells, one row each with what it estimates and how it was checked; then
+    the refused ones, grouped by kind, pair and the refusal's reason."""
     lines = ["| kind | guide | bound | gradient | KL weight | estimates | status | bias | T |",
              "|---|---|---|---|---|---|---|---:|---:|"]
     for c, v in rows:
@@ -280,6 +282,20 @@ def markdown(rows: list[tuple[Combination, Verdict | None]]) -> str:
                                                    else f"{v.t:.1f}")
         lines.append(f"| {c.kind} | {c.guide} | {c.bound} | {c.estimator} | {c.weighting} | "
                      f"{c.target} | {status} | {bias} | {t} |")
+    groups: dict[tuple, list] = {}
+    for c, _ in rows:
+        if not c.accepted:
+            key = (c.kind, c.bound, c.estimator, c.refused)
+            groups.setdefault(key, []).append(c)
+    lines += ["", "Refused when the config is read (one line each; guides and KL weights "
+              "grouped):", "",
+              "| kind | bound | gradient | guides | KL weights | refusal |",
+              "|---|---|---|---|---|---|"]
+    for (kind, bound, estimator, reason), group in groups.items():
+        guides = ", ".join(dict.fromkeys(c.guide for c in group))
+        weights = ", ".join(dict.fromkeys(c.weighting for c in group))
+        reason = reason.replace("|", "\\|")
+        lines.append(f"| {kind} | {bound} | {estimator} | {guides} | {weights} | {reason} |")
     return "\n".join(lines) + "\n"
 
 

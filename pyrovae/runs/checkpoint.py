@@ -12,7 +12,11 @@ unpickler refuses anything else, so a crafted checkpoint cannot execute code on 
 ``epoch`` is the epoch to run next (1-based) and ``batch`` how many of its minibatches are
 done; ``step`` counts all steps so far; ``rng`` is ``state.capture_rng()``; ``data_sha256``
 is ``data.fingerprint.data_fingerprint`` of the data trained on (absent in checkpoints written
-before it existed; optional, so the format version stays 1).
+before it existed; optional, so the format version stays 1). A run whose model or guide has
+global ``pyro.param`` sites also holds "pyro_params", "pyro_constraints" and (with
+``train.ema``) "train_pyro_params" (``param_store.py``); reading such a checkpoint puts its
+"pyro_params" into Pyro's param store (as ``ParamStoreDict.load`` does), so a model rebuilt
+from it runs with the trained values.
 """
 
 from __future__ import annotations

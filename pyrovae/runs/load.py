@@ -17,6 +17,7 @@ from ..limits import check_model
 from ..registry import MODEL_KINDS
 from ..user_model import given_module, local_refusal
 from .checkpoint import load_checkpoint
+from .param_store import restore_param_store
 from .folder import Run, RunFolderWarning
 
 
@@ -58,6 +59,7 @@ def load(path: str | Path, device: str = "cpu", module: torch.nn.Module | None =
     except RuntimeError as err:
         first = str(err).splitlines()[0]
         raise CheckpointError(f"'{path}' does not fit its own config ({first})") from None
+    restore_param_store(payload)  # the run's global pyro.param values, for its model
     vae.to(device).eval()
     # the checkpoint is the source of truth; history.csv and metrics.json are derived from it
     history = payload.get("history")

@@ -15,6 +15,8 @@ The average is what the run *is*: the per-epoch test numbers, the end-of-run rep
 checkpoint's ``"model"`` (read by ``pyrovae evaluate`` and every application) hold theta_bar;
 training continues from theta, kept in the checkpoint as ``"train_model"``, so a resumed run
 takes the same steps bit for bit. Only parameters are averaged; buffers are the live ones.
+Parameters outside the module (a run's global ``pyro.param`` sites, ``global_params.py``)
+are averaged with them when given as ``extra``; their averages are :meth:`averaged_extra`.
 """
 
 from __future__ import annotations
@@ -30,14 +32,17 @@ def decay_at(ema: float, step: int) -> float:
 
 
 class WeightAverage:
-    """theta_bar of ``module``'s parameters (one tensor per parameter, same device/dtype)."""
+    """theta_bar of ``module``'s parameters and of the ``extra`` tensors (name -> tensor the
+    optimizer steps), one tensor each, same device/dtype."""
 
-    def __init__(self, module: torch.nn.Module, ema: float):
+    def __init__(self, module: torch.nn.Module, ema: float, extra: dict | None = None):
         if not 0.0 < ema < 1.0:
             raise ValueError(f"ema = {ema!r} must be in (0, 1)")
         self.ema = ema
-        self.params = [p for p in module.parameters()]
-        self.names = [name for name, _ in module.named_parameters()]
+        extra = extra or {}
+        self.names = [name for name, _ in module.named_parameters()]  # the module's, first
+        self.extra_names = list(extra)
+        self.params = [p for p in module.parameters()] + list(extra.values())
         self.average = [p.detach().clone() for p in self.params]
 
     def reset(self) -> None:
@@ -71,15 +76,24 @@ class WeightAverage:
         """``module.state_dict()`` with theta_bar in place of every parameter (on the CPU side
         as the module's own tensors are; buffers as they are)."""
         state = module.state_dict()
-        for name, avg in zip(self.names, self.average):
+        for name, avg in zip(self.names, self.average[:len(self.names)]):
             state[name] = avg.detach().clone()
         return state
 
+    def averaged_extra(self) -> dict:
+        """name -> theta_bar of each ``extra`` tensor (copies)."""
+        return {name: avg.detach().clone()
+                for name, avg in zip(self.extra_names, self.average[len(self.names):])}
+
     @torch.no_grad()
-    def load_state_dict(self, state: dict) -> None:
-        """theta_bar from a state dict written by :meth:`averaged_state_dict`."""
-        missing = [name for name in self.names if name not in state]
+    def load_state_dict(self, state: dict, extra: dict | None = None) -> None:
+        """theta_bar from a state dict written by :meth:`averaged_state_dict` and, for the
+        ``extra`` tensors, a dict written by :meth:`averaged_extra`."""
+        extra = extra or {}
+        missing = ([name for name in self.names if name not in state]
+                   + [name for name in self.extra_names if name not in extra])
         if missing:
             raise KeyError(f"the averaged weights lack {missing[0]!r}")
-        torch._foreach_copy_(self.average, [state[name].to(avg.device, avg.dtype)
-                                            for name, avg in zip(self.names, self.average)])
+        saved = [state[name] for name in self.names] + [extra[name] for name in self.extra_names]
+        torch._foreach_copy_(self.average, [value.to(avg.device, avg.dtype)
+                                            for value, avg in zip(saved, self.average)])

@@ -63,11 +63,16 @@ class FiniteWatch:
         bad = ~torch.isfinite(loss) & (self.first_bad < 0)
         self.first_bad = torch.where(bad, torch.full_like(self.first_bad, step), self.first_bad)
 
-    def check(self, vae, batch: torch.Tensor, lr: float, checkpoint: bool = True) -> None:
+    def check(self, vae, batch: torch.Tensor, lr: float, checkpoint: bool = True,
+              extra: dict | None = None) -> None:
         """Raise :class:`NonFiniteError` naming the step, the parameters and the sites;
-        ``checkpoint`` says whether an earlier (good) checkpoint exists."""
+        ``checkpoint`` says whether an earlier (good) checkpoint exists; ``extra`` (name ->
+        tensor): parameters outside the module that are checked too (global pyro.param
+        sites)."""
         step = int(self.first_bad)
         bad_params = [name for name, p in vae.named_parameters() if not torch.isfinite(p).all()]
+        bad_params += [f"pyro.param '{name}'" for name, p in (extra or {}).items()
+                       if not torch.isfinite(p).all()]
         if step < 0 and not bad_params:
             return
         where = f"at step {step}" if step >= 0 else "in the parameters"

@@ -17,6 +17,10 @@ Checkpoints (every ``checkpoint_every`` steps, at epoch ends, and on SIGINT/SIGT
 parameters, Adam's state, the random state and the position in the epoch, so ``resume=True``
 continues bit for bit where the run stopped. A NaN/inf loss stops training with an error that
 names the step, the parameters and the sites, before any checkpoint is overwritten.
+
+Global ``pyro.param`` sites of the model or guide (values in Pyro's param store, not in the
+module) are found before the first step and trained, averaged, checkpointed and resumed with
+the module's parameters (global_params.py).
 """
 
 from __future__ import annotations
@@ -48,6 +52,7 @@ from ..rng import seed_everything, seeded
 from ..runs import CHECKPOINT_NAME, describe_device, make_model, save_checkpoint
 from .averaging import WeightAverage
 from .checks import check_compatible
+from .global_params import GlobalParams
 from .guards import FiniteWatch, TrainingInterrupted, stop_on_signals
 from .lr_schedule import lr_at
 from .programs import bind_programs
@@ -103,8 +108,9 @@ class Trainer:
         self._validated = False
         # the fast path needs a loss tensor (TraceGraph_ELBO only gives loss_and_grads)
         self.fast = self.tc.fast and has_differentiable_loss(self.elbo)
-        self.optimizer = make_adam(self.vae.parameters(), self.tc.lr, fused=self.fast)
-        self.average = WeightAverage(self.vae, self.tc.ema) if self.tc.ema > 0 else None
+        self.optimizer = make_adam(self.trained_parameters(), self.tc.lr, fused=self.fast)
+        self.average = (WeightAverage(self.vae, self.tc.ema, extra=self.global_params.named())
+                        if self.tc.ema > 0 else None)
         self.bsz = self.tc.batch_size
         self.steps_per_epoch = self.n // self.bsz
         self.history: list[dict] = []
@@ -117,9 +123,23 @@ class Trainer:
     def _check_programs(self, x: torch.Tensor) -> None:
         """Run the guide and the model once on two rows, outside the run's random stream and
         in eval mode, so a module that breaks the interface (a site outside the data plate, no
-        observed site) is refused before anything is written or trained."""
+        observed site) is refused before anything is written or trained; the same run finds
+        and claims the programs' global pyro.param sites (``self.global_params``)."""
         with seeded(0), eval_mode(self.vae):
-            point_traces(self.vae, x, enumerate="none")
+            self.global_params = GlobalParams.found_by(
+                self.vae, lambda: point_traces(self.vae, x, enumerate="none"), self.device)
+        self._store_names = set(pyro.get_param_store().keys())  # for check_complete
+        self._complete = False  # (checked after this process's first step)
+
+    def trained_parameters(self) -> list[torch.Tensor]:
+        """Every tensor Adam steps: the module's parameters, then the global pyro.param
+        sites' unconstrained values."""
+        return [*self.vae.parameters(), *self.global_params.tensors]
+
+    def _check_global_params(self) -> None:
+        """Refuse a pyro.param that appeared after the run was set up (it is not trained)."""
+        self.global_params.check_complete(self._store_names, self.vae)
+        self._complete = True
 
     def _check_objective(self, x: torch.Tensor) -> None:
         """Draw a bound's particles once on two rows (as :meth:`_check_programs`), so an
@@ -152,6 +172,7 @@ class Trainer:
     def save(self) -> None:
         """Checkpoint the current position, unless a non-finite value got in."""
         self.loss_sum = self.dist.mean(self.loss_sum)  # (every rank saves; rank 0 writes)
+        self._check_global_params()  # (e.g. one the epoch's evaluation made)
         if self.out_dir is None:
             return
         self._check_finite()
@@ -165,7 +186,8 @@ class Trainer:
                         "train_model": self.vae.state_dict()})  # what training continues
             save_checkpoint(path, {
                 "config": self.config.to_dict(), "input_shape": list(self.data.shape),
-                **weights, "optimizer": self.optimizer.state_dict(),
+                **weights, **self.global_params.checkpoint_entries(self.average),
+                "optimizer": self.optimizer.state_dict(),
                 "epoch": self.epoch, "batch": self.batch, "step": self.step,
                 "loss_sum": self.loss_sum.detach().cpu(), "seconds": self.seconds,
                 "history": self.history, "rng": capture_rng(),
@@ -173,7 +195,8 @@ class Trainer:
 
     def _check_finite(self) -> None:
         has_checkpoint = self.out_dir is not None and (self.out_dir / CHECKPOINT_NAME).exists()
-        self.watch.check(self.vae, self._last_batch, self.tc.lr, has_checkpoint)
+        self.watch.check(self.vae, self._last_batch, self.tc.lr, has_checkpoint,
+                         extra=self.global_params.named())
 
     @contextlib.contextmanager
     def _disk_errors(self, path: Path):
@@ -194,9 +217,11 @@ class Trainer:
         """Continue from a checkpoint written by :meth:`save`."""
         try:  # an averaged run trains on from "train_model" (averaging.py)
             self.vae.load_state_dict(payload.get("train_model", payload["model"]))
+            self.global_params.load(payload.get("train_pyro_params",
+                                                payload.get("pyro_params", {})))
             self.optimizer.load_state_dict(payload["optimizer"])
             if self.average is not None and "train_model" in payload:
-                self.average.load_state_dict(payload["model"])
+                self.average.load_state_dict(payload["model"], payload.get("pyro_params"))
             elif self.average is not None:  # averaging switched on at a resume: from here
                 self.average.reset()
         except (RuntimeError, ValueError, KeyError) as err:
@@ -262,9 +287,10 @@ class Trainer:
 
     def optimizer_step(self) -> None:
         """Average the gradients over the processes (when data-parallel), clip, step Adam."""
-        self.dist.average_gradients(self.vae.parameters(), getattr(self, "stop", None))
+        params = self.trained_parameters()
+        self.dist.average_gradients(params, getattr(self, "stop", None))
         if self.tc.clip_norm > 0:
-            torch.nn.utils.clip_grad_norm_(self.vae.parameters(), self.tc.clip_norm)
+            torch.nn.utils.clip_grad_norm_(params, self.tc.clip_norm)
         self.optimizer.step()
         if self.average is not None:
             self.average.update(self.step + 1)  # (self.step counts this step after it)
@@ -338,6 +364,8 @@ class Trainer:
                     self._apply_lr()
                     with distributed.draws():  # (for kinds whose step bypasses self.guide)
                         loss = self.train_step(xb)
+                    if not self._complete:  # a pyro.param the first step made is not trained
+                        self._check_global_params()
                     self.loss_sum += loss
                     self.watch.update(loss, self.step + 1)
                     self.step, self.batch = self.step + 1, self.batch + 1
