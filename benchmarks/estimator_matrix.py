@@ -17,13 +17,17 @@ error s (per parameter):
     T    = |m|^2 / |s|^2      (~ 1 when unbiased; a bias of a few standard errors gives >> 9)
 
 A cell passes when T < 9, or |m| < 1e-5 of the draws' typical norm (estimator and reference
-equal draw by draw, up to rounding). Writes ``docs/figures/estimator_matrix.md`` (the table
+equal draw by draw, up to rounding), and the loss values agree the same way (the objective's
+value is -(N/B) sum_b L_b of the bound its docs name; Pyro's meanfield reaches it only in
+expectation). For the exact modules the estimator's and the reference's own means must also
+meet the known answer (``known_answer``). Writes ``docs/figures/estimator_matrix.md`` (the table
 docs/estimators.md shows) and ``benchmarks/results/estimator_matrix.json``.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import json
 import time
@@ -35,7 +39,7 @@ from pyro import poutine
 from pyro.poutine.util import site_is_subsample
 
 from benchmarks.exact_models import MODELS, Discrete, OneLayer
-from benchmarks.reference_estimators import reference_gradient
+from benchmarks.reference_estimators import reference_draw
 from pyrovae import DataConfig, RunConfig, TrainConfig, load_dataset
 from pyrovae.config.combinations import (WARMUP_STEP, Combination, combinations, summary,
                                          with_biased)
@@ -50,6 +54,7 @@ from pyrovae.user_model import build_user_module
 ROOT = Path(__file__).resolve().parent.parent
 BATCH, THRESHOLD, ROUNDING = 16, 9.0, 1e-5
 EXACT_N = 100   # the exact modules' data set size N (a minibatch of 6 or 4: N/B != 1)
+EXACT_DRAWS = 3  # the exact modules' cells take this many times the draws
 
 
 @dataclass
@@ -129,43 +134,61 @@ def _flat(params) -> torch.Tensor:
                       for p in params]).double()
 
 
-def estimator_gradient(case: Case) -> torch.Tensor:
-    """One draw of pyrovae's loss gradient."""
+def estimator_draw(case: Case) -> tuple[torch.Tensor, torch.Tensor]:
+    """One draw of pyrovae's (loss value, loss gradient)."""
     for p in case.params:
         p.grad = None
     if has_differentiable_loss(case.objective):
-        case.objective.differentiable_loss(case.model, case.guide, *case.args,
-                                           **case.kwargs).backward()
+        loss = case.objective.differentiable_loss(case.model, case.guide, *case.args,
+                                                  **case.kwargs)
+        loss.backward()
     else:
-        case.objective.loss_and_grads(case.model, case.guide, *case.args, **case.kwargs)
-    return _flat(case.params)
+        loss = case.objective.loss_and_grads(case.model, case.guide, *case.args, **case.kwargs)
+    value = loss.detach() if torch.is_tensor(loss) else torch.tensor(loss)
+    return value.double(), _flat(case.params)
 
 
-def reference(case: Case, target: str, bound: str) -> torch.Tensor:
-    """One draw of the reference gradient of ``target`` on the same random numbers."""
-    return reference_gradient(target, bound, case.model, case.guide, case.args, case.kwargs,
-                              case.params, case.particles, case.nesting,
-                              **case.settings).double()
+def estimator_gradient(case: Case) -> torch.Tensor:
+    return estimator_draw(case)[1]
+
+
+def reference(case: Case, target: str, bound: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """One draw of the reference (loss value, gradient of ``target``) on the same random
+    numbers."""
+    value, grad = reference_draw(target, bound, case.model, case.guide, case.args, case.kwargs,
+                                 case.params, case.particles, case.nesting, **case.settings)
+    return value.double(), grad.double()
+
+
+def _t(d: torch.Tensor) -> tuple[torch.Tensor, float]:
+    """(mean, T = |mean|^2 / |standard error|^2) of paired differences d [R, P]."""
+    m, s = d.mean(0), d.std(0) / d.shape[0] ** 0.5
+    return m, float(m.pow(2).sum() / s.pow(2).sum().clamp_min(1e-300))
 
 
 def compare(estimator, reference, draws: int, seed: int = 0) -> Verdict:
-    """Paired draws of two gradient functions on the same random numbers (module docstring)."""
-    diffs, refs = [], []
+    """Paired draws of two (loss value, gradient) functions on the same random numbers (module
+    docstring): both the values' and the gradients' means must agree."""
+    values, diffs, refs = [], [], []
     for r in range(draws):
         with seeded(seed + r):
-            g = estimator()
+            v, g = estimator()
         with seeded(seed + r):
-            h = reference()
+            w, h = reference()
+        values.append(torch.stack([v - w, w]))
         diffs.append(g - h)
         refs.append(h)
-    d, h = torch.stack(diffs), torch.stack(refs)
-    m, s = d.mean(0), d.std(0) / draws ** 0.5
-    scale = h.norm(dim=1).mean()
+    d, h, vals = torch.stack(diffs), torch.stack(refs), torch.stack(values)
+    m, t = _t(d)
     bias = float(m.norm() / h.mean(0).norm().clamp_min(1e-300))
-    t = float(m.pow(2).sum() / s.pow(2).sum().clamp_min(1e-300))
-    exact = float(m.norm()) < ROUNDING * float(scale)
-    return Verdict(exact or t < THRESHOLD, bias, 0.0 if exact else t, draws,
-                   "equal draw by draw" if exact else "")
+    exact = float(m.norm()) < ROUNDING * float(h.norm(dim=1).mean())
+    mv, tv = _t(vals[:, :1])
+    value_exact = float(mv.abs()) < ROUNDING * float(vals[:, 1].abs().mean())
+    passed = (exact or t < THRESHOLD) and (value_exact or tv < THRESHOLD)
+    note = "equal draw by draw" if exact and value_exact else ""
+    if not (value_exact or tv < THRESHOLD):
+        note = f"value off: T {tv:.1f}"
+    return Verdict(passed, bias, 0.0 if exact else t, draws, note)
 
 
 def against_exact(draws_fn, exact: torch.Tensor, draws: int, seed: int = 0) -> Verdict:
@@ -201,6 +224,8 @@ def check(cell: Combination, draws: int = 60, seed: int = 0) -> Verdict:
         return Verdict(True, float("nan"), float("nan"), 0, "biased: asked for by name")
     case = build(cell)
     target, bound = cell.target, cell.bound
+    if case.exact is not None:
+        draws *= EXACT_DRAWS     # tiny models: more draws, for the sharpest check
     try:
         with seeded(seed):
             estimator_gradient(case)
@@ -210,13 +235,13 @@ def check(cell: Combination, draws: int = 60, seed: int = 0) -> Verdict:
         if _latent_sites(case) > 1:   # K^n combinations: no paired reference
             return Verdict(True, float("nan"), float("nan"), 0, TMC_NOTE)
         bound = "iwae"                # one site: TMC(K) is IWAE(K), draw by draw
-    verdict = compare(lambda: estimator_gradient(case), lambda: reference(case, target, bound),
+    verdict = compare(lambda: estimator_draw(case), lambda: reference(case, target, bound),
                       draws, seed)
     if case.exact is not None:
         exact = known_answer(cell, case)
         if exact is not None:         # the estimator's own mean against the known answer
             own = against_exact(lambda: estimator_gradient(case), exact, 4 * draws, seed + 1)
-            ref = against_exact(lambda: reference(case, target, bound), exact, 4 * draws,
+            ref = against_exact(lambda: reference(case, target, bound)[1], exact, 4 * draws,
                                 seed + 2)
             ok = verdict.passed and own.passed and ref.passed
             verdict = Verdict(ok, own.bias, max(verdict.t, own.t, ref.t), verdict.draws,
@@ -299,13 +324,99 @@ def markdown(rows: list[tuple[Combination, Verdict | None]]) -> str:
     return "\n".join(lines) + "\n"
 
 
+# ---- deliberately broken estimators: the matrix must fail them -----------------------------
+
+@contextlib.contextmanager
+def broken(name: str):
+    """Patch one known defect into pyrovae's estimators for the duration of the block:
+
+    old-dreg    DReG's z-path coefficient w~^2 (e/c = 1 - dlog c) whatever the KL weight
+    leak        log q at the fixed values keeps its z-path (a dropped stop-gradient)
+    rws-beta    wake-phi with the KL-weighted log q (beta times the target)
+    score-beta  the REINFORCE term with beta log q(y) (the KL weight of the draw's log q)
+    """
+    from pyrovae.objectives import particles
+    from pyrovae.objectives.gradients import base, dreg, rws, score
+    patches = {
+        "old-dreg": (dreg.DReG, "surrogate", lambda self, bound, draw: base.pathwise(
+            bound, draw, 1 - bound.dlog_c(draw.log_w.detach()))),
+        "leak": (particles, "_log_q", _leaky(particles._log_q)),
+        "rws-beta": (rws.RWS, "surrogate", lambda self, bound, draw: base.weighted(
+            bound.log_c(draw.log_w), draw.log_p) + base.weighted(
+            draw.log_w.detach() - torch.logsumexp(draw.log_w.detach(), 0), draw.log_q)),
+        "score-beta": (score, "with_score_terms", _weighted_score),
+    }
+    owner, attr, replacement = patches[name]
+    original = getattr(owner, attr)
+    setattr(owner, attr, replacement)
+    try:
+        yield
+    finally:
+        setattr(owner, attr, original)
+
+
+def _leaky(log_q):
+    def leaky(guide_trace, latents, shape, fixed=False):
+        return log_q(guide_trace, latents, shape, fixed=False)
+    return leaky
+
+
+def _weighted_score(bound, draw, signal):
+    weight = draw.kl_weight if draw.kl_weight is not None else 1.0
+    return bound.value(draw.log_w) + (signal(draw.log_w.detach()) * weight
+                                      * draw.log_q_score).sum(0)
+
+
+#: (defect, kind, guide, bound, gradient, KL weight) measured by ``--broken``
+BROKEN = [("old-dreg", "vae", "diagonal", "iwae", "dreg", w) for w in ("beta=0.5", "warm-up", "1")] + [
+    ("old-dreg", "module", g, "iwae", "dreg", w) for g in ("one-layer", "two-layer")
+    for w in ("beta=0.5", "1")] + [
+    ("leak", "vae", "diagonal", "iwae", "dreg", "beta=0.5"),
+    ("leak", "module", "one-layer", "iwae", "dreg", "beta=0.5"),
+    ("rws-beta", "module", "discrete", "iwae", "rws", "beta=0.5"),
+    ("score-beta", "module", "discrete", "elbo", "score", "beta=0.5")]
+
+
+def find(all_cells, kind, guide, bound, gradient, weighting, elbo="trace") -> Combination:
+    """The one cell with these axes (the biased opt-in variants left out)."""
+    (cell,) = [c for c in all_cells if (c.kind, c.guide, c.bound, c.gradient, c.weighting,
+                                        c.elbo) == (kind, guide, bound, gradient, weighting, elbo)
+               and c.target != "biased"]
+    return cell
+
+
+def measure_broken(draws: int) -> list[dict]:
+    """Each defect of ``BROKEN`` on its cell: the verdict with and without it."""
+    all_cells = cells(["vae", "module"], biased=False)
+    rows = []
+    for defect, *axes in BROKEN:
+        cell = find(all_cells, *axes)
+        sound = check(cell, draws)
+        with broken(defect):
+            bad = check(cell, draws)
+        rows.append({"defect": defect, "cell": cell.label(), "sound_t": sound.t,
+                     "sound_passed": sound.passed, "broken_t": bad.t,
+                     "broken_passed": bad.passed, "note": bad.note})
+    return rows
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--kinds", nargs="*", default=None)
     parser.add_argument("--draws", type=int, default=60)
     parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results"))
+    parser.add_argument("--broken", action="store_true",
+                        help="measure the deliberately broken estimators (BROKEN) instead")
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
+    if args.broken:
+        rows = measure_broken(args.draws)
+        Path(args.out).mkdir(parents=True, exist_ok=True)
+        (Path(args.out) / "estimator_matrix_broken.json").write_text(json.dumps(rows, indent=1))
+        for r in rows:
+            print(f"{r['defect']:10s} {r['cell']:55s} sound T {r['sound_t']:8.1f} "
+                  f"broken T {r['broken_t']:9.1f} {'FAILS' if not r['broken_passed'] else 'passes'}")
+        return 0
     from tqdm import tqdm
     todo = cells(args.kinds)
     start = time.perf_counter()

@@ -12,8 +12,9 @@ the matrix's known-answer tier (``benchmarks/estimator_matrix.py``, ``tests/test
                  H[q]           = L/2 (1 + log(2 pi)) + sum_l log |T_ll|
                with m = C x + d, S = T T^T; ELBO_beta = E log p(x|z) + beta (E log p(z) + H[q]).
     TwoLayer   z2 ~ N(0, I), z1 | z2 ~ N(A z2 + a, diag s1^2), x | z1 ~ N(B z1 + b, diag s2^2);
-               guide q(z1|x) q(z2|z1, x), both linear-Gaussian and learnable: several latent
-               sites, the second drawn given the first (every path through z1 counted once).
+               guide q(z1|x) q(z2|z1, x), both linear-Gaussian with diagonal scales, learnable,
+               started near the exact posterior: several latent sites, the second drawn given
+               the first (every path through z1 counted once).
     Discrete   y ~ Cat(1/C), x | y ~ N(mu_y, I); guide q(y|x) = softmax(V x + c): a sampled,
                not reparameterised, latent; every expectation over K draws is a finite sum
                (``exact_gradient``: the bounds' gradients and wake-phi, by enumeration).
@@ -97,6 +98,7 @@ class TwoLayer(torch.nn.Module):
     """(module docstring)"""
 
     D, L1, L2 = 4, 2, 2
+    SHIFT, INFLATE = 0.3, 1.3
 
     def __init__(self, beta: float = 1.0, seed: int = 0):
         super().__init__()
@@ -106,13 +108,39 @@ class TwoLayer(torch.nn.Module):
         self.B, self.b = _randn(g, self.D, self.L1), _randn(g, self.D, scale=0.5)
         self.s1 = 0.5 + 0.4 * torch.rand(self.L1, generator=g, dtype=F64)
         self.s2 = 0.5 + 0.4 * torch.rand(self.D, generator=g, dtype=F64)
+        self._start_near_the_posterior()
+
+    def _start_near_the_posterior(self) -> None:
+        """The guide's numbers from the exact posterior (Gaussian conditioning of the joint of
+        (z1, z2, x)), its scales diagonal and widened by INFLATE, z1's mean moved by SHIFT:
+        z1 | x ~ N(K1 x + k1, .), z2 | z1, x ~ N(K2 x + G z1 + k2, .)."""
+        L1, L2, D = self.L1, self.L2, self.D
+        # v = (z2, z1, x) = M e + m
+        M = torch.zeros(L2 + L1 + D, L2 + L1 + D, dtype=F64)
+        M[:L2, :L2] = torch.eye(L2, dtype=F64)
+        M[L2:L2 + L1, :L2], M[L2:L2 + L1, L2:L2 + L1] = self.A, torch.diag(self.s1)
+        M[L2 + L1:, :L2], M[L2 + L1:, L2:L2 + L1] = self.B @ self.A, self.B @ torch.diag(self.s1)
+        M[L2 + L1:, L2 + L1:] = torch.diag(self.s2)
+        m = torch.cat([torch.zeros(L2, dtype=F64), self.a, self.B @ self.a + self.b])
+        S = M @ M.T
+        # z1 | x
+        i1, i2, ix = slice(L2, L2 + L1), slice(0, L2), slice(L2 + L1, None)
+        sxx_inv = torch.linalg.inv(S[ix, ix])
+        K1 = S[i1, ix] @ sxx_inv
+        P11 = S[i1, i1] - K1 @ S[ix, i1]
+        # z2 | z1, x: condition on (z1, x) jointly
+        io = list(range(L2, L2 + L1 + D))
+        soo_inv = torch.linalg.inv(S[io][:, io])
+        K = S[i2][:, io] @ soo_inv                                   # [L2, L1 + D]
+        P22 = S[i2, i2] - K @ S[io][:, i2]
+        mean_o = m[io]
         par = torch.nn.Parameter
-        self.C1, self.c1 = par(_randn(g, self.L1, self.D, scale=0.3)), par(_randn(g, self.L1))
-        self.C2, self.G = par(_randn(g, self.L2, self.D, scale=0.3)), par(
-            _randn(g, self.L2, self.L1, scale=0.3))
-        self.c2 = par(_randn(g, self.L2))
-        self.t1, self.t2 = par(torch.full((self.L1,), 0.7, dtype=F64)), par(
-            torch.full((self.L2,), 0.8, dtype=F64))
+        self.C1 = par(K1.clone())
+        self.c1 = par(m[i1] - K1 @ m[ix] + self.SHIFT)
+        self.G, self.C2 = par(K[:, :L1].clone()), par(K[:, L1:].clone())
+        self.c2 = par(m[i2] - K @ mean_o)
+        self.t1 = par(self.INFLATE * torch.diagonal(P11).sqrt())
+        self.t2 = par(self.INFLATE * torch.diagonal(P22).sqrt())
 
     def model(self, x, n_data=None):
         with _plate(x, n_data):

@@ -14,7 +14,8 @@ each site's log-density summed over the dims right of the data plate. The per-po
     renyi  log mean_k w_k^(1-a) / (1-a)      miwae  mean_m log mean_k w_mk    (M groups of K)
     ciwae  b elbo + (1-b) iwae               piwae  iwae over M K draws (its value)
 
-and the loss -(N/B) sum_b L_b. The reference gradient of one draw, whose mean is the target:
+and the loss -(N/B) sum_b L_b, whose mean the objective's loss value must have. The reference
+gradient of one draw, whose mean is the target:
 
     "bound"  grad of -(N/B) sum_b [L_b + stop(L_b) sum_k log q(y_kb)]: reparameterised sites by
              the path, sampled ones (y, no rsample) by REINFORCE without a baseline
@@ -142,18 +143,27 @@ def used_by(program, args, kwargs, params: list, nesting: int) -> torch.Tensor:
                       for g, p in zip(grads, params)])
 
 
-def reference_gradient(target: str, bound: str, model, guide, args, kwargs, params: list,
-                       particles: int, nesting: int, groups: int = 1, alpha: float = 0.5,
-                       b: float = 0.5) -> torch.Tensor:
-    """One draw of the reference gradient of ``target`` (module docstring), flattened over
-    ``params``. ``particles`` is S, every draw (M K for miwae/piwae)."""
+def reference_draw(target: str, bound: str, model, guide, args, kwargs, params: list,
+                   particles: int, nesting: int, groups: int = 1, alpha: float = 0.5,
+                   b: float = 0.5) -> tuple[torch.Tensor, torch.Tensor]:
+    """One draw of (the loss value -(N/B) sum_b L_b, the reference gradient of ``target``
+    flattened over ``params``) (module docstring). ``particles`` is S, every draw (M K for
+    miwae/piwae); the value is the bound's (IWAE's for wake and piwae)."""
+    fixed = target == "wake"
+    d = Particles(model, guide, args, kwargs, particles, nesting, fixed)
+    reported = "iwae" if target in ("wake", "piwae") else bound
+    value = -(d.scale * bound_value(reported, d.log_w.detach(), groups=groups, alpha=alpha,
+                                    b=b)).sum()
     if target == "wake":
-        return wake_gradient(Particles(model, guide, args, kwargs, particles, nesting, True),
-                             params)
-    d = Particles(model, guide, args, kwargs, particles, nesting)
+        return value, wake_gradient(d, params)
     if target == "piwae":
         as_model = bound_gradient(d, "iwae", params)
         as_guide = bound_gradient(d, "miwae", params, groups=groups)   # the same draws
         guide_mask = used_by(guide, args, kwargs, params, nesting)
-        return torch.where(guide_mask, as_guide, as_model)
-    return bound_gradient(d, bound, params, groups=groups, alpha=alpha, b=b)
+        return value, torch.where(guide_mask, as_guide, as_model)
+    return value, bound_gradient(d, bound, params, groups=groups, alpha=alpha, b=b)
+
+
+def reference_gradient(*args, **kwargs) -> torch.Tensor:
+    """The gradient of :func:`reference_draw`."""
+    return reference_draw(*args, **kwargs)[1]

@@ -15,6 +15,10 @@ A model without the ``n_data`` keyword is run under ``poutine.scale(N / B)`` ins
 sites are found from the traces, not by name: there may be any number, of any shape, nested in
 further plates inside the data plate, continuous or discrete. ``max_plate_nesting`` (an
 attribute, default 1) is the number of plates nested in the model, the data plate included.
+The trained parameters are the module's and every ``pyro.param`` the two programs create
+(``pyrovae.training.global_params``). A KL weight is the user's ``poutine.scale`` on the latent
+sites of both programs, as the built-in kinds apply ``model.kl``: every estimator reads each
+site's scale relative to the observed sites' N / B.
 
 Optional capabilities, each declared by having the method (or listed in a ``capabilities``
 attribute, which then is the whole list)::

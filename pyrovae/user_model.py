@@ -124,10 +124,6 @@ def given_module(model, config, input_shape, where: str) -> torch.nn.Module:
     """The module of a run rebuilt from what the caller passes as ``model=``: a class (or
     factory), called with the run's recorded args, or an instance, used as it is. Refused in
     one line for a run of a built-in kind, or a name other than the recorded one."""
-    if config.kind != "module":
-        raise ConfigError(f"model= is for runs of a model you wrote (model.kind = \"module\"); "
-                          f"{where} is a {config.kind!r} run, which pyrovae rebuilds itself: "
-                          f"drop model=")
     instance = isinstance(model, torch.nn.Module)
     if not instance and not callable(model):
         raise ConfigError(f"model= takes the model's class or an instance of it, not a "
@@ -193,4 +189,5 @@ def _plain(value) -> bool:
     return isinstance(value, (str, int, float, bool))
 
 
-MODEL_KINDS.register("module", build_user_module, config=ModuleConfig)
+MODEL_KINDS.register("module", build_user_module, config=ModuleConfig, given_model=given_module,
+                     unimportable=local_refusal)

@@ -14,6 +14,7 @@ import pyro
 import pyro.infer as infer
 
 from ..registry import OBJECTIVES
+from .pyro_elbos import CheckedMeanField
 
 
 class _StableCallables:
@@ -43,14 +44,15 @@ class JitTraceELBO(_StableCallables, infer.JitTrace_ELBO):
         return 0 if compiled is None else len(compiled.compiled)
 
 
-class JitTraceMeanFieldELBO(_StableCallables, infer.JitTraceMeanField_ELBO):
+class JitTraceMeanFieldELBO(_StableCallables, CheckedMeanField, infer.JitTraceMeanField_ELBO):
     """JitTraceMeanField_ELBO that compiles once.
 
     Pyro 1.9.2's ``differentiable_loss`` tests ``self._loss_and_surrogate_loss`` (never set)
     but caches the compiled function as ``self._differentiable_loss``, so it builds and
     re-traces a new compiled function on every step. This version tests what it caches.
     ``traces`` counts the times the Python loss runs for tracing (constant after the first
-    call, whose compilation runs it twice).
+    call, whose compilation runs it twice). The guide is checked as for ``meanfield``
+    (:class:`pyro_elbos.CheckedMeanField`).
     """
 
     traces = 0

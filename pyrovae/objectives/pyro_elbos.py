@@ -60,12 +60,13 @@ def _closed_form(q, p) -> bool:
     return True
 
 
-class MeanFieldELBO(infer.TraceMeanField_ELBO):
-    """TraceMeanField_ELBO that refuses a guide whose analytic KL would be wrong
-    (:func:`check_mean_field`) instead of warning; checked once per (model, guide) pair."""
+class CheckedMeanField:
+    """Mixin for TraceMeanField_ELBO and its compiled form: refuses a guide whose analytic KL
+    would be wrong (:func:`check_mean_field`) instead of Pyro's warning of a sufficient
+    condition; checked once per (model, guide) pair."""
 
     def _get_trace(self, model, guide, args, kwargs):
-        with warnings.catch_warnings():   # (Pyro's warning of a sufficient condition)
+        with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message="Failed to verify mean field")
             model_trace, guide_trace = super()._get_trace(model, guide, args, kwargs)
         checked = self.__dict__.setdefault("_mean_field_checked", set())
@@ -73,6 +74,10 @@ class MeanFieldELBO(infer.TraceMeanField_ELBO):
             check_mean_field(model_trace, guide_trace)
             checked.add((id(model), id(guide)))
         return model_trace, guide_trace
+
+
+class MeanFieldELBO(CheckedMeanField, infer.TraceMeanField_ELBO):
+    """TraceMeanField_ELBO with :class:`CheckedMeanField`'s check."""
 
 
 OBJECTIVES.register("trace", infer.Trace_ELBO, compiled="jit-trace")

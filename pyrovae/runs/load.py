@@ -15,7 +15,6 @@ from ..errors import CheckpointError, ConfigError
 from ..files import read_csv
 from ..limits import check_model
 from ..registry import MODEL_KINDS
-from ..user_model import given_module, local_refusal
 from .checkpoint import load_checkpoint
 from .param_store import restore_param_store
 from .folder import Run, RunFolderWarning
@@ -80,12 +79,31 @@ def _model_of(config: RunConfig, input_shape, path: Path, module, model) -> torc
         return module
     if model is not None:
         check_model(config.model, input_shape)
-        return given_module(model, config.model, input_shape, f"run '{path}'")
-    if config.model.kind == "module":
-        refusal = local_refusal(config.model, f'pyrovae.load("{path}", model={{name}})')
-        if refusal is not None:
-            raise refusal
+        return given_model(model, config.model, input_shape, f"run '{path}'")
+    refuse_unimportable(config.model, f'pyrovae.load("{path}", model={{name}})')
     return make_model(config.model, input_shape)
+
+
+def given_model(model, config, input_shape, where: str):
+    """The module a caller's ``model=`` (a class or an instance) makes for a run, by the kind's
+    registered ``given_model`` (the user-module kind's); refused in one line for a kind that
+    pyrovae rebuilds itself."""
+    build = MODEL_KINDS.capability(config.kind, "given_model")
+    if build is None:
+        raise ConfigError(f"model= is for runs of a model you wrote (model.kind = \"module\"); "
+                          f"{where} is a {config.kind!r} run, which pyrovae rebuilds itself: "
+                          f"drop model=")
+    return build(model, config, input_shape, where)
+
+
+def refuse_unimportable(config, fix: str) -> None:
+    """Raise the kind's one-line refusal (registered ``unimportable``) when the run's model
+    cannot be imported here (a class from a notebook or a script); ``fix`` is the call that
+    rebuilds it, ``{name}`` standing for the class name."""
+    check = MODEL_KINDS.capability(config.kind, "unimportable")
+    refusal = check(config, fix) if check is not None else None
+    if refusal is not None:
+        raise refusal
 
 
 def _warn(message: str) -> None:

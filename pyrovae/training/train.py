@@ -19,7 +19,8 @@ from ..files import atomic_write
 from ..registry import MODEL_KINDS
 from ..runs import Run, check_run_dir, config_text, create_run_dir, load_checkpoint
 from ..runs.folder import clean_temp_files
-from ..user_model import given_module, local_refusal, module_config
+from ..runs.load import given_model, refuse_unimportable
+from ..user_model import module_config
 from .checks import check_data_plate, check_resumable, check_same_data
 from .guards import TrainingInterrupted, stop_on_signals
 from .trainer import Trainer, trainer_class
@@ -90,11 +91,9 @@ def train(config, data: Dataset, out: str | Path | None = None, force: bool = Fa
             saved = RunConfig.from_dict(payload["config"])
             run_config = check_resumable(saved, config, out_dir)
             check_same_data(payload, fingerprint, out_dir)
-            if module is None and run_config.model.kind == "module":  # (pyrovae train --resume)
-                refusal = local_refusal(run_config.model, f'pyrovae.train({{name}}, data, '
-                                                          f'out="{out_dir}", resume=True)')
-                if refusal is not None:
-                    raise refusal
+            if module is None:  # (pyrovae train --resume)
+                refuse_unimportable(run_config.model, f'pyrovae.train({{name}}, data, '
+                                                      f'out="{out_dir}", resume=True)')
         elif out is not None:
             out_dir = check_run_dir(out, force) if writer else Path(out)
         else:
@@ -132,7 +131,7 @@ def _resumed_module(cls: type, out, resume: bool) -> torch.nn.Module:
                           f"recorded arguments only to resume it: out=RUN, resume=True)")
     payload = load_checkpoint(Path(out))
     saved = RunConfig.from_dict(payload["config"])
-    return given_module(cls, saved.model, payload["input_shape"], f"run '{out}'")
+    return given_model(cls, saved.model, payload["input_shape"], f"run '{out}'")
 
 
 def _finish(trainer: Trainer, config: RunConfig, out_dir: Path, test: dict,
