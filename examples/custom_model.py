@@ -14,8 +14,11 @@ a namespace package, so the run records ``target = "examples.custom_model:TwoLay
 too run from the root)::
 
     python -m examples.custom_model --epochs 5 --out runs/two-layer --nll-samples 1000
-    pyrovae evaluate runs/two-layer --nll-samples 5000      # the CLI rebuilds the class
-    pyrovae train --resume runs/two-layer --set epochs=10   # continue the same run
+    pyrovae evaluate runs/two-layer --nll-samples 5000 --trust-module  # rebuilds the class
+    pyrovae train --resume runs/two-layer --set epochs=10 --trust-module  # continue the run
+
+(``--trust-module``: your consent to import the class a run folder names, which a run folder
+alone never causes; ``pyrovae.load(RUN, trust_module=True)`` in Python.)
 
 Compare objectives on this model with a config file of kind "module" (two-layer.toml)::
 

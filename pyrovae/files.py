@@ -89,6 +89,12 @@ def _umask() -> int:
     return mask
 
 
+def new_file_mode() -> int:
+    """The mode of every output file: 0666 less the process's umask, as ``open()`` creates a
+    file (``tempfile.mkstemp``, behind the atomic writes, makes 0600 ones)."""
+    return 0o666 & ~_umask()
+
+
 def atomic_write(path: str | Path, data: bytes | str) -> None:
     """Write ``data`` to a temporary file beside ``path``, fsync it, then rename over ``path``.
 
@@ -102,7 +108,7 @@ def atomic_write(path: str | Path, data: bytes | str) -> None:
     except OSError as err:
         raise write_error(path, err) from err
     try:
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600 files; honour the umask
+        os.chmod(tmp, new_file_mode())  # mkstemp makes 0600 files; honour the umask
         with os.fdopen(fd, "wb") as fh:
             fh.write(payload)
             fh.flush()

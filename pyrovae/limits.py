@@ -8,9 +8,23 @@ the size, the memory and the fix, before anything large is allocated::
 
     check_bytes(n_bytes, what, fix)      the one check; ``what`` names the size, ``fix`` the cure
 
-Available memory: ``MemAvailable`` of /proc/meminfo (Linux), else ``os.sysconf``'s available
-(or, failing that, total) physical pages, else :data:`FALLBACK_BYTES`; on a CUDA device, the
-free memory torch reports for it.
+Available memory (the budget): the smallest of what the machine and this process's limits
+leave, each where present (:func:`memory_budget`):
+
+    the machine      ``MemAvailable`` of /proc/meminfo (Linux), else ``os.sysconf``'s available
+                     (or, failing that, total) physical pages, else :data:`FALLBACK_BYTES`
+    RLIMIT_AS        ``ulimit -v``, less the address space the process already holds (VmSize
+                     of /proc/self/status); RLIMIT_DATA likewise, less VmData
+    the cgroup       memory.max (cgroup v2) or memory.limit_in_bytes (v1) of this process's
+                     cgroup and each cgroup above it, less its usage (memory.current /
+                     memory.usage_in_bytes) without the reclaimable inactive file cache
+
+and on a CUDA device, the free memory torch reports for it.
+
+Work: a size that costs time rather than memory (``evaluate --ais-steps`` x ``--ais-chains``
+x ``--ais-leapfrog`` x points: gradient evaluations of one point) is refused above
+:data:`MAX_WORK` (:func:`check_work`; raise it with the environment variable
+``PYROVAE_MAX_WORK=N`` to confirm a long job).
 
 Estimates (float32, 4 bytes a number; within about 2x of what torch really allocates, and
 erring on the high side, so only sizes far beyond the machine are refused):
@@ -42,10 +56,14 @@ from .errors import ConfigError
 from .interface import input_dim
 from .registry import POSTERIORS
 
+PROC_STATUS, PROC_MOUNTS, PROC_CGROUP = "/proc/self/status", "/proc/mounts", "/proc/self/cgroup"
 FALLBACK_BYTES = 64 * 2**30  # when the machine does not say how much memory it has
+MAX_WORK = 10**10            # gradient evaluations of one point that one command may start
+WORK_ENV = "PYROVAE_MAX_WORK"  # the environment variable that raises (confirms) MAX_WORK
 FLOAT = 4                    # bytes of one float32
 MAX_GRID_IMAGES = 1024       # images in one PNG grid (sample.png: the first 1024 draws)
 MAX_GRID_SIDE = 100          # rows or columns of a labelled grid (steps, --top, --grid, ...)
+GROUPED_BOUNDS = ("miwae", "piwae")  # bounds that draw objective.groups x num_particles
 
 
 # ---- the machine -------------------------------------------------------------------------------
@@ -72,17 +90,149 @@ def _sysconf_available() -> int | None:
     return None
 
 
-def available_bytes(device=None) -> int:
-    """Memory this process may still use: on ``device`` when it is a CUDA device (free
-    memory there), else the machine's available memory (see the module docstring)."""
+def _status_bytes(key: str) -> int | None:
+    """A ``key:  N kB`` line of /proc/self/status (VmSize, VmData) in bytes."""
+    try:
+        with open(PROC_STATUS) as fh:
+            for line in fh:
+                if line.startswith(key + ":"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        return None
+    return None
+
+
+def _rlimit_available() -> tuple[int, str] | None:
+    """(bytes, why) that RLIMIT_AS (less VmSize) or RLIMIT_DATA (less VmData) still allow
+    this process, the smaller; None when neither is set."""
+    try:
+        import resource
+    except ImportError:  # not on this platform
+        return None
+    best = None
+    for name, used, flag in (("RLIMIT_AS", "VmSize", "ulimit -v"),
+                             ("RLIMIT_DATA", "VmData", "ulimit -d")):
+        try:
+            soft = resource.getrlimit(getattr(resource, name))[0]
+        except (AttributeError, ValueError, OSError):
+            continue
+        if soft == resource.RLIM_INFINITY or soft < 0:
+            continue
+        held = _status_bytes(used) or 0
+        left = max(soft - held, 0)
+        if best is None or left < best[0]:
+            best = (left, f"the process's {name} ({flag}) of {format_bytes(soft)} less "
+                          f"{format_bytes(held)} it holds")
+    return best
+
+
+def _read_number(path: str) -> int | None:
+    """The integer in a cgroup file; None for "max", a missing file or junk."""
+    try:
+        with open(path) as fh:
+            return int(fh.read().split()[0])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def _stat_value(path: str, key: str) -> int:
+    try:
+        with open(path) as fh:
+            for line in fh:
+                name, _, value = line.partition(" ")
+                if name == key:
+                    return int(value)
+    except (OSError, ValueError):
+        pass
+    return 0
+
+
+def _cgroup_mounts() -> dict:
+    """{"v2": mount point, "v1": mount point of the memory controller} from /proc/mounts."""
+    mounts = {}
+    try:
+        with open(PROC_MOUNTS) as fh:
+            for line in fh:
+                parts = line.split()
+                if len(parts) < 4:
+                    continue
+                if parts[2] == "cgroup2":
+                    mounts.setdefault("v2", parts[1])
+                elif parts[2] == "cgroup" and "memory" in parts[3].split(","):
+                    mounts.setdefault("v1", parts[1])
+    except OSError:
+        pass
+    return mounts
+
+
+#: cgroup version -> (limit file, usage file, memory.stat key of reclaimable file cache)
+_CGROUP_FILES = {"v2": ("memory.max", "memory.current", "inactive_file"),
+                 "v1": ("memory.limit_in_bytes", "memory.usage_in_bytes", "total_inactive_file")}
+_NO_LIMIT = 2**60  # v1 writes "no limit" as a huge number (9223372036854771712)
+
+
+def _cgroup_available() -> tuple[int, str] | None:
+    """(bytes, why) this process's memory cgroups still allow: over its cgroup and every one
+    above it (v2 and v1), the smallest limit less usage (without the inactive file cache,
+    which the kernel reclaims first); None where no cgroup has a memory limit."""
+    mounts, best = _cgroup_mounts(), None
+    try:
+        with open(PROC_CGROUP) as fh:
+            lines = fh.read().splitlines()
+    except OSError:
+        return None
+    for line in lines:
+        parts = line.split(":", 2)
+        if len(parts) != 3:
+            continue
+        version = ("v2" if parts[0] == "0" and parts[1] == "" else
+                   "v1" if "memory" in parts[1].split(",") else None)
+        if version is None or version not in mounts:
+            continue
+        limit_name, usage_name, cache_key = _CGROUP_FILES[version]
+        root = os.path.normpath(mounts[version])
+        here = os.path.normpath(os.path.join(root, parts[2].lstrip("/")))
+        if os.path.commonpath([root, here]) != root or not os.path.isdir(here):
+            here = root  # a cgroup namespace: the mount is this process's own cgroup
+        while True:
+            limit = _read_number(os.path.join(here, limit_name))
+            if limit is not None and 0 < limit < _NO_LIMIT:
+                usage = _read_number(os.path.join(here, usage_name)) or 0
+                usage -= min(_stat_value(os.path.join(here, "memory.stat"), cache_key), usage)
+                left = max(limit - usage, 0)
+                if best is None or left < best[0]:
+                    best = (left, f"the cgroup's {limit_name} of {format_bytes(limit)} less "
+                                  f"{format_bytes(usage)} in use")
+            if here == root:
+                break
+            here = os.path.dirname(here)
+    return best
+
+
+def memory_budget(device=None) -> tuple[int, str | None]:
+    """(bytes this process may still use, why, when a limit of the process rather than the
+    machine's available memory sets it): on ``device`` when it is a CUDA device (its free
+    memory), else the smallest of the machine's available memory, RLIMIT_AS / RLIMIT_DATA
+    and the cgroup's limit (module docstring)."""
     if device is not None and str(device).startswith("cuda"):
         import torch
 
         try:
-            return int(torch.cuda.mem_get_info(device)[0])
+            return int(torch.cuda.mem_get_info(device)[0]), None
         except (RuntimeError, AssertionError, ValueError):
             pass  # no usable GPU: the device check says so elsewhere
-    return _meminfo_available() or _sysconf_available() or FALLBACK_BYTES
+    budget = (_meminfo_available() or _sysconf_available() or FALLBACK_BYTES, None)
+    for limit in (_rlimit_available(), _cgroup_available()):
+        if limit is not None and limit[0] < budget[0]:
+            budget = limit
+    return budget
+
+
+def available_bytes(device=None) -> int:
+    """Memory this process may still use: on ``device`` when it is a CUDA device (free
+    memory there), else the smallest of the machine's available memory and the process's
+    limits (:func:`memory_budget`)."""
+    return memory_budget(device)[0]
 
 
 def format_bytes(n: float) -> str:
@@ -98,11 +248,41 @@ def format_bytes(n: float) -> str:
 def check_bytes(n_bytes: float, what: str, fix: str, error=ConfigError, device=None) -> None:
     """Refuse ``n_bytes`` (an estimate) when it is more than the memory available (on
     ``device``): one line naming ``what`` needs it and the ``fix``, raised as ``error``."""
-    available = available_bytes(device)
+    available, why = memory_budget(device)
     if n_bytes > available:
         where = f" on {device}" if device is not None and str(device) != "cpu" else ""
+        limit = f" ({why})" if why else ""
         raise error(f"{what} needs about {format_bytes(n_bytes)} of memory{where}, more than "
-                    f"the {format_bytes(available)} available; {fix}")
+                    f"the {format_bytes(available)} available{limit}; {fix}")
+
+
+def max_work() -> int:
+    """The cap of :func:`check_work`: :data:`MAX_WORK`, or the environment variable
+    ``PYROVAE_MAX_WORK`` (a positive number, e.g. 1e12) when set."""
+    text = os.environ.get(WORK_ENV, "").strip()
+    if not text:
+        return MAX_WORK
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not (math.isfinite(value) and value >= 1):
+        raise ConfigError(f"{WORK_ENV} = {text!r} must be a number >= 1 (gradient "
+                          f"evaluations, e.g. 1e12), or unset for the default {MAX_WORK:.0e}")
+    return int(value)
+
+
+def check_work(units: float, what: str, fix: str, unit: str = "gradient evaluations of one "
+               "point") -> None:
+    """Refuse, in one line, a job of ``units`` of work above :func:`max_work`: ``what`` names
+    the sizes that multiply to it, ``fix`` the knob to lower."""
+    cap = max_work()
+    if units > cap:
+        step = 10 ** max(math.floor(math.log10(units)) - 1, 0)  # 2 digits, rounded up
+        enough = math.ceil(units / step) * step
+        raise ConfigError(f"{what} is about {units:.2g} {unit}, more than the cap of "
+                          f"{cap:.2g} (days of computing on a CPU); {fix}, or set "
+                          f"{WORK_ENV}={enough:.2g} to run it anyway")
 
 
 # ---- a model, from its config --------------------------------------------------------------------
@@ -294,6 +474,9 @@ def check_training(config, input_shape, model, device=None, points: int | None =
     params = sum(p.numel() for p in model.parameters())
     mc, tc = config.model, config.train
     particles = int(getattr(mc, "num_particles", 1) or 1)
+    objective = getattr(mc, "objective", None)
+    groups = (int(getattr(objective, "groups", 1) or 1)
+              if getattr(objective, "bound", None) in GROUPED_BOUNDS else 1)
     batch = tc.batch_size + int(getattr(mc, "label_batch_size", 0) or 0)
     per_point = point_floats(mc, input_shape)
     if per_point is not None:
@@ -302,10 +485,12 @@ def check_training(config, input_shape, model, device=None, points: int | None =
         per_point = int(model.particle_bytes(1))
     else:
         return  # a module whose activations cannot be estimated without running it
-    check_bytes(3 * FLOAT * params + 2 * per_point * batch * particles,
-                f"training with train.batch_size = {tc.batch_size} and model.num_particles = "
-                f"{particles}", "lower model.num_particles or train.batch_size (or make the "
-                "model smaller)", device=device)
+    sizes = f"train.batch_size = {tc.batch_size} and model.num_particles = {particles}"
+    if groups > 1:
+        sizes += f" x model.objective.groups = {groups}"
+    check_bytes(3 * FLOAT * params + 2 * per_point * batch * particles * groups,
+                f"training with {sizes}", "lower model.num_particles or train.batch_size (or "
+                "make the model smaller)", device=device)
     eval_batch = tc.eval_batch_size if points is None else min(tc.eval_batch_size, points)
     check_bytes(per_point * eval_batch,
                 f"evaluating with train.eval_batch_size = {tc.eval_batch_size}",

@@ -5,16 +5,27 @@ evaluates, compares and exports like the built-in kinds. Its run records how to 
 
     [model]
     kind = "module"
-    target = "mypkg.models:TwoLayerVAE"     # import path of a class (or factory function)
+    target = "mypkg.models:TwoLayerVAE"     # import path of a torch.nn.Module class
     args = {hidden = 200, latent = [100, 50]}  # its keyword arguments
 
 ``pyrovae.train(module, data, out=...)`` fills these from the instance: the class's
 ``module:qualname``, and each argument of its ``__init__`` read back from the attribute of the
 same name (the scikit-learn convention), or from an ``init_args`` dict attribute when the
 module has one. An argument named ``input_shape`` is given the data's shape when the module is
-rebuilt and is not recorded. ``pyrovae.load(RUN)`` imports ``target`` (the current folder is
-searched too, as ``python -m`` does) and calls it with ``args``; the checkpoint itself is
-still read with ``weights_only``, so no code runs from a checkpoint file.
+rebuilt and is not recorded. ``pyrovae.load(RUN, trust_module=True)`` imports ``target`` (the
+current folder is searched too, as ``python -m`` does) and calls it with ``args``; the
+checkpoint itself is still read with ``weights_only``, so no code runs from a checkpoint file.
+
+A run folder is data, not code: its ``config.toml`` and checkpoint are files anyone may have
+written, and ``model.target`` is the one thing in them that names code. Opening a run folder
+(``pyrovae.load``, every command on RUN_DIR, ``train --resume``) imports that target only
+with the caller's consent (:func:`consent_refusal`): ``trust_module=True``, ``--trust-module``
+(the CLI runs the command inside :func:`trusting_modules`), or ``model=`` (the class itself).
+Training from a config you pass (``pyrovae train CONFIG``, ``compare CONFIG``) is consent to
+the target it names, for the rest of that process (so ``compare`` can read back the runs it
+wrote). Even with consent, only a ``torch.nn.Module`` subclass is called
+(:func:`module_class`): a function, a builtin such as ``os:system`` or another class is
+refused before it is called.
 
 A class defined in a notebook or a script (module ``__main__``) or inside a function (a
 qualname with ``<locals>``) trains as well; its target (``"__main__:MyVAE"``) says that no
@@ -25,6 +36,8 @@ with the recorded args; an instance: used as it is).
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import importlib
 import inspect
 import os
@@ -37,6 +50,43 @@ from .errors import ConfigError
 from .registry import MODEL_KINDS
 
 SHAPE_ARGUMENT = "input_shape"
+
+#: whether the code running now consents to importing what a run folder's model.target names
+#: (``pyrovae.load(..., trust_module=True)``, a command given ``--trust-module``)
+_TRUSTED = contextvars.ContextVar("pyrovae_trust_module", default=False)
+#: targets this process has imported and built a model from: from a config the user passed
+#: (``pyrovae train CONFIG``, ``compare CONFIG``) or with consent; their runs open without
+#: asking again (the code is already imported: importing it again runs nothing)
+_BUILT_TARGETS: set[str] = set()
+
+
+@contextlib.contextmanager
+def trusting_modules(trust: bool = True):
+    """Consent, for the block, to import and call the module class a run folder's
+    ``model.target`` names (``--trust-module`` runs each command inside it)."""
+    token = _TRUSTED.set(bool(trust) or _TRUSTED.get())
+    try:
+        yield
+    finally:
+        _TRUSTED.reset(token)
+
+
+def trusted(target: str) -> bool:
+    """Whether ``target`` may be imported from a run folder now: consent was given, or this
+    process already built a model from it (a config the user passed, or earlier consent)."""
+    return _TRUSTED.get() or target in _BUILT_TARGETS
+
+
+def consent_refusal(config: ModuleConfig, fix: str) -> ConfigError | None:
+    """The one-line refusal to import a run folder's ``model.target`` without consent (None
+    when consent was given); ``fix`` is the Python call that consents, ``{name}`` standing for
+    the class name. Nothing is imported to say so."""
+    if not config.target or local_origin(config.target) is not None or trusted(config.target):
+        return None
+    return ConfigError(f"model.target = {config.target!r} names code to import and run, and a "
+                       f"run folder is data, so pyrovae imports it only with your consent: if "
+                       f"you trust whoever wrote this run, pass --trust-module (in Python: "
+                       f"{fix.format(name=target_name(config.target))})")
 
 
 def _import(target: str):
@@ -60,6 +110,18 @@ def _import(target: str):
     return obj
 
 
+def module_class(target: str) -> type:
+    """The ``torch.nn.Module`` subclass ``target`` names, imported; anything else (a function,
+    a builtin such as ``os:system``, another class) is refused in one line, never called."""
+    obj = _import(target)
+    if inspect.isclass(obj) and issubclass(obj, torch.nn.Module):
+        return obj
+    what = (f"the class {obj.__module__}.{obj.__qualname__}, not a torch.nn.Module subclass"
+            if inspect.isclass(obj) else f"a {type(obj).__name__}, not a torch.nn.Module class")
+    raise ConfigError(f"model.target = {target!r} is {what}; pyrovae calls only the module "
+                      f"class of a model (package.module:Class) and did not call it")
+
+
 def local_origin(target: str) -> str | None:
     """Where the class of ``target`` was defined when no other process can import it: a
     notebook or script (module ``__main__``) or a function (``<locals>`` in its name); None
@@ -73,7 +135,7 @@ def local_origin(target: str) -> str | None:
 
 
 def target_name(target: str) -> str:
-    """The class (or factory) name of ``target``: ``"__main__:MyVAE"`` -> ``"MyVAE"``."""
+    """The class name of ``target``: ``"__main__:MyVAE"`` -> ``"MyVAE"``."""
     return target.partition(":")[2].rsplit(".", 1)[-1]
 
 
@@ -91,17 +153,23 @@ def local_refusal(config: ModuleConfig, fix: str) -> ConfigError | None:
 
 
 def build_user_module(config: ModuleConfig, input_shape, factory=None) -> torch.nn.Module:
-    """``target(**args)`` (with ``input_shape`` when the target takes it); ``factory``, when
-    given, is called in place of importing ``target`` (``pyrovae.load(RUN, model=MyVAE)``)."""
+    """``target(**args)`` (with ``input_shape`` when the target takes it), ``target`` being a
+    ``torch.nn.Module`` subclass (:func:`module_class`); ``factory``, when given, is called in
+    place of importing ``target`` (``pyrovae.load(RUN, model=MyVAE)``: the caller's own class).
+
+    Whoever builds from a run folder's config asks for consent first
+    (``runs.load.refuse_unimportable``: :func:`consent_refusal`); a config the user passes
+    (training) is consent to its target."""
     if not config.target:
         raise ConfigError("model.kind = \"module\" needs model.target = "
                           "\"package.module:Class\", the import path of your model")
-    if factory is None:
+    imported = factory is None  # (not model=: the caller's class, whatever its module)
+    if imported:
         refusal = local_refusal(config, 'pyrovae.load("RUN", model={name}) or '
                                         'pyrovae.train({name}, data, out="RUN", resume=True)')
         if refusal is not None:
             raise refusal
-        factory = _import(config.target)
+        factory = module_class(config.target)
     kwargs = dict(config.args)
     try:
         params = inspect.signature(factory).parameters
@@ -112,11 +180,15 @@ def build_user_module(config: ModuleConfig, input_shape, factory=None) -> torch.
     try:
         module = factory(**kwargs)
     except TypeError as err:
+        if err.__traceback__.tb_next is not None:  # raised inside __init__: the module's own
+            raise
         raise ConfigError(f"model.target = {config.target!r} does not take model.args = "
                           f"{config.args!r} ({err})") from None
     if not isinstance(module, torch.nn.Module):
         raise ConfigError(f"model.target = {config.target!r} made a "
                           f"{type(module).__name__}, not a torch.nn.Module")
+    if imported:
+        _BUILT_TARGETS.add(config.target)
     return module
 
 
@@ -190,4 +262,4 @@ def _plain(value) -> bool:
 
 
 MODEL_KINDS.register("module", build_user_module, config=ModuleConfig, given_model=given_module,
-                     unimportable=local_refusal)
+                     unimportable=local_refusal, consent=consent_refusal)

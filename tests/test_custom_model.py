@@ -195,7 +195,7 @@ def test_api_run_folder_records_the_module(api_run, model_cls):
 
 
 def test_load_rebuilds_the_same_class_and_parameters(api_run, model_cls):
-    loaded = pyrovae.load(api_run.path)
+    loaded = pyrovae.load(api_run.path, trust_module=True)
     assert type(loaded.vae) is model_cls
     assert loaded.vae.input_shape == (1, 8, 8) and list(loaded.vae.hidden) == SMALL["hidden"]
     mine, theirs = api_run.vae.state_dict(), loaded.vae.state_dict()
@@ -243,7 +243,8 @@ def test_a_class_from_main_is_recorded_as_such(work):
 
 
 def test_cli_evaluate_on_an_api_run(api_run, capsys):
-    code = main(["evaluate", str(api_run.path), "--nll-samples", "50", "--quiet"])
+    code = main(["evaluate", str(api_run.path), "--nll-samples", "50", "--quiet",
+                 "--trust-module"])
     assert code == 0, capsys.readouterr().err
     result = json.loads((api_run.path / "eval.json").read_text())
     assert result["nll_samples"] == 50 and result["num_points"] == 64
@@ -300,21 +301,22 @@ def test_cli_compare_module_config(cli_config, work, capsys):
 
 
 def test_cli_sample_uses_the_modules_own_sample(api_run, capsys):
-    assert main(["sample", str(api_run.path), "--n", "8"]) == 0, capsys.readouterr().err
+    assert main(["sample", str(api_run.path), "--n", "8", "--trust-module"]) == 0, \
+        capsys.readouterr().err
     assert json.loads(capsys.readouterr().out)["n"] == 8
     assert (api_run.path / "sample.png").is_file()
 
 
 @pytest.mark.parametrize("command", ["interpolate", "traverse", "latent-map", "impute"])
 def test_cli_commands_needing_an_encoder_refuse_in_one_line(api_run, command, capsys):
-    assert main([command, str(api_run.path)]) == 2
+    assert main([command, str(api_run.path), "--trust-module"]) == 2
     line = one_line_error(capsys)
     assert "needs a Gaussian encoder" in line and "TwoLayerVAE does not declare" in line
 
 
 @pytest.mark.parametrize("command", ["reconstruct", "anomaly"])
 def test_cli_reconstruct_and_anomaly_on_a_module_run(api_run, command, capsys):
-    assert main([command, str(api_run.path)]) == 0
+    assert main([command, str(api_run.path), "--trust-module"]) == 0
 
 
 # ---- refusals: one line, exit status 2 -----------------------------------------------------
@@ -380,7 +382,7 @@ def test_export_names_the_log_likelihood_after_the_observed_sites(work, data, cl
     pyrovae.train(getattr(usermods, cls)(data.shape), data, out=out, epochs=1, **TRAIN)
     path = work / f"export-{cls}.nc"
     assert main(["export", str(out), "--arviz", str(path), "--points", "0,2,5",
-                 "--draws", "30"]) == 0, capsys.readouterr().err
+                 "--draws", "30", "--trust-module"]) == 0, capsys.readouterr().err
     idata = az.from_netcdf(path)
     assert sorted(idata.log_likelihood.data_vars) == sorted(observed)
     for name in observed:
@@ -393,7 +395,8 @@ def test_export_names_the_log_likelihood_after_the_observed_sites(work, data, cl
     # known answer: log p(site | z_s) of the exported draws z_s, from the decoder itself
     z = torch.as_tensor(idata.posterior["z"].values[0])                       # [S, P, 4]
     with torch.no_grad():
-        lp = torch.distributions.Bernoulli(logits=pyrovae.load(out).vae.dec(z)).log_prob(x)
+        vae = pyrovae.load(out, trust_module=True).vae
+        lp = torch.distributions.Bernoulli(logits=vae.dec(z)).log_prob(x)
     pixels = {"pix": slice(None), "top": slice(0, 24), "rest": slice(24, None)}
     for name in observed:
         np.testing.assert_allclose(idata.log_likelihood[name].values[0],

@@ -174,7 +174,7 @@ def test_checkpoint_holds_the_pyro_params_and_load_restores_them(data, tmp_path)
         assert torch.equal(transform_to(constraints.positive)(saved["pyro_params"][name]), value)
     pyro.clear_param_store()  # a new process...
     pyro.get_param_store()["sigma"] = torch.tensor(3.0)  # ...or one holding another value
-    loaded = pyrovae.load(run.path)
+    loaded = pyrovae.load(run.path, trust_module=True)
     for name, value in trained.items():
         assert torch.equal(store_value(name), value), name
     # the evaluation path sees the trained values: the run's own last test ELBO, again
@@ -212,7 +212,7 @@ def test_a_pyroparam_is_trained_afresh_by_each_run_and_loaded_as_saved(data, tmp
     pyro.set_rng_seed(0)
     other = pyrovae.train(WithPyroParam(data.shape), gaussian_data(scale=2.0), epochs=2, **TRAIN)
     assert float(other.vae.sigma.detach()) > 1.0  # the store now holds another run's sigma
-    loaded = pyrovae.load(runs[0].path)
+    loaded = pyrovae.load(runs[0].path, trust_module=True)
     again = evaluate_elbo(loaded.vae, data.test_data(), runs[0].config.train.eval_batch_size,
                           seed=runs[0].config.train.seed)
     assert again["elbo"] == pytest.approx(runs[0].history[-1]["test_elbo"], rel=1e-6)

@@ -361,6 +361,9 @@ def test_array_file_too_large_for_memory_is_refused_from_its_header(tmp_path, ca
 
 def test_memory_check_reads_the_machine_and_names_size_and_fix(monkeypatch):
     assert limits.available_bytes() > 0
+    # (the process's own limits, RLIMIT_AS and the cgroup's, are tests/red_team/test_memory.py's)
+    monkeypatch.setattr(limits, "_rlimit_available", lambda: None)
+    monkeypatch.setattr(limits, "_cgroup_available", lambda: None)
     monkeypatch.setattr(limits, "_meminfo_available", lambda: None)
     assert limits.available_bytes() > 0  # os.sysconf
     monkeypatch.setattr(limits, "_sysconf_available", lambda: None)

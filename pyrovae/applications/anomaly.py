@@ -39,7 +39,7 @@ from ..files import write_csv, write_json
 from ..reports.applications import save_score_histogram
 from ..rng import seeded
 from ..interface import data_view, require, takes_condition
-from .runs import as_run, output_dir, resolve_data
+from .runs import as_run, own_data, output_dir, read_data
 
 SCORES = ("elbo", "nll", "ratio", "latent")
 DEFAULT_SAMPLES = {"elbo": 10, "nll": 200, "ratio": 10, "latent": 1}  # latent: no sampling
@@ -140,9 +140,10 @@ def check_scoring_memory(vae, score: str, k: int, batch: int) -> None:
         limits.check_points(vae, k * batch, what, fix)
 
 
-def anomalous_labels(run, labels, anomalous_classes=None):
+def anomalous_labels(run, labels, anomalous_classes=None, data: str = "test:all"):
     """Boolean [N] (True = anomalous) from labels: listed classes, or else every class the
-    run did not train on (``data.classes``); None when that cannot be known."""
+    run did not train on (``data.classes``); None when that cannot be known. A listed class
+    that no example of ``data`` has is refused in one line naming the labels there are."""
     if labels is None:
         if anomalous_classes:
             raise DataError("--labels-anomalous needs labelled data, but these data have no "
@@ -150,6 +151,14 @@ def anomalous_labels(run, labels, anomalous_classes=None):
         return None
     y = labels.cpu().numpy()
     if anomalous_classes:
+        present = sorted(int(c) for c in np.unique(y))
+        missing = [int(c) for c in anomalous_classes if int(c) not in present]
+        if missing:
+            listed = " ".join(str(c) for c in missing)
+            which = "that label" if len(missing) == 1 else "those labels"
+            raise DataError(f"--labels-anomalous {listed} (labels_anomalous): no example of "
+                            f"data '{data}' has {which}; its labels are "
+                            f"{', '.join(str(c) for c in present)}")
         return np.isin(y, list(anomalous_classes))
     trained = run.config.data.classes
     return ~np.isin(y, list(trained)) if trained else None
@@ -171,13 +180,11 @@ def anomaly(run, out=None, data: str = "test:all", score: str = "elbo",
         labels_anomalous = [check_number(c, "labels_anomalous", SIZE) for c in labels_anomalous]
     run = as_run(run)
     folder = output_dir(run, out)
-    x, y, _ = resolve_data(run, data)
-    anomalous = anomalous_labels(run, y, labels_anomalous)
+    x, y, _, record = read_data(run, data)  # the run's own data are checked: one line if not
+    anomalous = anomalous_labels(run, y, labels_anomalous, data)
     mean_image = x_train = None
-    if score in ("ratio", "latent"):  # the data the run trained on
-        from ..data import load_dataset
-
-        train = data_view(run.vae, load_dataset(run.config.data))
+    if score in ("ratio", "latent"):  # the data the run trained on (checked)
+        train = data_view(run.vae, own_data(run)[0])
         train = train.to(next(run.vae.parameters()).device)
         mean_image = train.train_x.mean(0)
         x_train = train.train_data(0, run.config.train.seed)
@@ -189,7 +196,7 @@ def anomaly(run, out=None, data: str = "test:all", score: str = "elbo",
             for i, v in enumerate(s)]
     write_csv(folder / "anomaly_scores.csv", rows)
     k = DEFAULT_SAMPLES[score] if num_samples is None else num_samples
-    result = {"data": data, "score": score, "num_samples": k,
+    result = {**record, "score": score, "num_samples": k,
               "n": len(s), "trained_classes": list(run.config.data.classes),
               "anomalous_classes": (list(labels_anomalous) if labels_anomalous else None),
               "mean_score": float(s.mean()), "auroc": None}

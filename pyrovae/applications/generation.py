@@ -24,7 +24,7 @@ from ..interface import CapabilityError, has, require, takes_condition
 from ..model import tempered_sample
 from ..reports.plots import save_image_grid, save_reconstructions
 from ..rng import seeded
-from .runs import as_run, output_dir, resolve_data
+from .runs import as_run, output_dir, read_data, resolve_data
 
 MODES = ("mean", "sample")
 
@@ -123,12 +123,12 @@ def reconstruct(run, out=None, n: int = 16, data: str = "test") -> dict:
     run = as_run(run)
     require(run.vae, "reconstruct", command="reconstruct")
     folder = output_dir(run, out)
-    x, _, _ = resolve_data(run, data)
+    x, _, _, record = read_data(run, data)
     pairs = min(n, len(x), limits.MAX_GRID_IMAGES // 2)
     shown = save_reconstructions(run.vae, x, folder / "reconstruct.png", n=pairs)
     errors = reconstruction_error(run.vae, x)
     terms = evaluate_elbo(run.vae, x)
-    result = {"data": data, "n_shown": pairs, "n": len(x),
+    result = {**record, "n_shown": pairs, "n": len(x),
               "mse_shown": shown, "mse": float(errors.mean()),
               "mse_se": float(errors.std() / len(errors) ** 0.5) if len(errors) > 1 else 0.0,
               "log_px_z": terms["log_px_z"], "elbo": terms["elbo"], "kl": terms["kl"],

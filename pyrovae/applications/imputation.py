@@ -43,7 +43,7 @@ from ..files import write_json
 from ..interface import CapabilityError, refuse_condition, require
 from ..reports.applications import save_labelled_grid
 from ..rng import seeded
-from .runs import as_run, grey_levels, output_dir, resolve_data
+from .runs import as_run, grey_levels, output_dir, read_data
 
 MASKS = ("center", "left-half", "right-half", "top-half", "bottom-half", "random:P")
 METHODS = ("baseline", "one_pass", "gibbs", "importance", "resampled")
@@ -211,7 +211,7 @@ def impute(run, out=None, mask: str = "left-half", n: int = 16, eval_n: int = 0,
     refuse_condition(vae, "impute", "impute one from the class the classifier predicts with "
                      "the Python API (decode(z, y=...)), or use a VAE run")
     folder = output_dir(run, out)
-    x, _, dataset = resolve_data(run, data)
+    x, _, dataset, record = read_data(run, data)
     _check_sites(vae, x[:1])
     grey = grey_levels(dataset, data)
     x = x[:eval_n] if eval_n else x
@@ -248,7 +248,7 @@ def impute(run, out=None, mask: str = "left-half", n: int = 16, eval_n: int = 0,
                        f"mask {mask}: hidden-pixel MSE {mse['importance']:.4f} "
                        f"(mean-image baseline {mse['baseline']:.4f})")
     ess = torch.cat(ess)
-    result = {"data": data, "mask": mask, "n": len(x), "hidden_fraction": hidden / x.numel(),
+    result = {**record, "mask": mask, "n": len(x), "hidden_fraction": hidden / x.numel(),
               "gibbs_steps": gibbs_steps, "num_samples": num_samples, "seed": seed,
               "mse_hidden": mse, "mse_hidden_baseline": mse["baseline"],
               "mse_hidden_imputed": mse["importance"],

@@ -32,7 +32,7 @@ from ..limits import MAX_GRID_SIDE
 from ..interface import has, latent_condition, require
 from ..reports.applications import save_labelled_grid, save_latent_scatter
 from ..reports.plots import save_image_grid
-from .runs import as_run, output_dir, resolve_data
+from .runs import as_run, output_dir, read_data
 
 ACTIVE = 0.01            # activity threshold of an "active" unit (Burda et al. 2015)
 PROJECTIONS = ("pca", "kl")
@@ -126,7 +126,7 @@ def interpolate(run, out=None, a: int = 0, b: int = 1, steps: int = 10,
     run = as_run(run)
     require(run.vae, "encoder", "decoder", command="interpolate")
     vae, folder = run.vae, output_dir(run, out)
-    x, y, _ = resolve_data(run, data)
+    x, y, _, record = read_data(run, data)
     a, b = _check_index(a, len(x), "--a"), _check_index(b, len(x), "--b")
     mu = vae.encode(x[[a, b]])[0]
     cond = latent_condition(vae, x[a:a + 1])  # e.g. the SSVAE decodes with x_a's class
@@ -145,7 +145,7 @@ def interpolate(run, out=None, a: int = 0, b: int = 1, steps: int = 10,
              f"(label {_label(y, b)})")
     save_labelled_grid(torch.cat(rows), vae.input_shape, steps + 2, kinds,
                        folder / "interpolate.png", title, cols)
-    result = {"data": data, "a": a, "b": b, "label_a": _label(y, a), "label_b": _label(y, b),
+    result = {**record, "a": a, "b": b, "label_a": _label(y, a), "label_b": _label(y, b),
               "steps": steps, "kinds": kinds, "distance": float((mu[0] - mu[1]).norm()),
               "typical_norm": math.sqrt(mu.shape[1]), "paths": result_paths,
               "condition": {k: v.tolist() for k, v in cond.items()} or None,
@@ -171,7 +171,7 @@ def traverse(run, out=None, dims=None, span: float = 3.0, steps: int = 9, index:
     run = as_run(run)
     require(run.vae, "encoder", "decoder", command="traverse")
     vae, folder = run.vae, output_dir(run, out)
-    x, y, _ = resolve_data(run, data)
+    x, y, _, record = read_data(run, data)
     index = _check_index(index, len(x), "--index")
     rank = latent_ranking(vae, x)
     latent = rank["activity"].numel()
@@ -202,7 +202,7 @@ def traverse(run, out=None, dims=None, span: float = 3.0, steps: int = 9, index:
     save_labelled_grid(torch.cat(rows), vae.input_shape, steps, labels, folder / "traverse.png",
                        f"traversals around test #{index} (label {_label(y, index)}), "
                        f"offsets in prior std", cols)
-    result = {"data": data, "index": index, "label": _label(y, index), "span": span,
+    result = {**record, "index": index, "label": _label(y, index), "span": span,
               "steps": steps, "dims": dims, "order_by": rank["order_by"],
               "mean_abs_change": changes,
               "condition": {k: v.tolist() for k, v in cond.items()} or None,
@@ -276,7 +276,7 @@ def latent_map(run, out=None, projection: str = "pca", n: int = 0, grid: int = 2
     run = as_run(run)
     require(run.vae, "encoder", command="latent-map")
     vae, folder = run.vae, output_dir(run, out)
-    x, y, _ = resolve_data(run, data)
+    x, y, _, record = read_data(run, data)
     if n:
         x, y = x[:n], None if y is None else y[:n]
     if len(x) < 2:
@@ -291,7 +291,7 @@ def latent_map(run, out=None, projection: str = "pca", n: int = 0, grid: int = 2
     write_csv(folder / "latent_map.csv",
               [{"index": i, "label": "" if y is None else int(y[i]), "u": float(p[0]),
                 "v": float(p[1])} for i, p in enumerate(xy.cpu())])
-    result = {"data": data, "n": len(x), "latent_dim": mu.shape[1],
+    result = {**record, "n": len(x), "latent_dim": mu.shape[1],
               "projection": "identity" if mu.shape[1] == 2 else projection, "axes": list(names),
               "variance_ratio": ratio,
               "centroid_accuracy_2d": None if y is None else centroid_accuracy(xy, y.to(xy.device)),

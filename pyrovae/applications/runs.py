@@ -7,6 +7,12 @@ Data specs (``resolve_data``) name the examples an application reads:
     CONFIG.toml[:train]       the [data] section of a config file (test split by default)
     NAME_OR_FILE[:train]      a data set (mnist, digits, a .npy/.npz file) with the run's
                               binarization and seed (test split by default)
+
+The run's own data (the first two) are checked against the fingerprint the run recorded in
+training (``pyrovae.data.fingerprint``): data that changed since are refused in one line. The
+others are other data on purpose: ``read_data``'s record says which they are
+(``data_sha256``) and whether they are the run's (``same_data_as_training``), and every
+application puts both into its result.
 """
 
 from __future__ import annotations
@@ -18,7 +24,7 @@ import torch
 
 from ..config import DataConfig, load_config
 from ..errors import CheckpointError, DataError
-from ..evaluation.evaluate import SPLITS, split_data
+from ..evaluation.evaluate import SPLITS, check_run_data, data_record, split_data
 from ..files import writable_dir
 from ..interface import check_data, data_view, input_dim
 from ..runs import Run, load
@@ -64,12 +70,44 @@ def _split_of(spec: str) -> tuple[str, str, bool]:
     return source, split, every
 
 
+#: what to do when a run's own data changed since training
+FIX = ("restore the data it was trained on (the same file and [data] settings), or pass "
+       "--data FILE (data=) to use other data on purpose")
+
+
+def own_data(run: Run, every: bool = False):
+    """(the Dataset the run's [data] section gives, its record) after checking that they are
+    the data it was trained on (``check_run_data``, one line when not); ``every``: with the
+    classes the run excluded added back (data.classes = [])."""
+    from ..data import from_arrays, read_source
+
+    cfg = run.config.data
+    raw = read_source(cfg)  # read once; the classes filter is applied after
+    make = lambda c: from_arrays(c.name, raw, c.binarize, c.seed, c.train_size,  # noqa: E731
+                                 c.test_size, c.classes)
+    data = make(cfg)
+    data.source = cfg
+    record = check_run_data(run, data, FIX)
+    if every and cfg.classes:
+        data = make(replace(cfg, classes=()))
+        data.source = replace(cfg, classes=())
+    return data, record
+
+
 def resolve_data(run: Run, spec: str = "test"):
-    """(x [N, D] as the model sees it, labels [N] or None, the Dataset) for a data spec."""
+    """(x [N, D] as the model sees it, labels [N] or None, the Dataset) for a data spec;
+    the run's own data are refused in one line when they changed since training."""
+    return read_data(run, spec)[:3]
+
+
+def read_data(run: Run, spec: str = "test"):
+    """:func:`resolve_data`'s (x, y, Dataset) and the data's record for a result:
+    ``{"data_sha256", "same_data_as_training"}`` (``data_record``; for the run's own data,
+    checked, the fingerprint of the data set it trained on, also for test:all)."""
     source, split, every = _split_of(spec)
     own = run.config.data
     if not source:
-        cfg = replace(own, classes=()) if every else own
+        dataset, record = own_data(run, every)
     elif every:
         raise DataError(f"data spec '{spec}': ':all' applies to the run's own data only "
                         f"(test:all or train:all)")
@@ -82,9 +120,12 @@ def resolve_data(run: Run, spec: str = "test"):
                  if takes_image_options(source) else {})  # the run's image size, if it can
         cfg = DataConfig(name=source, binarize=own.binarize, seed=own.seed, path=own.path,
                          **sized)
-    from ..data import load_dataset
+    if source:
+        from ..data import load_dataset
 
-    data = data_view(run.vae, load_dataset(cfg)).to(device_of(run))  # as the model reads it
+        dataset = load_dataset(cfg)
+        record = data_record(run, dataset)
+    data = data_view(run.vae, dataset).to(device_of(run))  # as the model reads it
     x = split_data(data, split, seed=run.config.train.seed)
     y = data.test_y if split == "test" else data.train_y
     wanted = input_dim(run.vae)
@@ -92,7 +133,7 @@ def resolve_data(run: Run, spec: str = "test"):
         raise DataError(f"data '{spec}' has {x.shape[1]} values per example but the run's "
                         f"model takes {wanted}; use data of the kind it was trained on")
     check_data(run.vae, x, f"data '{spec}'")
-    return x, y, data
+    return x, y, data, {"data": spec, **record}
 
 
 def grey_levels(data, spec: str):

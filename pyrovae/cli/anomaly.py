@@ -8,16 +8,19 @@ from __future__ import annotations
 
 from ..config.fields import COUNT, SEED, SIZE
 from .common import add_data_argument, add_run_argument, open_run, print_result
+from .evaluate import print_data_note
 from .options import checked, number
 
 
 def _anomaly(args) -> int:
     from ..applications import anomaly
 
-    result = anomaly(open_run(args), args.out, data=args.data, score=args.score,
+    run = open_run(args)
+    result = anomaly(run, args.out, data=args.data, score=args.score,
                      labels_anomalous=args.labels_anomalous, num_samples=args.samples,
                      seed=args.seed, progress=not args.no_progress,
                      neighbours=args.neighbours)
+    print_data_note(result, run, args.data)
     return print_result(result)
 
 

@@ -1,15 +1,51 @@
-"""Arguments shared by the subcommands that work on a trained run folder."""
+"""Arguments shared by the subcommands that work on a trained run folder, and by every
+command: ``--debug`` and ``--trust-module``."""
 
 from __future__ import annotations
 
 import argparse
+import functools
+
+TRUST_HELP = ("consent to import and run the Python class that a run folder's model.target "
+              "names (a model you wrote, model.kind = \"module\"); a run folder is data, so "
+              "without this flag no code it names is imported: give it only for runs from "
+              "someone whose code you would run")
+
+
+class TrustModule(argparse.Action):
+    """``--trust-module``: sets ``args.trust_module`` and runs the command's ``func`` inside
+    :func:`pyrovae.user_model.trusting_modules`, so that every run folder the command opens
+    (``open_run``, ``train --resume``, ``compare``'s and ``reproduce``'s runs) may import its
+    ``model.target``; without it (the default) none does (docs/reliability.md, threat model)."""
+
+    def __init__(self, option_strings, dest, **kwargs):
+        super().__init__(option_strings, dest, nargs=0, default=False, **kwargs)
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        setattr(namespace, self.dest, True)
+        func = getattr(namespace, "func", None)  # (the subparser's defaults are set first)
+        if func is not None and not getattr(func, "trusts_modules", False):
+            namespace.func = _trusting(func)
+
+
+def _trusting(func):
+    @functools.wraps(func)
+    def run(args) -> int:
+        from ..user_model import trusting_modules
+
+        with trusting_modules(getattr(args, "trust_module", False)):
+            return func(args)
+    run.trusts_modules = True
+    return run
 
 
 def add_common(p: argparse.ArgumentParser) -> None:
-    """``--debug`` after the subcommand as well as before it."""
+    """``--debug`` after the subcommand as well as before it, and ``--trust-module`` (every
+    command: each may open a run folder)."""
     # SUPPRESS: without it this default (False) would override `pyrovae --debug CMD ...`
     p.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
                    help=argparse.SUPPRESS)
+    p.add_argument("--trust-module", action=TrustModule, help=TRUST_HELP)
 
 
 def add_run_argument(p: argparse.ArgumentParser) -> None:
@@ -24,13 +60,16 @@ def add_run_argument(p: argparse.ArgumentParser) -> None:
 
 
 def open_run(args):
-    """Load ``args.run`` (a :class:`pyrovae.Run`) or raise a one-line CheckpointError; then
+    """Load ``args.run`` (a :class:`pyrovae.Run`) or raise a one-line CheckpointError (or the
+    one-line ConfigError of a module run opened without ``--trust-module``); then
     prove, before any work, that the command's output folder (``--out``, the folder of
     ``--arviz FILE``, or the run folder) can be written, else a one-line WriteError."""
     from ..applications.runs import as_run, output_dir
     from ..files import writable_dir
+    from ..user_model import trusting_modules
 
-    run = as_run(args.run, device=args.device)
+    with trusting_modules(getattr(args, "trust_module", False)):  # (also without main's func)
+        run = as_run(args.run, device=args.device)
     if getattr(args, "arviz", None):
         from pathlib import Path
 

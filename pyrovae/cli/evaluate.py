@@ -3,10 +3,16 @@ diagnostics of a trained run, written to RUN_DIR/eval.json (+ CSV and PNGs).
 
     pyrovae evaluate RUN_DIR [--nll-samples 5000] [--split test|train] [--points N]
         [--ais-steps T ...] [--bdmc N] [--gaps ...]      (trust_options.py, docs/ais.md)
+
+It evaluates on the data the run's [data] section names, and only on the data it was trained
+on: when they changed since training (their sha256, ``pyrovae.data.fingerprint``, differs
+from the one the run recorded), it refuses in one line. A run trained before fingerprints
+were recorded is evaluated as it always was, with a one-line note.
 """
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 from ..config.fields import COUNT, SEED
@@ -52,12 +58,46 @@ def format_table(result: dict) -> str:
     return "\n".join([f"{split} set, {result['num_points']} points"] + lines)
 
 
+#: what to do when a run's data changed since training
+FIX = ("restore the data it was trained on (the same file and [data] settings), or train a "
+       "new run on these data")
+
+
+def data_note(result: dict, run, data: str | None = None) -> str | None:
+    """The one-line note a command prints about its data (``result``'s ``data_sha256`` and
+    ``same_data_as_training``, see pyrovae.evaluation.evaluate.data_record): other data than
+    the run's (``data``: the --data spec), or a run too old to have a fingerprint; None when
+    the data are the run's own, checked."""
+    from ..data.fingerprint import short
+
+    same, sha = result.get("same_data_as_training"), result.get("data_sha256")
+    if same is None and sha:
+        return (f"pyrovae: note: run '{run.path}' records no data fingerprint (trained before "
+                f"pyrovae recorded one), so its data could not be checked against the data "
+                f"read (sha256 {short(sha)})")
+    if same is False:
+        from ..evaluation.evaluate import recorded_data_sha256
+
+        return (f"pyrovae: note: other data: '{data}' (sha256 {short(sha)}) are not the data "
+                f"run '{run.path}' was trained on (sha256 "
+                f"{short(recorded_data_sha256(run))}); same_data_as_training = false")
+    return None
+
+
+def print_data_note(result: dict, run, data: str | None = None) -> None:
+    """Print :func:`data_note` (when there is one) on stderr, so stdout stays the result."""
+    note = data_note(result, run, data)
+    if note:
+        print(note, file=sys.stderr)
+
+
 def _evaluate(args) -> int:
     import torch
 
     from .. import distributed
     from ..data import load_dataset
     from ..evaluation import evaluate_run
+    from ..evaluation.evaluate import check_run_data
     from ..reports import write_evaluation
 
     trust = trust_settings(args)  # AIS, BDMC, gaps: refused in one line before anything runs
@@ -65,6 +105,7 @@ def _evaluate(args) -> int:
     args.device = str(context.device_for(torch.device(args.device)))  # cuda: cuda:LOCAL_RANK
     run = open_run(args)
     data = load_dataset(run.config.data)
+    check_run_data(run, data, FIX)  # the data it was trained on, or one line
     result = evaluate_run(run, data, nll_samples=args.nll_samples, split=args.split,
                           max_points=args.points, seed=args.seed, progress=not args.quiet,
                           batch_size=args.batch_size, memory_mb=args.memory_mb,
@@ -74,6 +115,7 @@ def _evaluate(args) -> int:
     out = Path(args.out) if args.out else run.path
     out.mkdir(parents=True, exist_ok=True)
     files = write_evaluation(result, out)
+    print_data_note(result, run)
     print(format_table(result))
     print(f"written: {', '.join(str(f) for f in files)}")
     return 0

@@ -8,15 +8,18 @@ from __future__ import annotations
 
 from ..config.fields import COUNT, SEED, SIZE
 from .common import add_data_argument, add_run_argument, open_run, print_result
+from .evaluate import print_data_note
 from .options import checked, number
 
 
 def _impute(args) -> int:
     from ..applications import impute
 
-    result = impute(open_run(args), args.out, mask=args.mask, n=args.n, eval_n=args.eval_n,
+    run = open_run(args)
+    result = impute(run, args.out, mask=args.mask, n=args.n, eval_n=args.eval_n,
                     gibbs_steps=args.gibbs_steps, num_samples=args.samples, seed=args.seed,
                     data=args.data, progress=not args.no_progress)
+    print_data_note(result, run, args.data)
     return print_result(result)
 
 

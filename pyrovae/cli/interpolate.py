@@ -9,14 +9,17 @@ from __future__ import annotations
 from ..applications.latent import STEPS
 from ..config.fields import INTEGER
 from .common import add_data_argument, add_run_argument, open_run, print_result
+from .evaluate import print_data_note
 from .options import checked, number
 
 
 def _interpolate(args) -> int:
     from ..applications import interpolate
 
-    result = interpolate(open_run(args), args.out, a=args.a, b=args.b, steps=args.steps,
+    run = open_run(args)
+    result = interpolate(run, args.out, a=args.a, b=args.b, steps=args.steps,
                          data=args.data)
+    print_data_note(result, run, args.data)
     return print_result(result, skip=("paths",))
 
 

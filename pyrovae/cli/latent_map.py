@@ -9,14 +9,17 @@ from __future__ import annotations
 from ..applications.latent import GRID
 from ..config.fields import SIZE
 from .common import add_data_argument, add_run_argument, open_run, print_result
+from .evaluate import print_data_note
 from .options import checked, number
 
 
 def _latent_map(args) -> int:
     from ..applications import latent_map
 
-    result = latent_map(open_run(args), args.out, projection=args.projection, n=args.n,
+    run = open_run(args)
+    result = latent_map(run, args.out, projection=args.projection, n=args.n,
                         grid=args.grid, data=args.data)
+    print_data_note(result, run, args.data)
     return print_result(result)
 
 

@@ -1,15 +1,25 @@
 """The ``pyrovae`` entry point: builds the parser from the command modules, maps errors to
-exit statuses (input errors 2, interrupted by signal N 128+N)."""
+exit statuses (input errors 2, interrupted by signal N 128+N).
+
+Running out of memory (``errors.out_of_memory``: torch's "DefaultCPUAllocator: can't allocate
+memory", CUDA's OutOfMemoryError, a MemoryError, ENOMEM) is an input error too: one line
+naming what could not be allocated, the memory this process may use and the sizes of the
+command to lower (:data:`KNOBS`), exit 2. Of ``train``, it also says whether the run keeps a
+checkpoint to resume (``train`` itself takes back a run folder that has none)."""
 
 from __future__ import annotations
 
 import argparse
+import gc
 import importlib
+import re
+import signal
 import sys
 import warnings
+from pathlib import Path
 
 from .. import distributed
-from ..errors import ConfigError, PyroVAEError
+from ..errors import ConfigError, PyroVAEError, out_of_memory
 from ..files import reason
 from ..runs.folder import RunFolderWarning
 from ..training.guards import TrainingInterrupted
@@ -19,6 +29,29 @@ PARALLEL = ("train", "evaluate")
 #: subcommand modules of this package, in the order ``pyrovae --help`` lists them
 COMMANDS = ("train", "evaluate", "export", "compare", "sample", "reconstruct", "interpolate",
             "traverse", "latent_map", "anomaly", "impute", "reproduce")
+
+
+#: per command, the sizes to lower when it runs out of memory
+KNOBS = {"train": "model.num_particles or train.batch_size (or train.eval_batch_size, or make "
+                  "the model smaller) with --set KEY=VALUE",
+         "evaluate": "--batch-size, --memory-mb or --nll-samples (or --points)",
+         "export": "--draws or the number of --points",
+         "compare": "model.num_particles or train.batch_size (--set), --nll-samples or "
+                    "--grad-draws",
+         "sample": "--n",
+         "reconstruct": "--n",
+         "interpolate": "--steps",
+         "traverse": "--top or --steps",
+         "latent_map": "--n (0 takes every point)",
+         "anomaly": "--samples",
+         "impute": "--samples, --n or --eval-n",
+         "reproduce": "--nll-samples or --points"}
+#: the evaluate options that add work, and the size of each to lower
+_EVALUATE_EXTRAS = (("ais_steps", "--ais-chains"), ("bdmc", "--bdmc"),
+                    ("gaps", "--gap-samples or --gap-eval-samples"))
+_SIZE = (re.compile(r"tried to allocate (\d+) bytes", re.I),
+         re.compile(r"tried to allocate ([\d.]+ ?[KMGTP]i?B)", re.I),
+         re.compile(r"unable to allocate ([\d.]+ ?[KMGTP]i?B)", re.I))
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -48,8 +81,94 @@ def _say(line: str, every_rank: bool = False) -> None:
         print(line, file=sys.stderr)
 
 
+def _allocation(err: BaseException) -> str:
+    """'2.4 GiB' when the error says how much it tried to allocate, else what it needed."""
+    from ..limits import format_bytes
+
+    text = str(err)
+    for pattern in _SIZE:
+        found = pattern.search(text)
+        if found:
+            size = found.group(1)
+            return format_bytes(int(size)) if size.isdigit() else size
+    return "the memory it needed"
+
+
+def _knobs(args) -> str:
+    """The sizes of this command to lower (those of its options in use first)."""
+    knobs = KNOBS.get(args.command.replace("-", "_"), "the sizes of the command")
+    if args.command == "evaluate":
+        extra = [flag for name, flag in _EVALUATE_EXTRAS if getattr(args, name, None)]
+        if extra:
+            knobs = f"{', '.join(extra)}, {knobs}"
+    return knobs
+
+
+def _run_folder(args) -> str:
+    """Of ``train``: whether its run folder keeps a checkpoint to resume."""
+    if args.command != "train":
+        return ""
+    from ..runs.checkpoint import CHECKPOINT_NAME
+
+    if getattr(args, "resume", None):
+        folder = Path(args.resume)
+    elif getattr(args, "config", None):  # the folder cli/train.py writes
+        folder = Path(args.out) if args.out else Path("runs") / Path(args.config).stem
+    else:
+        return ""
+    if (folder / CHECKPOINT_NAME).is_file():
+        return (f"; the run's last checkpoint is intact: pyrovae train --resume {folder} "
+                f"continues it")
+    return "; nothing was saved (no checkpoint)"
+
+
+def _say_out_of_memory(args, what: str) -> int:
+    """The one line of an allocation that failed (module docstring); returns 2."""
+    from ..limits import format_bytes, memory_budget
+
+    gc.collect()  # the failed command's tensors (held by the traceback until now)
+    budget, why = memory_budget(getattr(args, "device", None))
+    limit = f"; {why}" if why else ""
+    # data-parallel: each process that ran out says so (the others may not have)
+    _say(f"pyrovae: error: out of memory: could not allocate {what} ({format_bytes(budget)} "
+         f"available now{limit}); lower {_knobs(args)}{_run_folder(args)} (--debug shows "
+         f"where)", every_rank=True)
+    return 2
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM outside training (whose own handler checkpoints first): the command stops as
+    on Ctrl-C, with one line and status 128 + SIGTERM = 143."""
+
+    signum = signal.SIGTERM
+
+
+def _terminate(signum, frame):
+    raise Terminated()
+
+
+def _catch_sigterm():
+    """Make SIGTERM raise :class:`Terminated` where nothing else handles it (the default would
+    kill the process without a word); returns the handler to restore, or None."""
+    try:
+        if signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:
+            return signal.signal(signal.SIGTERM, _terminate)
+    except ValueError:  # not the main thread: signals are the main thread's
+        pass
+    return None
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    previous = _catch_sigterm()
+    try:
+        return _main(args)
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+
+
+def _main(args) -> int:
     with warnings.catch_warnings():
         warnings.simplefilter("always", RunFolderWarning)
         warnings.showwarning = _one_line_warnings(warnings.showwarning)
@@ -69,16 +188,23 @@ def main(argv: list[str] | None = None) -> int:
             _say(f"pyrovae: error: {' '.join(str(err).splitlines())}",
                  getattr(err, "every_rank", False))
             return 2
-        except OSError as err:  # a file no check foresaw: still one line, never a traceback
-            if args.debug:
-                raise
-            where = f" '{err.filename}'" if err.filename else ""
-            print(f"pyrovae: error: could not access{where} ({reason(err)}); check the path, "
-                  f"free space or fix permissions (--debug shows where)", file=sys.stderr)
-            return 2
-        except KeyboardInterrupt:
-            print("pyrovae: interrupted", file=sys.stderr)
-            return 130
+        except (MemoryError, RuntimeError, OSError) as err:
+            if args.debug or not out_of_memory(err):
+                if args.debug or not isinstance(err, OSError):
+                    raise
+                # a file no check foresaw: still one line, never a traceback
+                where = f" '{err.filename}'" if err.filename else ""
+                print(f"pyrovae: error: could not access{where} ({reason(err)}); check the "
+                      f"path, free space or fix permissions (--debug shows where)",
+                      file=sys.stderr)
+                return 2
+            what = _allocation(err)  # (err and its traceback are let go below)
+        except KeyboardInterrupt as err:  # Ctrl-C (SIGINT), or SIGTERM (Terminated)
+            signum = getattr(err, "signum", signal.SIGINT)
+            named = "" if signum == signal.SIGINT else f" ({signal.Signals(signum).name})"
+            print(f"pyrovae: interrupted{named}", file=sys.stderr)
+            return 128 + signum
+    return _say_out_of_memory(args, what)
 
 
 if __name__ == "__main__":

@@ -8,13 +8,17 @@ from __future__ import annotations
 
 from ..config.fields import COUNT
 from .common import add_data_argument, add_run_argument, open_run, print_result
+from .evaluate import print_data_note
 from .options import checked, number
 
 
 def _reconstruct(args) -> int:
     from ..applications import reconstruct
 
-    return print_result(reconstruct(open_run(args), args.out, n=args.n, data=args.data))
+    run = open_run(args)
+    result = reconstruct(run, args.out, n=args.n, data=args.data)
+    print_data_note(result, run, args.data)
+    return print_result(result)
 
 
 def add_parser(sub) -> None:

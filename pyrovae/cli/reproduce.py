@@ -3,6 +3,10 @@
     pyrovae reproduce burda-vae-1 [--out runs/reproduce] [--epochs N] [--set KEY=VALUE]
                                   [--nll-samples K] [--points N]
     pyrovae reproduce --list
+
+A ``--set`` of a data key (data.name, data.train_size, ...) makes a row on other data than
+the recipe's: it is trained and evaluated, and marked "other data: not comparable", never a
+goal met or not met (docs/reproduce.md).
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ def _reproduce(args) -> int:
     from ..errors import ConfigError
     from ..reports.numbers import format_estimate
     from ..reproduce import reproduce
+    from ..reproduce.table import NOT_COMPARABLE
 
     if args.list:
         print(_list())
@@ -41,9 +46,12 @@ def _reproduce(args) -> int:
                     progress=not args.quiet)
     paper = "—" if row["paper_value"] is None else f"{row['paper_value']:g}"
     ours = format_estimate(row["ours"], row["ours_se"])
-    print(f"{row['name']}: {row['metric']} ours {ours}, {row['paper']} "
-          f"{paper}" + ("" if row["met"] is None else
-                        f", goal {row['goal']:g} {'met' if row['met'] else 'not met'}"))
+    if row.get("comparable") is False:  # a --set data key: never judged against the paper
+        verdict = f"; {NOT_COMPARABLE} ({row['other_data']})"
+    else:
+        verdict = ("" if row["met"] is None else
+                   f", goal {row['goal']:g} {'met' if row['met'] else 'not met'}")
+    print(f"{row['name']}: {row['metric']} ours {ours}, {row['paper']} {paper}{verdict}")
     print(f"written: {args.out}/{row['name']}/row.json, {args.out}/table.md")
     return 0
 

@@ -17,6 +17,8 @@ from .common import add_common
 def _train(args) -> int:
     from ..config import load_config
     from ..data import load_dataset
+    from ..runs.checkpoint import unsaved_run_error
+    from ..runs.folder import clean_temp_files
     from ..training import train
 
     if args.resume:
@@ -26,6 +28,10 @@ def _train(args) -> int:
         out = Path(args.resume)
         if not (out / "config.toml").is_file():
             raise CheckpointError(f"'{out}' is not a run folder (no config.toml) to resume")
+        unsaved = unsaved_run_error(out)
+        if unsaved is not None:  # killed before its first checkpoint: say so, before the data
+            clean_temp_files(out)  # (e.g. the one of that checkpoint's write)
+            raise unsaved
         config = load_config(out / "config.toml", args.set)
     elif not args.config:
         raise ConfigError("give a CONFIG.toml to train, or --resume RUN_DIR")

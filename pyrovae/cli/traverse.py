@@ -9,14 +9,17 @@ from __future__ import annotations
 from ..applications.latent import ROWS, STEPS
 from ..config.fields import INTEGER, POSITIVE, SIZE
 from .common import add_data_argument, add_run_argument, open_run, print_result
+from .evaluate import print_data_note
 from .options import checked, number
 
 
 def _traverse(args) -> int:
     from ..applications import traverse
 
-    result = traverse(open_run(args), args.out, dims=args.dims, span=args.range,
+    run = open_run(args)
+    result = traverse(run, args.out, dims=args.dims, span=args.range,
                       steps=args.steps, index=args.index, top=args.top, data=args.data)
+    print_data_note(result, run, args.data)
     return print_result(result, skip=("ranking",))
 
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..config.fields import check_fields
+from ..config.fields import CLASSES_NOTE, MAX_CLASSES, check_fields
 from ..config.sections import (ACTIVATIONS, ObjectiveConfig, _check_objective, _f,
                                likelihood_field, objective_field, particles_field, sigma_field,
                                variance_field)
@@ -36,7 +36,8 @@ class CVAEConfig:
                         "one-hot class, x_out = the image)", choices=CONDITIONS)
     visible: int = _f(2, "quadrants: visible quadrants, as in Pyro's examples/cvae: 1 = bottom-"
                       "left, 2 = left half, 3 = all but bottom-right", min=1, max=3)
-    num_classes: int = _f(10, "label: number of classes C (labels 0..C-1)", min=2)
+    num_classes: int = _f(10, "label: number of classes C (labels 0..C-1)", min=2,
+                          max=MAX_CLASSES, note=CLASSES_NOTE)
     latent_dim: int = _f(200, "dimension L of the latent z", min=1)
     hidden: tuple[int, ...] = _f((500, 500), "hidden layers of each of the three MLPs", min=1)
     activation: str = _f("relu", "nonlinearity of hidden layers", choices=ACTIVATIONS)

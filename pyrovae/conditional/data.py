@@ -16,6 +16,7 @@ from dataclasses import dataclass
 import torch
 from torch.nn import functional as F
 
+from .. import limits
 from ..data import Dataset
 from ..errors import DataError
 
@@ -39,6 +40,8 @@ class LabelledInputs(Dataset):
 def with_labels(data: Dataset, num_classes: int) -> LabelledInputs:
     """``data`` as a class-conditioned model sees it (module docstring); refuses, in one line,
     a data set without labels or with labels outside 0..C-1."""
+    from ..semisupervised.labels import check_labels  # (here: no kind imports another first)
+
     if isinstance(data, LabelledInputs):
         if data.num_classes != num_classes:
             raise DataError(f"these data carry {data.num_classes} classes but the model takes "
@@ -50,10 +53,12 @@ def with_labels(data: Dataset, num_classes: int) -> LabelledInputs:
                             f"the {split} data of '{data.name}' have no labels; use mnist, "
                             f"digits or a .npz with y_train and y_test, or condition = "
                             f"\"quadrants\"")
-        if y.numel() and (int(y.min()) < 0 or int(y.max()) >= num_classes):
-            raise DataError(f"the {split} labels of '{data.name}' span {int(y.min())}.."
-                            f"{int(y.max())} but model.num_classes = {num_classes}; set "
-                            f"num_classes to more than the largest label")
+        check_labels(y, num_classes, f"the {split} labels of '{data.name}'")
+    rows = max(len(data.train_x), len(data.test_x))  # one split's view is made at a time
+    limits.check_bytes(rows * (limits.FLOAT * data.train_x[0].numel() + 12 * num_classes),
+                       f"the one-hot classes of model.num_classes = {num_classes} beside "
+                       f"{rows} examples", "lower model.num_classes to the number of classes "
+                       "of the data")
     fields = {f: getattr(data, f) for f in data.__dataclass_fields__}
     fields.pop("num_classes", None)
     return LabelledInputs(**fields, num_classes=num_classes)

@@ -35,6 +35,7 @@ import pyro.distributions as dist
 import torch
 from torch import nn
 
+from .. import limits
 from ..errors import ConfigError
 from ..kind_module import KindModule
 from ..likelihoods import make_likelihood
@@ -66,6 +67,26 @@ class GenerationNet(nn.Module):
         return self.rest(self.first(z) + self.cond(x_in))
 
 
+def check_size(config: CVAEConfig, d_in: int, d_out: int, params_per_pixel: int) -> None:
+    """Refuse, before they are built, networks whose parameters alone would not fit in memory:
+    one line naming the sizes, num_classes first for ``condition = "label"`` (its one-hot
+    input of C values feeds the first layer of all three networks)."""
+    hidden, latent = tuple(config.hidden), config.latent_dim
+
+    def linear(sizes):
+        return sum(a * b + b for a, b in zip(sizes[:-1], sizes[1:]))
+
+    first = hidden[0] if hidden else params_per_pixel * d_out
+    n = (linear([d_in + d_out, *hidden, 2 * latent]) + linear([d_in, *hidden, 2 * latent])
+         + (latent + 1 + d_in) * first + linear([*hidden, params_per_pixel * d_out]) + d_out)
+    label = config.condition == "label"
+    sizes = (f"model.num_classes = {d_in}, " if label else "model.") + \
+        f"latent_dim = {latent}, hidden = {list(hidden)}"
+    names = ("model.num_classes, latent_dim" if label else "model.latent_dim") + " or hidden"
+    limits.check_bytes(limits.FLOAT * n, f"the conditional VAE ({n:.3g} parameters: {sizes}, "
+                       f"{d_out} outputs)", f"make {names} smaller")
+
+
 class CVAE(KindModule):
     """A conditional VAE built from a :class:`CVAEConfig` for examples of ``input_shape``
     ((C, H, W) images; the model sees them flattened, followed by the one-hot class for
@@ -82,17 +103,18 @@ class CVAE(KindModule):
         if config.condition == "quadrants":
             mask = visible_mask(self.input_shape, config.visible)
             in_index, out_index = mask.nonzero().squeeze(1), (~mask).nonzero().squeeze(1)
-            self.input_dim = d
+            d_in, d_out = len(in_index), len(out_index)
         else:
-            c = config.num_classes
-            in_index, out_index = torch.arange(d, d + c), torch.arange(d)
-            self.input_dim = d + c
-        self.register_buffer("in_index", in_index, persistent=False)
-        self.register_buffer("out_index", out_index, persistent=False)
-        d_in, d_out = len(in_index), len(out_index)
+            d_in, d_out = config.num_classes, d
         self.in_dim, self.out_dim = d_in, d_out
         hidden, latent, act = tuple(config.hidden), config.latent_dim, config.activation
         self.likelihood = make_likelihood(config, d_out)
+        check_size(config, d_in, d_out, self.likelihood.params_per_pixel)  # before building
+        if config.condition == "label":
+            in_index, out_index = torch.arange(d, d + d_in), torch.arange(d)
+        self.input_dim = d if config.condition == "quadrants" else d + d_in
+        self.register_buffer("in_index", in_index, persistent=False)
+        self.register_buffer("out_index", out_index, persistent=False)
         self.encoder = mlp([d_in + d_out, *hidden, 2 * latent], act)      # q(z | x_in, x_out)
         self.prior_net = mlp([d_in, *hidden, 2 * latent], act)            # p(z | x_in)
         self.decoder = GenerationNet(latent, d_in, hidden,                # p(x_out | x_in, z)

@@ -122,6 +122,13 @@ SIZE = Rule(int, 0)                         # how many, 0 = all / none (>= 0)
 INTEGER = Rule(int)                         # an index (negative counts from the end)
 POSITIVE = Rule(float, 0.0, exclusive_min=True)  # a finite number > 0
 
+#: the most classes a class-aware kind takes (``model.num_classes`` of kind ssvae and cvae):
+#: each class is an input of the networks (a one-hot column or an embedding row) and, for the
+#: M2 model, a pass that enumeration sums over, so far more is a typo, not a data set
+MAX_CLASSES = 100_000
+CLASSES_NOTE = ("the number of classes C of the data's labels 0..C-1; a model takes one input "
+                "per class")
+
 
 def _out_of_range(where: str, shown, rule: Rule, op: str, bound) -> ConfigError:
     note = f" ({rule.note})" if rule.note else ""
@@ -151,12 +158,13 @@ def check_number(value, where: str, rule: Rule):
 
 
 def field_rule(f: dataclasses.Field) -> Rule | None:
-    """The :class:`Rule` of a config field's ``min``/``exclusive_min``/``max`` metadata."""
+    """The :class:`Rule` of a config field's ``min``/``exclusive_min``/``max`` metadata (and
+    ``note``, appended to an out-of-range message)."""
     meta = f.metadata
     if "min" not in meta and "max" not in meta:
         return None
     return Rule(kind=float, min=meta.get("min"), exclusive_min=bool(meta.get("exclusive_min")),
-                max=meta.get("max"))
+                max=meta.get("max"), note=meta.get("note", ""))
 
 
 def check_fields(obj, section: str) -> None:

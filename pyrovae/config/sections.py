@@ -22,7 +22,8 @@ from typing import Any
 from ..errors import ConfigError
 from ..registry import (BOUNDS, GRADIENTS, LIKELIHOODS, MODEL_KINDS, NETWORKS,
                         OBJECTIVES as ALL_OBJECTIVES, POSTERIORS, PRIORS)
-from .fields import SEED_MAX, _unknown_message, check_fields, section_from_dict
+from .fields import (CLASSES_NOTE, MAX_CLASSES, SEED_MAX, _unknown_message, check_fields,
+                     section_from_dict)
 
 # The component names come from the registries (pyrovae.registry), read when a config is
 # checked: a component registered by a plug-in is a valid choice at once.
@@ -318,7 +319,8 @@ class SSVAEConfig(VAEConfig):
     classifier_network: str = _f("mlp", "classifier q(y|x): mlp, or conv (stride-2 3x3 "
                                  "convolutions with model.channels, then the hidden layers)",
                                  choices=NETWORKS)
-    num_classes: int = _f(10, "number of classes C; p(y) = 1/C", min=2)
+    num_classes: int = _f(10, "number of classes C; p(y) = 1/C", min=2, max=MAX_CLASSES,
+                          note=CLASSES_NOTE)
     label_batch_size: int = _f(100, "labelled points per step (beside a batch_size batch of "
                                "unlabelled ones)", min=1)
 
@@ -373,7 +375,9 @@ class ModuleConfig:
 
     kind: str = _f("module", "model: vae, ssvae, or module (a model you wrote)",
                    choices=MODEL_KINDS)
-    target: str = _f("", "import path of the module's class or factory: 'package.module:Name'")
+    target: str = _f("", "import path of the model's torch.nn.Module class: "
+                     "'package.module:Name' (a run folder's is imported only with "
+                     "--trust-module)")
     args: dict = field(default_factory=dict,
                        metadata={"help": "keyword arguments of target (a TOML table)"})
     elbo: str = _f("trace", "objective (Pyro ELBO estimator; the compiled jit-* forms need "

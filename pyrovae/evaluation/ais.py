@@ -21,6 +21,11 @@ beta_t follows the sigmoid schedule of Grosse et al. / Wu et al., sigmoid(delta 
 rescaled to [0, 1] (delta = 4), or a linear one.
 Points are taken ``batch_size`` at a time and each batch's chains in chunks that fit
 ``memory_mb``, so memory stays bounded whatever C is. Shapes: x [N, D] -> log p(x) [N].
+
+The work, N x C x T x L gradient evaluations of one point, is refused in one line above
+``limits.MAX_WORK`` (per point when the options are made, for all N points when they run),
+as are a schedule or log weights [C, N] that would not fit in memory
+(:meth:`AISOptions.check_size`).
 """
 
 from __future__ import annotations
@@ -46,6 +51,8 @@ SCHEDULES = ("sigmoid", "linear")
 ADAPT = ("point", "chain")
 AIS_STEPS = Rule(int, 1, note="the number of intermediate distributions T; try 100 to 10000")
 ACCEPT = Rule(float, 0.0, exclusive_min=True, max=0.99)
+#: bytes per step of making the schedule: its float64 arrays and the list of Python floats
+SCHEDULE_BYTES = 64
 
 
 def check_choice(value, where: str, choices) -> str:
@@ -74,6 +81,31 @@ class AISOptions:
                                                         rule))
         for name, choices in (("init", INITS), ("schedule", SCHEDULES), ("adapt", ADAPT)):
             check_choice(getattr(self, name), f"ais_{name}", choices)
+        self.check_size()
+
+    def check_size(self, points: int | None = None, device=None) -> None:
+        """Refuse, in one line, AIS on ``points`` points (None: per point) whose work (points
+        x chains x steps x leapfrog gradient evaluations) is beyond ``limits.max_work()``, or
+        whose schedule or log weights [C, N] (float64, held about 3 times while they are
+        joined) would not fit in memory (on ``device``)."""
+        sizes = (f"--ais-chains {self.chains} x --ais-steps {self.steps} x --ais-leapfrog "
+                 f"{self.leapfrog}")
+        if points is None:
+            limits.check_work(self.chains * self.steps * self.leapfrog,
+                              f"AIS with {sizes} for each point",
+                              "lower --ais-chains, --ais-steps or --ais-leapfrog")
+            limits.check_bytes(SCHEDULE_BYTES * (self.steps + 1),
+                               f"the AIS schedule of --ais-steps {self.steps}",
+                               "lower --ais-steps")
+            return
+        limits.check_work(points * self.chains * self.steps * self.leapfrog,
+                          f"AIS of {points} points x {sizes}",
+                          "lower --ais-chains, --ais-steps or --ais-leapfrog, or evaluate "
+                          "fewer --points")
+        limits.check_bytes(3 * 8 * self.chains * points,
+                           f"the AIS log weights of --ais-chains {self.chains} x {points} "
+                           f"points", "lower --ais-chains (or evaluate fewer --points)",
+                           device=device)
 
     def as_dict(self) -> dict:
         return dict(vars(self))
@@ -173,6 +205,7 @@ def ais_log_likelihood(module, x: torch.Tensor, options: AISOptions | None = Non
     options = options or AISOptions()
     batch_size = check_number(batch_size, "batch_size", COUNT)
     memory_mb = check_number(memory_mb, "memory_mb", COUNT)
+    options.check_size(x.shape[0], limits.model_device(module))
     betas = schedule(options.steps, options.schedule)
     if reverse_from is not None:
         betas = betas[::-1]

@@ -17,6 +17,9 @@ On the chosen split (N points, x [N, D]):
     {split}_ais_nll, bdmc_*, approximation_gap, amortization_gap, ...   when asked for
                             (``ais``, ``bdmc_points``, ``gaps``): AIS, BDMC and the inference
                             gaps (trust.py)
+    data_sha256             the fingerprint of the data evaluated (pyrovae.data.fingerprint)
+    same_data_as_training   whether it is the one the run recorded in training (None for a
+                            run trained before fingerprints were recorded)
 
 Timings and the process's peak resident memory are recorded with the numbers. Results go to
 RUN/eval.json, RUN/eval_points.csv (per-point log p(x) and k-hat), RUN/khat.png and
@@ -29,14 +32,17 @@ import math
 import resource
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import torch
 
 from .. import limits
 from ..config.fields import COUNT, SEED, Rule, check_number
-from ..errors import ConfigError, DataError
-from ..interface import data_view, has
+from ..data import Dataset
+from ..data.fingerprint import check_fingerprint, data_fingerprint
+from ..errors import CheckpointError, ConfigError, DataError
+from ..interface import data_view, has, input_dim
 from . import diagnostics
 from .bits import bpd_keys
 from .classification import accuracy
@@ -56,6 +62,56 @@ def peak_rss_mb() -> float:
     """Peak resident memory of this process so far, in MiB."""
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return peak / 2**20 if sys.platform == "darwin" else peak / 1024  # bytes on macOS, else KiB
+
+
+def recorded_data_sha256(run) -> str | None:
+    """The fingerprint (``data_sha256``) of the data ``run`` was trained on: its metrics'
+    (metrics.json), else, for a run stopped before it wrote metrics.json, its checkpoint's;
+    None for a run trained before fingerprints were recorded, or a run without a folder."""
+    metrics = getattr(run, "metrics", None) or {}
+    if metrics.get("data_sha256") or metrics or getattr(run, "path", None) is None:
+        return metrics.get("data_sha256") or None
+    from ..runs.checkpoint import CHECKPOINT_NAME, load_checkpoint
+
+    file = Path(run.path) / CHECKPOINT_NAME
+    if not file.is_file():
+        return None
+    try:
+        return load_checkpoint(file).get("data_sha256") or None
+    except CheckpointError:
+        return None
+
+
+def data_record(run, data, sha: str | None = None) -> dict:
+    """Which data ``data`` (a :class:`pyrovae.Dataset`) are, for a result: ``data_sha256``
+    (their fingerprint, ``sha`` when already known) and ``same_data_as_training`` (True or
+    False against the fingerprint the run recorded; None when it recorded none). Data that
+    are not a Dataset (any object with ``test_data()``) have no fingerprint: both None."""
+    if sha is None and not isinstance(data, Dataset):
+        return {"data_sha256": None, "same_data_as_training": None}
+    sha = sha or data_fingerprint(data)
+    recorded = recorded_data_sha256(run)
+    return {"data_sha256": sha, "same_data_as_training": None if recorded is None
+            else sha == recorded}
+
+
+def run_data_source(run) -> str:
+    """Where a run's data come from, as its config says: ``data.name = '...'`` (and path)."""
+    cfg = run.config.data
+    return f"data.name = '{cfg.name}'" + (f", data.path = '{cfg.path}'" if cfg.path else "")
+
+
+def check_run_data(run, data, fix: str, sha: str | None = None) -> dict:
+    """Refuse, in one line (a DataError naming both fingerprints and ``fix``), the data that
+    ``run``'s [data] section gives now (``data``, as ``load_dataset(run.config.data)`` read
+    them; ``sha``, their fingerprint when already known) when they are not those it was
+    trained on; returns their :func:`data_record`. A run trained before fingerprints were
+    recorded is not checked (its record says None)."""
+    sha = sha or data_fingerprint(data)
+    check_fingerprint(recorded_data_sha256(run), data, sha,
+                      str(run.path) if getattr(run, "path", None) else "(in memory)",
+                      run_data_source(run), fix, getattr(run.vae, "input_shape", None))
+    return data_record(run, data, sha)
 
 
 def split_data(data, split: str, max_points: int | None = None, seed: int = 0) -> torch.Tensor:
@@ -87,9 +143,15 @@ def evaluate_run(run, data, nll_samples: int = 5000, split: str = "test",
                                                                       COUNT)
     memory_mb = check_number(memory_mb, "memory_mb", COUNT)
     vae = run.vae
+    record = data_record(run, data)  # which data these are (before the model's view of them)
     data = data_view(vae, data)  # the rows as the model reads them
     x = split_data(data, split, max_points).to(next(vae.parameters()).device)
     n = x.shape[0]
+    wanted = input_dim(vae)
+    if wanted is not None and x.ndim == 2 and x.shape[1] != wanted:
+        raise DataError(f"the {split} data have {x.shape[1]} values per example but the run's "
+                        f"model takes {wanted}; evaluate it on data of the kind it was trained "
+                        f"on")
     if n < 2:
         raise DataError(f"evaluating needs at least 2 points (for the standard errors), the "
                         f"{split} set gives {n}; raise --points (max_points) or use more data")
@@ -137,6 +199,7 @@ def evaluate_run(run, data, nll_samples: int = 5000, split: str = "test",
         **{k: round(v, 3) for k, v in timings.items()},
         "eval_seconds": round(sum(timings.values()), 3),
         "peak_rss_mb": round(peak_rss_mb(), 1),
+        **record,
         "per_point": {"log_px": log_px, "khat": khat, **trust_points},
     }
     return result

@@ -9,7 +9,9 @@ guide enumerates is summed out exactly inside each weight (and by default every 
 discrete site is, ``enumerate="all"``: a Rao-Blackwellised weight with the same expectation).
 The weights come from traces of the guide and model run under a particle plate, so each data
 point gets K independent draws of its own (never one weight per minibatch). Samples are drawn
-in chunks, so memory stays bounded whatever K is. Shapes: x [B, D] -> log p(x) [B].
+in chunks, so memory stays bounded whatever K is; K x N draws beyond ``limits.MAX_WORK``, or
+one batch's log weights beyond the memory available, are refused in one line first
+(:func:`check_sizes`). Shapes: x [B, D] -> log p(x) [B].
 """
 
 from __future__ import annotations
@@ -19,12 +21,12 @@ import math
 import torch
 from tqdm.auto import tqdm
 
-from .. import distributed
+from .. import distributed, limits
 from ..rng import seeded
 from .traces import eval_mode, log_mean_exp, point_traces, trace_bytes
 
 __all__ = ["weighted_draws", "log_weights", "reduce_log_weights", "log_likelihood",
-           "log_mean_exp", "chunk_size"]
+           "log_mean_exp", "chunk_size", "check_sizes"]
 
 
 @torch.no_grad()
@@ -59,6 +61,19 @@ def chunk_size(vae, x: torch.Tensor, budget_bytes: int) -> int:
     return max(1, budget_bytes // max(per_particle, 1))
 
 
+def check_sizes(vae, points: int, num_samples: int, batch_size: int) -> None:
+    """Refuse, in one line, K = ``num_samples`` draws for each of ``points`` points beyond
+    ``limits.max_work()`` draws, or one batch's K log weights (float64, held twice while they
+    are joined) beyond the memory available."""
+    limits.check_work(points * num_samples, f"importance sampling {points} points x "
+                      f"{num_samples} samples", "lower the samples (--nll-samples, --samples) "
+                      "or the points", unit="draws of one point")
+    limits.check_bytes(16 * num_samples * min(batch_size, points), f"{num_samples} samples' "
+                       f"log weights for batches of {min(batch_size, points)} points",
+                       "lower the samples (--nll-samples, --samples) or --batch-size",
+                       device=limits.model_device(vae))
+
+
 def reduce_log_weights(vae, x: torch.Tensor, reduce, num_samples: int = 5000,
                        batch_size: int = 100, memory_mb: int = 512, seed: int = 0,
                        progress: bool = False, enumerate: str = "all") -> list:
@@ -73,6 +88,7 @@ def reduce_log_weights(vae, x: torch.Tensor, reduce, num_samples: int = 5000,
     all get the same list as one process.
     """
     n = x.shape[0]
+    check_sizes(vae, n, num_samples, batch_size)
     with torch.no_grad(), eval_mode(vae):
         with seeded(seed):
             chunk = chunk_size(vae, x[:batch_size], memory_mb * 2**20)

@@ -23,6 +23,7 @@ import math
 import numpy as np
 import torch
 
+from ..limits import model_device
 from .ais import AISOptions, ais_log_likelihood, summarize
 from .bdmc import bdmc as run_bdmc
 from .gaps import GapOptions, FreeEncoder, inference_gaps
@@ -32,9 +33,15 @@ from .target import LatentSpace
 def check_trust(vae, x: torch.Tensor, ais: AISOptions | None, gaps: GapOptions | None,
                 bdmc_points: int | None) -> None:
     """Refuse, in one line and before any drawing, what the model cannot do: discrete latents
-    for AIS and the local posteriors, a guide-family start without an encoder."""
+    for AIS and the local posteriors, a guide-family start without an encoder; and AIS or BDMC
+    work that is beyond the cap or the memory budget over all the points (``check_size``)."""
     if ais is None and gaps is None and bdmc_points is None:
         return
+    device = model_device(vae)
+    if ais is not None:
+        ais.check_size(x.shape[0], device)
+    if bdmc_points is not None:
+        (ais or AISOptions()).check_size(bdmc_points, device)
     LatentSpace(vae, x[:2])
     if gaps is not None and gaps.family == "guide":
         FreeEncoder(vae, x[:2])

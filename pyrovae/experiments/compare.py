@@ -15,11 +15,15 @@ from ``train.seed``. For each run: train (``pyrovae.train``), evaluate on the te
 variance of its objective's gradient at the final parameters on one fixed training minibatch
 (``evaluation.gradients``). A row is written as soon as its run is done, so a later failure
 or an interruption loses at most the run in progress; ``resume=True`` keeps the finished rows,
-continues a half-trained run from its checkpoint and evaluates a trained one that has no row.
+continues a half-trained run from its checkpoint and evaluates a trained one that has no row;
+a trained run is evaluated only on the data it was trained on (its recorded fingerprint,
+``pyrovae.data.fingerprint``): data that changed since are refused in one line, as resuming
+one is.
 """
 
 from __future__ import annotations
 
+import json
 import sys
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -38,6 +42,9 @@ from .summary import markdown_report
 #: keys of ``evaluate_run``'s result copied into each row
 EVAL_KEYS = ("test_elbo", "test_elbo_se", "test_nll", "test_nll_se", "active_units", "rate",
              "distortion", "mutual_info", "khat_share_above_0_7", "eval_seconds")
+#: what to do when a finished run's data changed since it was trained
+FIX = ("restore the data it was trained on, or start the comparison over on these data "
+       "(--force, or another --out)")
 
 
 @dataclass
@@ -125,10 +132,11 @@ def check_out(out: Path, runs: list[RunSpec], settings: Settings, resume: bool,
 
 
 class _DataCache:
-    """One loaded data set per distinct ``[data]`` section, so runs share identical data."""
+    """One loaded data set per distinct ``[data]`` section, so runs share identical data;
+    with its fingerprint (``sha``), computed once."""
 
     def __init__(self):
-        self._loaded = {}
+        self._loaded, self._sha = {}, {}
 
     def __call__(self, config: RunConfig):
         from ..data import load_dataset
@@ -138,13 +146,43 @@ class _DataCache:
             self._loaded[key] = load_dataset(config.data)
         return self._loaded[key]
 
+    def sha(self, config: RunConfig) -> str:
+        from ..data.fingerprint import data_fingerprint
 
-def train_or_load(spec: RunSpec, data, run_dir: Path, force: bool):
-    """The trained run in ``run_dir``: loaded if finished, resumed from its checkpoint if
-    stopped, trained from scratch otherwise."""
+        key = repr(config.data)
+        if key not in self._sha:
+            self._sha[key] = data_fingerprint(self(config))
+        return self._sha[key]
+
+
+def check_kept(spec: RunSpec, run_dir: Path, data_for: _DataCache) -> None:
+    """A row kept from an earlier call (``resume``) was measured on the data its run was
+    trained on: refuse, in one line, to tabulate it beside runs on data that changed since
+    (the fingerprint in the run's metrics.json against the data's now)."""
+    from ..data.fingerprint import check_fingerprint
+
+    try:
+        metrics = json.loads((run_dir / "metrics.json").read_text())
+    except (OSError, ValueError):
+        return  # no run folder left: nothing to check the row against
+    recorded = metrics.get("data_sha256") if isinstance(metrics, dict) else None
+    if recorded:
+        cfg = spec.config.data
+        check_fingerprint(recorded, data_for(spec.config), data_for.sha(spec.config),
+                          str(run_dir), f"data.name = '{cfg.name}'", FIX)
+
+
+def train_or_load(spec: RunSpec, data, run_dir: Path, force: bool, sha: str | None = None):
+    """The trained run in ``run_dir``: loaded if finished (and refused in one line when
+    ``data``, of fingerprint ``sha``, are not those it was trained on), resumed from its
+    checkpoint if stopped, trained from scratch otherwise."""
     if (run_dir / "metrics.json").is_file() and (run_dir / CHECKPOINT_NAME).is_file() \
             and not force:
-        return load(run_dir, device=spec.config.train.device)
+        from ..evaluation.evaluate import check_run_data
+
+        run = load(run_dir, device=spec.config.train.device)
+        check_run_data(run, data, FIX, sha)
+        return run
     if (run_dir / CHECKPOINT_NAME).is_file() and not force:
         return train(spec.config, data, out=run_dir, resume=True)
     return train(spec.config, data, out=run_dir, force=True)
@@ -226,12 +264,13 @@ def compare(base: RunConfig, varies: list[str], out: str | Path, seeds: int = 1,
     progress = base.train.progress
     for i, spec in enumerate(runs, 1):
         if spec.name in done:
+            check_kept(spec, out / spec.name, data_for)
             result.rows.append(done[spec.name])
             continue
         log(f"[{i}/{len(runs)}] {spec.combination.label} seed {spec.seed} -> {out / spec.name}")
         try:
             data = data_for(spec.config)
-            run = train_or_load(spec, data, out / spec.name, force)
+            run = train_or_load(spec, data, out / spec.name, force, data_for.sha(spec.config))
             result.rows.append(measure(run, data, spec, settings, progress))
         except TrainingInterrupted as err:
             raise TrainingInterrupted(

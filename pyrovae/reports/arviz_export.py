@@ -30,7 +30,7 @@ import torch
 
 from .. import limits
 from ..errors import ConfigError
-from ..files import writable_dir, write_error
+from ..files import new_file_mode, writable_dir, write_error
 
 
 def _groups(run, x: torch.Tensor, points: list[int], draws: int, seed: int) -> dict:
@@ -130,14 +130,16 @@ def export_arviz(run, data, path: str | Path, points=range(10), draws: int = 100
 
 def write_netcdf(idata, path: Path) -> None:
     """``idata.to_netcdf`` into a temporary ``.NAME.XXXXXXXX.tmp`` beside ``path`` (the naming
-    of ``files.atomic_write``), renamed over ``path`` when complete: a failure (disk full,
-    read-only folder) leaves an earlier ``path`` as it was and is a one-line WriteError."""
+    of ``files.atomic_write``), renamed over ``path`` when complete, with the mode of the other
+    outputs (0666 less the umask): a failure (disk full, read-only folder) leaves an earlier
+    ``path`` as it was and is a one-line WriteError."""
     writable_dir(path.parent, "output folder", "choose another --arviz path")
     tmp = None
     try:
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
         os.close(fd)
         idata.to_netcdf(tmp, engine="h5netcdf")
+        os.chmod(tmp, new_file_mode())  # as every other output (mkstemp makes it 0600)
         os.replace(tmp, path)
     except OSError as err:
         raise write_error(path, err, "free space or make the folder writable, or choose "

@@ -23,7 +23,9 @@ Images per epoch: ``samples`` and ``reconstructions``, the grids of samples.png 
 reconstructions.png, when the model has the ``sample`` / ``reconstruct`` capabilities.
 Everything is computed in eval mode under a fixed seed, so a run with TensorBoard trains the
 same numbers as one without; a resumed run hides the events past its checkpoint
-(``purge_step``), so the curves have no doubled stretch.
+(``purge_step``), so the curves have no doubled stretch. A run that ``train --force`` starts
+over an old one removes the old run's event files (those of RUN/tensorboard/, TensorBoard on or
+off in the new run) at its first step, so none of them is shown as the new run's.
 """
 
 from __future__ import annotations
@@ -36,12 +38,16 @@ import torch
 from ..errors import ConfigError, PyroVAEError
 from ..evaluation.diagnostics import layer_diagnostics
 from ..evaluation.traces import eval_mode
+from ..files import WriteError, reason
 from ..interface import has
 from ..kl import beta_at
 from ..rng import seeded
+from ..runs.checkpoint import CHECKPOINT_NAME
+from ..runs.folder import RUN_FILES
 from .plots import reconstruction_grid, sample_grid
 
 TENSORBOARD_DIR = "tensorboard"
+EVENT_FILES = "events.out.tfevents.*"  # the files SummaryWriter writes (glob pattern)
 LAYER_POINTS = 1000  # test points for the per-layer KL of each epoch
 INSTALL_HINT = "pip install 'pyrovae[tensorboard]'"
 
@@ -52,8 +58,33 @@ def summary_writer_class():
         from torch.utils.tensorboard import SummaryWriter
     except ImportError:  # torch raises this when the tensorboard package is missing
         raise ConfigError(f"train.tensorboard = true needs the tensorboard package; install "
-                          f"it with: {INSTALL_HINT} (or set train.tensorboard = false)") from None
+                          f"it with: {INSTALL_HINT} (or set train.tensorboard = false, also "
+                          f"to resume: --set tensorboard=false)") from None
     return SummaryWriter
+
+
+def remove_event_files(folder: Path) -> list[Path]:
+    """Remove the TensorBoard event files directly in ``folder`` (plain files only: nothing
+    else, no sub-folder, no link), then ``folder`` itself if that left it empty; returns the
+    files. A file that cannot be removed is a one-line WriteError."""
+    removed = []
+    if not folder.is_dir() or folder.is_symlink():
+        return removed
+    for path in sorted(folder.glob(EVENT_FILES)):
+        if path.is_file() and not path.is_symlink():
+            try:
+                path.unlink()
+            except OSError as err:
+                raise WriteError(f"could not remove '{path}' of the old run ({reason(err)}); "
+                                 f"fix the folder's permissions or choose another --out",
+                                 path, err) from None
+            removed.append(path)
+    if removed:
+        try:
+            folder.rmdir()  # when nothing else is in it (a run without TensorBoard now)
+        except OSError:
+            pass
+    return removed
 
 
 def secondary_rank() -> bool:
@@ -72,6 +103,12 @@ class TensorBoard:
     def __init__(self, enabled: bool, out_dir: Path | None):
         self.writer_class, self.writer, self.folder = None, None, None
         self.skipped: set[str] = set()  # pictures the model refused to draw
+        # a folder that holds a run now is resumed, or replaced by train --force: which one is
+        # known at the first step (create_run_dir has then removed a replaced run's checkpoint)
+        self.replaced: Path | None = None
+        if out_dir is not None and not secondary_rank() and any(
+                (Path(out_dir) / name).exists() for name in RUN_FILES):
+            self.replaced = Path(out_dir)
         if not enabled:
             return
         if out_dir is None:
@@ -86,6 +123,14 @@ class TensorBoard:
     def active(self) -> bool:
         return self.writer_class is not None and not secondary_rank()
 
+    def _start(self) -> None:
+        """At the first hook: a run that replaced an old one (``--force``: the folder held a
+        run, and now has no checkpoint) removes the old run's event files before any of its
+        own; a resumed run (its checkpoint is there) keeps them."""
+        run_dir, self.replaced = self.replaced, None
+        if not (run_dir / CHECKPOINT_NAME).exists():
+            remove_event_files(run_dir / TENSORBOARD_DIR)
+
     def _open(self, step: int):
         if self.writer is None:
             resumed = self.folder.is_dir() and any(self.folder.iterdir())
@@ -97,6 +142,8 @@ class TensorBoard:
     def step(self, trainer, loss: torch.Tensor) -> None:
         """After each optimizer step (``trainer.step`` already counts it); writes every
         ``log_every`` steps."""
+        if self.replaced is not None:
+            self._start()
         if not self.active:
             return
         writer, step = self._open(trainer.step), trainer.step
@@ -110,6 +157,8 @@ class TensorBoard:
 
     def epoch(self, trainer, row: dict) -> None:
         """After an epoch's history row: its numbers, the per-layer KL and the pictures."""
+        if self.replaced is not None:
+            self._start()
         if not self.active:
             return
         step = row["step"]

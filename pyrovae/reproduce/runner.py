@@ -3,12 +3,19 @@ ours-against-the-paper, resumably.
 
     OUT/NAME/            the run folder (config.toml, checkpoint.pt, history.csv, eval.json, ...)
     OUT/NAME/row.json    the row: paper, paper_value, ours (+- SE), goal, met, epochs, wall
-                         time, seed, the exact command
+                         time, seed, the exact command, and the data it is on (data,
+                         data_sha256, comparable, other_data)
     OUT/table.md|json|csv, OUT/curves.png   every row written to OUT so far (table.py)
 
 A second call with the same arguments reads what is done: a finished run is not retrained, an
 interrupted one is resumed from its checkpoint (bit for bit the same run), an evaluation
-with the same settings on the same checkpoint is read from eval.json, not redone.
+with the same settings on the same checkpoint and data is read from eval.json, not redone;
+a finished run whose data changed since it was trained is refused in one line.
+
+A row is compared with the paper only on the recipe's own data: ``--set`` of any data key
+(``data.name = "digits"``, ``data.train_size``, ``data.binarize``, ...) still trains and
+evaluates, but the row says ``comparable: false``, ``other_data`` names the keys, and ``met``
+is None ("other data: not comparable"), never a goal met against a number from other data.
 """
 
 from __future__ import annotations
@@ -16,11 +23,13 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from ..config import RunConfig
+from ..config import DataConfig, RunConfig
 from ..config.files import apply_overrides
 from ..data import load_dataset
+from ..data.fingerprint import data_fingerprint
 from ..errors import ConfigError
 from ..evaluation import evaluate_run
+from ..evaluation.evaluate import check_run_data
 from ..files import atomic_write
 from ..reports import write_evaluation
 from ..runs import load
@@ -60,6 +69,21 @@ def command_line(name: str, out: str, epochs, overrides, nll_samples, points) ->
     return " ".join(parts)
 
 
+#: what to do when a finished reproduction's data changed since it was trained
+FIX = ("restore the data it was trained on, or remove the run folder to train it again on "
+       "these data")
+
+
+def other_data(recipe_data: DataConfig, data: DataConfig) -> str | None:
+    """Which data keys differ from the recipe's, as ``data.name = 'digits', not the recipe's
+    'mnist'`` (joined by "; "), or None when the row is on the recipe's own data."""
+    changed = [f"data.{key} = {getattr(data, key)!r}, not the recipe's "
+               f"{getattr(recipe_data, key)!r}"
+               for key in DataConfig.__dataclass_fields__
+               if getattr(data, key) != getattr(recipe_data, key)]
+    return "; ".join(changed) or None
+
+
 def _computes(config: RunConfig) -> dict:
     """The config without the keys that change how a run shows, not what it computes."""
     d = config.to_dict()
@@ -67,28 +91,34 @@ def _computes(config: RunConfig) -> dict:
     return d
 
 
-def _trained(config: RunConfig, data, run_dir: Path, progress: bool):
-    """The finished run in ``run_dir``: read, resumed from its checkpoint (the same config,
-    or more epochs), or trained afresh (a folder without a checkpoint is overwritten)."""
+def _trained(config: RunConfig, data, run_dir: Path, progress: bool, sha: str | None = None):
+    """The finished run in ``run_dir``: read (refused in one line when ``data``, of
+    fingerprint ``sha``, are not those it was trained on), resumed from its checkpoint (the
+    same config, or more epochs; ``train`` checks the data), or trained afresh (a folder
+    without a checkpoint is overwritten)."""
     config.train.progress = progress
     if (run_dir / "checkpoint.pt").is_file():
         done = load(run_dir)
         if len(done.history) >= config.train.epochs and _computes(done.config) == _computes(
                 config):
+            check_run_data(done, data, FIX, sha)  # the data it was trained on, or one line
             return done
         return train(config, data, out=run_dir, resume=True)
     return train(config, data, out=run_dir, force=run_dir.exists())
 
 
-def _evaluated(run, data, nll_samples: int, points, progress: bool) -> dict:
+def _evaluated(run, data, nll_samples: int, points, progress: bool,
+               sha: str | None = None) -> dict:
     """``test_nll`` of the run (IS with ``nll_samples`` draws on ``points`` test images),
-    read from eval.json when it holds the same settings for the same number of steps."""
+    read from eval.json when it holds the same settings for the same number of steps (and,
+    when it names them, the same data: fingerprint ``sha``)."""
     saved = run.path / "eval.json"
     steps = run.history[-1]["step"] if run.history else 0
     if saved.is_file():
         result = json.loads(saved.read_text())
         if (result.get("nll_samples") == nll_samples and result.get("max_points") == points
-                and result.get("trained_steps") == steps):
+                and result.get("trained_steps") == steps
+                and result.get("data_sha256", sha) == sha):
             return result
     result = evaluate_run(run, data, nll_samples=nll_samples, split="test", max_points=points,
                           progress=progress)
@@ -103,21 +133,24 @@ def reproduce(name: str, out: str = "runs/reproduce", epochs: int | None = None,
     """Train, evaluate and tabulate the recipe ``name``; returns its row (see module doc)."""
     rec = recipe(name)
     config = recipe_config(name, epochs, overrides)
+    progress = progress and config.train.progress  # --set progress=false: as --quiet
     nll_samples = nll_samples or rec.nll_samples
     points = points if points is not None else rec.points
     if rec.metric != "test_nll":  # an accuracy row is scored on every test image, no IS
         nll_samples, points = rec.nll_samples, rec.points
     run_dir = Path(out) / name
+    differs = other_data(RunConfig.from_dict(rec.run_config()).data, config.data)
     data = load_dataset(config.data)
-    run = _trained(config, data, run_dir, progress)
+    sha = data_fingerprint(data)
+    run = _trained(config, data, run_dir, progress, sha)
     if rec.metric == "test_nll":
-        result = _evaluated(run, data, nll_samples, points, progress)
+        result = _evaluated(run, data, nll_samples, points, progress, sha)
         ours, se, eval_seconds = result["test_nll"], result["test_nll_se"], result["eval_seconds"]
     else:
         ours, se, eval_seconds = run.metrics[rec.metric], None, 0.0
     better = METRICS[rec.metric]
-    met = None if rec.goal is None else (ours <= rec.goal if better == "lower"
-                                         else ours >= rec.goal)
+    met = None if rec.goal is None or differs else (ours <= rec.goal if better == "lower"
+                                                    else ours >= rec.goal)
     row = {"name": name, "paper": rec.paper, "table": rec.table, "metric": rec.metric,
            "paper_value": rec.paper_value, "ours": ours, "ours_se": se, "goal": rec.goal,
            "met": met, "budget": rec.budget, "epochs": config.train.epochs,
@@ -127,7 +160,9 @@ def reproduce(name: str, out: str = "runs/reproduce", epochs: int | None = None,
            "points": points if rec.metric == "test_nll" else None, "notes": rec.notes,
            "command": command_line(name, out, epochs, overrides,
                                    nll_samples if nll_samples != rec.nll_samples else None,
-                                   points if points != rec.points else None)}
+                                   points if points != rec.points else None),
+           "data": config.data.name, "data_sha256": sha, "comparable": differs is None,
+           "other_data": differs}
     atomic_write(run_dir / "row.json", json.dumps(row, indent=2) + "\n")
     write_table(Path(out))
     return row

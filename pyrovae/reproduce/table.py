@@ -13,7 +13,9 @@ from ..reports.plots import plt, save_figure
 
 COLUMNS = ("name", "paper", "table", "metric", "paper_value", "ours", "ours_se", "goal", "met",
            "epochs", "train_seconds", "eval_seconds", "seed", "nll_samples", "points",
-           "command")
+           "command", "data", "comparable", "other_data", "data_sha256")
+#: what the table says of a row on other data than its recipe's (runner.other_data)
+NOT_COMPARABLE = "other data: not comparable"
 
 
 def read_rows(out: Path) -> list[dict]:
@@ -38,6 +40,8 @@ def _value(row: dict, key: str) -> str:
         return f"{v:{fmt}}"
     if key == "met":
         return "yes" if v else "no"
+    if key == "comparable":  # (shown in the "goal met" column)
+        return "" if v is not False else NOT_COMPARABLE
     if key.endswith("seconds"):
         return f"{v / 60:.1f} min"
     return str(v)
@@ -50,8 +54,13 @@ def markdown(rows: list[dict]) -> str:
     heads = ("row", "paper", "paper's row", "published", "ours", "goal", "goal met", "epochs",
              "training", "evaluation", "seed")
     lines = ["| " + " | ".join(heads) + " |", "|" + "---|" * len(heads)]
-    lines += ["| " + " | ".join(_value(r, k) for k in keys) + " |" for r in rows]
+    lines += ["| " + " | ".join(_value(r, "comparable") if k == "met" and r.get("comparable")
+                                is False else _value(r, k) for k in keys) + " |" for r in rows]
     lines += ["", "Commands:", ""] + [f"- `{r['name']}`: `{r['command']}`" for r in rows]
+    others = [r for r in rows if r.get("comparable") is False]
+    if others:
+        lines += ["", "Rows on other data than their recipe's (not compared with the paper):",
+                  ""] + [f"- `{r['name']}`: {r.get('other_data')}" for r in others]
     return "\n".join(lines) + "\n"
 
 

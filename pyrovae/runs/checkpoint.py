@@ -17,11 +17,19 @@ global ``pyro.param`` sites also holds "pyro_params", "pyro_constraints" and (wi
 ``train.ema``) "train_pyro_params" (``param_store.py``); reading such a checkpoint puts its
 "pyro_params" into Pyro's param store (as ``ParamStoreDict.load`` does), so a model rebuilt
 from it runs with the trained values.
+
+``load_checkpoint`` checks every field it knows before anything uses it (:func:`check_fields`):
+a crafted or damaged file whose ``input_shape`` is not a list of positive ints, whose
+``epoch``/``batch``/``step`` is not a non-negative int, whose ``history`` is not a list of
+tables, ... is refused in one line naming the field. A run folder that holds its config.toml
+but no checkpoint yet (training killed before its first save) is refused in one line that says
+how to start it again (:func:`unsaved_run_error`).
 """
 
 from __future__ import annotations
 
 import io
+import math
 import re
 import pickle
 import zipfile
@@ -60,12 +68,27 @@ def missing_device(device) -> str | None:
     return None
 
 
+def unsaved_run_error(folder: str | Path) -> CheckpointError | None:
+    """The one-line error for a run folder that holds its config.toml but no checkpoint yet
+    (training stopped, e.g. killed, before its first save: nothing to resume or read), None
+    for any other folder."""
+    folder = Path(folder)
+    if (folder / CHECKPOINT_NAME).exists() or not (folder / "config.toml").is_file():
+        return None
+    return CheckpointError(f"'{folder}' has no checkpoint yet (training stopped before its "
+                           f"first save); start it again with: pyrovae train "
+                           f"{folder / 'config.toml'} --out {folder} --force")
+
+
 def load_checkpoint(path: str | Path, device="cpu") -> dict:
     """Read and check a checkpoint file; raise :class:`CheckpointError` if it is not one."""
     path = Path(path)
     if path.is_dir():
         path = path / CHECKPOINT_NAME
     if not path.is_file():
+        unsaved = unsaved_run_error(path.parent) if path.name == CHECKPOINT_NAME else None
+        if unsaved is not None:
+            raise unsaved
         raise CheckpointError(f"no checkpoint at '{path}': is this a pyrovae run folder?")
     missing = missing_device(device)
     if missing:  # a device error, never reported as a damaged checkpoint
@@ -91,10 +114,95 @@ def load_checkpoint(path: str | Path, device="cpu") -> dict:
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         raise CheckpointError(f"'{path}' is not a pyrovae checkpoint")
     version = payload.get("format_version")
-    if not isinstance(version, int) or version > FORMAT_VERSION:
+    if not _is_int(version) or version < 1:
+        raise CheckpointError(f"'{path}' is damaged or crafted: its 'format_version' is not a "
+                              f"positive integer (got {version!r:.60}); use an earlier "
+                              f"checkpoint or retrain")
+    if version > FORMAT_VERSION:
         raise CheckpointError(f"'{path}' has checkpoint format {version}, newer than this "
                               f"pyrovae reads ({FORMAT_VERSION}); upgrade pyrovae")
     for key in ("config", "input_shape", "model"):
         if key not in payload:
             raise CheckpointError(f"'{path}' lacks '{key}'; it is incomplete or corrupt")
+    check_fields(payload, path)
     return payload
+
+
+#: the fields that continuing a run (``resume=True``) needs beyond those every checkpoint has
+RESUME_FIELDS = ("optimizer", "epoch", "batch", "step", "loss_sum", "seconds", "history", "rng")
+
+
+def _is_int(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) \
+        and math.isfinite(value)
+
+
+def _tensor_dict(value) -> bool:
+    """A state dict: names -> tensors (a module's extra state, ``*_extra_state``, any data)."""
+    return isinstance(value, dict) and all(
+        isinstance(k, str) and (isinstance(v, torch.Tensor) or k.endswith("_extra_state"))
+        for k, v in value.items())
+
+
+def _problem(key: str, value) -> str | None:
+    """What is wrong with the checkpoint field ``key`` holding ``value`` (None: nothing, or a
+    field this check does not know)."""
+    if key == "config":
+        return None if isinstance(value, dict) else "is not a table"
+    if key == "input_shape":
+        if not isinstance(value, (list, tuple)) or not value or len(value) > 8:
+            return "is not a list of 1 to 8 sizes"
+        if not all(_is_int(v) and v > 0 for v in value):
+            return "is not a list of positive integers"
+        return None
+    if key in ("model", "train_model", "pyro_params", "train_pyro_params"):
+        return None if _tensor_dict(value) else "is not a table of named tensors"
+    if key == "optimizer":
+        ok = (isinstance(value, dict) and isinstance(value.get("state", {}), dict)
+              and isinstance(value.get("param_groups", []), list)
+              and all(isinstance(g, dict) for g in value.get("param_groups", [])))
+        return None if ok else "is not an optimizer state"
+    if key == "epoch":  # the epoch to run next, 1-based
+        return None if _is_int(value) and value >= 1 else "is not a positive integer"
+    if key in ("batch", "step"):
+        return None if _is_int(value) and value >= 0 else "is not a non-negative integer"
+    if key == "seconds":
+        return None if _is_number(value) and value >= 0 else "is not a non-negative number"
+    if key == "loss_sum":
+        ok = isinstance(value, torch.Tensor) and value.numel() == 1 and value.is_floating_point()
+        return None if ok else "is not a one-number tensor"
+    if key == "history":
+        ok = isinstance(value, list) and all(
+            isinstance(row, dict) and all(isinstance(k, str) and (
+                v is None or isinstance(v, (int, float, str))) for k, v in row.items())
+            for row in value)
+        return None if ok else "is not a list of tables (one per epoch)"
+    if key in ("rng", "pyro_constraints"):
+        return None if isinstance(value, dict) else "is not a table"
+    if key == "pyro_module_params":
+        ok = isinstance(value, list) and all(isinstance(v, str) for v in value)
+        return None if ok else "is not a list of names"
+    if key in ("data_sha256", "pyrovae_version"):
+        return None if value is None or isinstance(value, str) else "is not a string"
+    return None
+
+
+def check_fields(payload: dict, path: str | Path = "the checkpoint") -> None:
+    """Refuse, in one line naming the field, a checkpoint whose fields have the wrong type,
+    sign or integrality (a crafted or damaged file): ``input_shape`` a list of positive ints,
+    ``epoch``/``batch``/``step`` non-negative ints, ``history`` a list of tables, ``config``
+    a table, the weights tables of tensors, ... (fields that are absent are not checked
+    here)."""
+    for key, value in payload.items():
+        problem = _problem(key, value)
+        if problem is not None:
+            plain = not isinstance(value, (dict, list, tuple, torch.Tensor)) or (
+                isinstance(value, (list, tuple)) and len(value) <= 8
+                and all(isinstance(v, (int, float, str)) for v in value))
+            shown = repr(value) if plain else type(value).__name__
+            raise CheckpointError(f"'{path}' is damaged or crafted: its '{key}' {problem} "
+                                  f"(got {shown[:60]}); use an earlier checkpoint or retrain")

@@ -15,6 +15,7 @@ The checkpoint is the source of truth: history.csv and metrics.json are derived 
 from __future__ import annotations
 
 import fnmatch
+import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -90,10 +91,56 @@ def check_run_dir(out: str | Path, force: bool = False) -> Path:
     if out.exists() and not out.is_dir():
         raise CheckpointError(f"--out '{out}' is a file, not a folder")
     existing = [name for name in RUN_FILES if (out / name).exists()]
+    if existing and CHECKPOINT_NAME not in existing and "metrics.json" not in existing \
+            and not force:
+        raise CheckpointError(f"'{out}' already holds a run that stopped before its first "
+                              f"save ({', '.join(existing)}, no checkpoint); pass --force "
+                              f"(force=True) to start it again, or choose another --out")
     if existing and not force:
         raise CheckpointError(f"'{out}' already holds a run ({', '.join(existing)}); choose "
                               f"another --out, or pass --force (force=True) to overwrite it")
     return out
+
+
+def missing_folders(out: str | Path) -> list[Path]:
+    """The folders that creating ``out`` would make: ``out`` and its missing parents, deepest
+    first ([] when ``out`` exists)."""
+    missing = []
+    folder = Path(out).absolute()
+    while not folder.exists() and folder != folder.parent:
+        missing.append(folder)
+        folder = folder.parent
+    return missing
+
+
+def discard_unsaved_run(out: str | Path, created: list[Path]) -> bool:
+    """After a training call failed: if ``out`` holds no checkpoint (nothing to resume), take
+    back what the call wrote there, so no half-made run folder is left to refuse the next
+    ``train`` without ``--force``. ``created`` (:func:`missing_folders`, taken before the call
+    made anything): the folders the call made, which are removed whole (their parents only when
+    empty); a folder that existed before keeps everything but training's own files
+    (config.toml, history.csv, ... and their temporary files). A folder with a checkpoint is
+    never touched. Best effort; returns whether ``out`` was taken back."""
+    out = Path(out)
+    if not out.is_dir() or (out / CHECKPOINT_NAME).exists():
+        return False
+    if created and created[0] == out.absolute():
+        shutil.rmtree(out, ignore_errors=True)
+        for folder in created[1:]:  # the parents this call made, while they are empty
+            try:
+                folder.rmdir()
+            except OSError:
+                break
+        return not out.exists()
+    clean_temp_files(out)
+    for name in RUN_FOLDER["train"]:
+        path = out / name
+        try:
+            if path.is_file() and not path.is_symlink():
+                path.unlink()
+        except OSError:
+            pass
+    return True
 
 
 def create_run_dir(out: Path, force: bool = False) -> Path:

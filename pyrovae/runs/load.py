@@ -1,5 +1,10 @@
 """Rebuilding a trained model from its run folder: the kind's builder from the registry, then
-the weights from the checkpoint (read with ``weights_only``: no code runs from the file)."""
+the weights from the checkpoint (read with ``weights_only``: no code runs from the file).
+
+A run folder is data: the one thing in it that names code, a model you wrote (``model.kind =
+"module"``, its ``model.target``), is imported only with the caller's consent
+(``trust_module=True``, ``--trust-module``, or ``model=`` the class itself); without it,
+:func:`refuse_unimportable` refuses in one line before anything is imported."""
 
 from __future__ import annotations
 
@@ -15,6 +20,7 @@ from ..errors import CheckpointError, ConfigError
 from ..files import read_csv
 from ..limits import check_model
 from ..registry import MODEL_KINDS
+from ..user_model import trusting_modules
 from .checkpoint import load_checkpoint
 from .param_store import restore_param_store
 from .folder import Run, RunFolderWarning
@@ -29,14 +35,18 @@ def make_model(config, input_shape) -> torch.nn.Module:
 
 
 def load(path: str | Path, device: str = "cpu", module: torch.nn.Module | None = None, *,
-         model=None) -> Run:
+         model=None, trust_module: bool = False) -> Run:
     """Load a run folder (or a checkpoint file) written by :func:`pyrovae.train`.
 
-    The model is rebuilt from the config by its kind: for ``kind = "module"`` (a model you
-    wrote) by importing ``model.target`` and calling it with ``model.args``. ``model=`` gives
-    that model yourself: its class (called with the recorded ``args``), or an instance (of
-    the same architecture) that the weights are loaded into; it is needed for a class defined
-    in a notebook, a script or a function, which nothing can import (``model.target =
+    The model is rebuilt from the config by its kind. For ``kind = "module"`` (a model you
+    wrote) that means importing ``model.target`` and calling it with ``model.args``, which the
+    files of a run folder alone never cause: pass ``trust_module=True`` (as you would trust
+    ``trust_remote_code``: only for a run from someone whose code you would run) or
+    ``model=``; otherwise a one-line ConfigError names the target and nothing is imported.
+    Even then only a ``torch.nn.Module`` subclass is called. ``model=`` gives that model
+    yourself: its class (called with the recorded ``args``), or an instance (of the same
+    architecture) that the weights are loaded into; it is needed for a class defined in a
+    notebook, a script or a function, which nothing can import (``model.target =
     "__main__:MyVAE"``), and refused for a built-in kind or a class of another name.
     ``module=`` (an instance) loads into it unchecked, for any kind. Reads only tensors and
     plain data from the checkpoint (never executes code from the files).
@@ -52,7 +62,7 @@ def load(path: str | Path, device: str = "cpu", module: torch.nn.Module | None =
     if saved_config.is_file() and load_config(saved_config) != config:
         raise CheckpointError(f"'{saved_config}' does not match the checkpoint's config; the "
                               f"folder mixes files of different runs")
-    vae = _model_of(config, payload["input_shape"], path, module, model)
+    vae = _model_of(config, payload["input_shape"], path, module, model, trust_module)
     try:
         vae.load_state_dict(payload["model"])
     except RuntimeError as err:
@@ -68,11 +78,12 @@ def load(path: str | Path, device: str = "cpu", module: torch.nn.Module | None =
     return Run(vae, config, run_dir, list(history), metrics)
 
 
-def _model_of(config: RunConfig, input_shape, path: Path, module, model) -> torch.nn.Module:
+def _model_of(config: RunConfig, input_shape, path: Path, module, model,
+              trust_module: bool = False) -> torch.nn.Module:
     """The module the checkpoint's weights go into: ``module``, ``model`` (a class or an
     instance, checked against the run), or the one the config describes. A run whose class
-    cannot be imported (defined in a notebook, a script or a function) is refused in one line
-    that says how to load it."""
+    cannot be imported (defined in a notebook, a script or a function), or whose class may not
+    be imported without ``trust_module``, is refused in one line that says how to load it."""
     if module is not None and model is not None:
         raise ConfigError("pass model= (the class or an instance) or module=, not both")
     if module is not None:
@@ -80,8 +91,11 @@ def _model_of(config: RunConfig, input_shape, path: Path, module, model) -> torc
     if model is not None:
         check_model(config.model, input_shape)
         return given_model(model, config.model, input_shape, f"run '{path}'")
-    refuse_unimportable(config.model, f'pyrovae.load("{path}", model={{name}})')
-    return make_model(config.model, input_shape)
+    with trusting_modules(trust_module):
+        refuse_unimportable(config.model, f'pyrovae.load("{path}", model={{name}})',
+                            consent=f'pyrovae.load("{path}", trust_module=True), or '
+                                    f'model={{name}}')
+        return make_model(config.model, input_shape)
 
 
 def given_model(model, config, input_shape, where: str):
@@ -96,14 +110,19 @@ def given_model(model, config, input_shape, where: str):
     return build(model, config, input_shape, where)
 
 
-def refuse_unimportable(config, fix: str) -> None:
-    """Raise the kind's one-line refusal (registered ``unimportable``) when the run's model
-    cannot be imported here (a class from a notebook or a script); ``fix`` is the call that
-    rebuilds it, ``{name}`` standing for the class name."""
-    check = MODEL_KINDS.capability(config.kind, "unimportable")
-    refusal = check(config, fix) if check is not None else None
-    if refusal is not None:
-        raise refusal
+def refuse_unimportable(config, fix: str, consent: str | None = None) -> None:
+    """Before a model is rebuilt from a run folder's config (``load``, ``train(...,
+    resume=True)``): raise the kind's one-line refusal when the run's model cannot be imported
+    here (registered ``unimportable``: a class from a notebook or a script), or may not be
+    without the caller's consent (registered ``consent``: a module class a run folder names,
+    imported only with ``trust_module=True`` / ``--trust-module``). ``fix`` is the Python call
+    that rebuilds it from the class, ``consent`` the one that consents (default ``fix``),
+    ``{name}`` standing for the class name. Nothing is imported here."""
+    for capability, how in (("unimportable", fix), ("consent", consent or fix)):
+        check = MODEL_KINDS.capability(config.kind, capability)
+        refusal = check(config, how) if check is not None else None
+        if refusal is not None:
+            raise refusal
 
 
 def _warn(message: str) -> None:

@@ -33,6 +33,22 @@ class LabelSplit:
                           self.validation.to(device))
 
 
+def check_labels(y: torch.Tensor, num_classes: int, what: str) -> None:
+    """Refuse, in one line, labels y outside 0..C-1: a negative one is no class (the data must
+    be relabelled), one >= C asks for a larger num_classes."""
+    if not y.numel():
+        return
+    low, high = int(y.min()), int(y.max())
+    if low < 0:
+        raise DataError(f"{what} must be in 0..{num_classes - 1} (model.num_classes = "
+                        f"{num_classes}); label {low} found: a class is numbered from 0, so "
+                        f"relabel the data")
+    if high >= num_classes:
+        raise DataError(f"{what} span {low}..{high} but model.num_classes = {num_classes} "
+                        f"(labels must be in 0..{num_classes - 1}; label {high} found); set "
+                        f"num_classes to the number of classes ({high + 1} or more)")
+
+
 def split_labels(y: torch.Tensor | None, labels: int, validation: int, num_classes: int,
                  seed: int = 0) -> LabelSplit:
     """Split training labels y [N] into labelled / unlabelled / validation indices."""
@@ -41,9 +57,7 @@ def split_labels(y: torch.Tensor | None, labels: int, validation: int, num_class
                         "has none; use mnist, digits or a .npz with y_train")
     y = y.cpu()
     n = y.shape[0]
-    if y.numel() and (int(y.min()) < 0 or int(y.max()) >= num_classes):
-        raise DataError(f"training labels span {int(y.min())}..{int(y.max())} but model."
-                        f"num_classes = {num_classes}; set num_classes to the number of classes")
+    check_labels(y, num_classes, "the training labels")
     if validation + labels >= n:
         raise DataError(f"model.labels = {labels} plus model.validation = {validation} leave no "
                         f"unlabelled points among the {n} training points; lower them")

@@ -18,7 +18,7 @@ from ..errors import ConfigError
 from ..objectives import objective_for, objective_name
 from ..training.trainer import Trainer
 from .evaluate import accuracy, evaluate_ssvae
-from .labels import split_labels
+from .labels import check_labels, split_labels
 from .objective import make_ss_elbo, ss_loss
 from .sampling import save_by_class
 
@@ -32,6 +32,8 @@ class SSVAETrainer(Trainer):
         mc = self.config.model
         self.split = split_labels(self.data.train_y, mc.labels, mc.validation, mc.num_classes,
                                   seed=self.config.data.seed).to(self.device)
+        if self.data.test_y is not None:  # (scored by test_accuracy)
+            check_labels(self.data.test_y, mc.num_classes, "the test labels")
         self.n_labelled = self.split.labelled.numel()
         self.label_bsz = min(mc.label_batch_size, self.n_labelled)
         self.dist.check_divisible(self.label_bsz, "the labelled batch (model.label_batch_size, "

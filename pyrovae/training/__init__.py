@@ -1,9 +1,11 @@
 """Training: ``train()`` (train.py) above the SVI loop (trainer.py, which knows no model
 kind); checks before training (checks.py), the model/guide callables (programs.py), guards
-against NaN and signals (guards.py), the run's pictures (reports.py). Run folders and
+against NaN and signals (guards.py), a user's module that fails, in one line naming it and
+where (failures.py), the run's pictures (reports.py). Run folders and
 checkpoints live in ``pyrovae.runs`` below it (re-exported here for convenience)."""
 
 from ..runs import Run, load, load_checkpoint, save_checkpoint
+from .failures import ModuleFailed
 from .train import train
 
-__all__ = ["Run", "load", "load_checkpoint", "save_checkpoint", "train"]
+__all__ = ["Run", "load", "load_checkpoint", "save_checkpoint", "train", "ModuleFailed"]

@@ -17,7 +17,8 @@ from ..limits import check_training
 from ..rng import seeded
 from .programs import bind_programs
 
-RESUMABLE_CHANGES = ("epochs", "progress", "log_every", "checkpoint_every", "eval_batch_size")
+RESUMABLE_CHANGES = ("epochs", "progress", "log_every", "checkpoint_every", "eval_batch_size",
+                     "tensorboard")  # (TensorBoard events change no number of the run)
 
 
 def check_compatible(config: RunConfig, data: Dataset, vae, train_x: torch.Tensor) -> None:

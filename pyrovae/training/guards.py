@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import signal
+import warnings
 
 import torch
 
@@ -53,6 +54,17 @@ def stop_on_signals():
             signal.signal(s, handler)
 
 
+@contextlib.contextmanager
+def silent_nan_warnings():
+    """Silence Pyro's "Encountered NaN/+inf/-inf" warnings (its ELBOs warn at every step, and
+    on every backward, once a loss is not finite) while training: the NaN guard stops the run
+    with one line that names the step, the parameters and the sites, and nothing should come
+    before it."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=r"Encountered (NaN|\+inf|-inf)")
+        yield
+
+
 class FiniteWatch:
     """Tracks, on the device and without syncing, the first step whose loss was not finite."""
 
@@ -62,6 +74,12 @@ class FiniteWatch:
     def update(self, loss: torch.Tensor, step: int) -> None:
         bad = ~torch.isfinite(loss) & (self.first_bad < 0)
         self.first_bad = torch.where(bad, torch.full_like(self.first_bad, step), self.first_bad)
+
+    def mark(self, step: int) -> None:
+        """Record ``step`` as the first non-finite one (a distribution refused its NaN/inf
+        parameters before the loss existed), unless an earlier one is recorded."""
+        if int(self.first_bad) < 0:
+            self.first_bad = torch.full_like(self.first_bad, step)
 
     def check(self, vae, batch: torch.Tensor, lr: float, checkpoint: bool = True,
               extra: dict | None = None) -> None:
@@ -83,11 +101,17 @@ class FiniteWatch:
             parts.append(f"non-finite parameters: {', '.join(bad_params[:3])}{more}")
         if sites:
             parts.append(f"non-finite log-densities at sites: {', '.join(sites)}")
-        parts.append(f"likely causes: learning rate too high (lr = {lr:g}; try {lr / 10:g}) or "
-                     f"a likelihood scale that is too small; set train.clip_norm to clip "
-                     f"gradients, and start a new run" + (
-                         " or resume: the last checkpoint (before the failure) is intact"
-                         if checkpoint else " (no checkpoint was written before the failure)"))
+        if step == 1:  # the loss of the initial parameters: the learning rate is not the cause
+            parts.append("the model or guide computes NaN/inf from its initial parameters and "
+                         "the data, before any update (e.g. the log of 0, a division by 0, a "
+                         "scale of 0 or a NaN in the data): fix it and start a new run")
+        else:
+            parts.append(f"likely causes: learning rate too high (lr = {lr:g}; try "
+                         f"{lr / 10:g}) or a likelihood scale that is too small; set "
+                         f"train.clip_norm to clip gradients, and start a new run" + (
+                             " or resume: the last checkpoint (before the failure) is intact"
+                             if checkpoint else
+                             " (no checkpoint was written before the failure)"))
         raise NonFiniteError("; ".join(parts))
 
 

@@ -14,14 +14,18 @@ from .. import distributed
 from ..config import DataConfig, RunConfig, TrainConfig
 from ..data import Dataset
 from ..data.fingerprint import data_fingerprint
-from ..errors import ConfigError
+from ..errors import CheckpointError, ConfigError
 from ..files import atomic_write
 from ..registry import MODEL_KINDS
-from ..runs import Run, check_run_dir, config_text, create_run_dir, load_checkpoint
-from ..runs.folder import clean_temp_files
+from ..runs import (CHECKPOINT_NAME, Run, check_run_dir, config_text, create_run_dir,
+                    load_checkpoint)
+from ..runs.checkpoint import unsaved_run_error
+from ..runs.folder import clean_temp_files, discard_unsaved_run, missing_folders
 from ..runs.load import given_model, refuse_unimportable
 from ..user_model import module_config
+from . import failures
 from .checks import check_data_plate, check_resumable, check_same_data
+from .failures import activity
 from .guards import TrainingInterrupted, stop_on_signals
 from .trainer import Trainer, trainer_class
 
@@ -66,6 +70,12 @@ def train(config, data: Dataset, out: str | Path | None = None, force: bool = Fa
     called with the recorded arguments. Returns a :class:`Run` with the trained model, the
     per-epoch history and the final metrics (ELBOs in nats per data point, higher is better).
 
+    A run that fails (or is stopped) before its first checkpoint leaves no half-made folder: a
+    folder this call made is removed, one that existed keeps all but training's files; a
+    folder holding a checkpoint is kept, to resume. Your module raising anywhere (its import,
+    ``__init__``, ``model``/``guide`` at any step) is a one-line :class:`ModuleFailed` naming
+    the module and the ``file:line`` where it failed (the original exception is its cause).
+
     Started by ``torchrun --nproc_per_node=R`` (WORLD_SIZE > 1), it trains data-parallel: each
     process takes 1/R of every batch, the gradients are averaged, rank 0 alone writes ``out``
     (the other ranks' Run has no path); see docs/distributed.md.
@@ -81,14 +91,23 @@ def train(config, data: Dataset, out: str | Path | None = None, force: bool = Fa
     # the data's sha256, recorded in the checkpoint and metrics.json, checked on resume
     fingerprint = data_fingerprint(data) if out is not None else None
 
+    # the folders this call makes (taken back, with what it wrote, if it fails before the
+    # first checkpoint); None: it makes none (resume, no out=, not the writing rank)
+    created = missing_folders(out) if out is not None and writer and not resume else None
+    made = []  # [True] once this call prepares the folder (create_run_dir): it is then ours
+
     def setup():  # on every rank; a refusal on any rank stops all of them (context.agree)
         payload, run_config = None, config
         if resume:
             if out is None:
                 raise ConfigError("resume=True needs out= the run folder to continue")
             out_dir = Path(out)
+            _refuse_unsaved(out_dir, writer)
             payload = load_checkpoint(out_dir)
-            saved = RunConfig.from_dict(payload["config"])
+            try:
+                saved = RunConfig.from_dict(payload["config"])
+            except ConfigError as err:
+                raise CheckpointError(f"'{out_dir}' holds an invalid config: {err}") from None
             run_config = check_resumable(saved, config, out_dir)
             check_same_data(payload, fingerprint, out_dir)
             if module is None:  # (pyrovae train --resume)
@@ -98,28 +117,68 @@ def train(config, data: Dataset, out: str | Path | None = None, force: bool = Fa
             out_dir = check_run_dir(out, force) if writer else Path(out)
         else:
             out_dir = None
-        trainer = trainer_class(run_config)(run_config, data, out_dir if writer else None,
-                                            module)  # checks device, data, model
-        if run_config.model.kind == "module":  # a plate that ignores n_data: one line, now
-            check_data_plate(trainer.vae, trainer.data.train_data(1, run_config.train.seed)[:2],
-                             trainer.n)
+        try:
+            trainer = trainer_class(run_config)(run_config, data, out_dir if writer else None,
+                                                module)  # checks device, data, model
+            if run_config.model.kind == "module":  # a plate that ignores n_data: one line
+                check_data_plate(trainer.vae,
+                                 trainer.data.train_data(1, run_config.train.seed)[:2], trainer.n)
+        except Exception as err:  # the user's module failing: one line naming it and where
+            failed = module_failure(err, run_config, module)
+            if failed is None:
+                raise
+            raise failed from err
         if writer and out_dir is not None and payload is None:
+            made.append(True)
             create_run_dir(out_dir, force)  # (also removes stale temporary files)
         return trainer, run_config, out_dir, payload
 
-    trainer, config, out_dir, payload = context.agree(setup)
-    trainer.data_fingerprint = fingerprint
-    if payload is not None:
+    trainer = None
+    try:
+        trainer, config, out_dir, payload = context.agree(setup)
+        trainer.data_fingerprint = fingerprint
+        if payload is not None:
+            if writer:
+                clean_temp_files(out_dir)  # those of a write killed mid-way (e.g. kill -9)
+            trainer.restore(payload)
+            trainer.save()  # the checkpoint now carries the resumed config (e.g. more epochs)
+        if out_dir is not None and writer:
+            atomic_write(out_dir / "config.toml", config_text(config))
+        test = trainer.run()
+        if out_dir is None or not writer:
+            return Run(trainer.vae.eval(), config, None, trainer.history, trainer.metrics(test))
+        return _finish(trainer, config, out_dir, test, fingerprint)
+    except BaseException as err:
+        failed = None
+        if trainer is not None and isinstance(err, Exception):
+            failed = module_failure(err, config, trainer.vae, trainer)
+        if made and created is not None:  # a folder of this call without a checkpoint
+            discard_unsaved_run(Path(out), created)
+        if failed is None:
+            raise
+        raise failed from err
+
+
+def module_failure(err: BaseException, config: RunConfig, module, trainer=None):
+    """:func:`failures.module_failure` for a run of a user's module (None for another kind):
+    where it failed, and, when the run folder keeps a checkpoint, how to resume it."""
+    if config.model.kind != "module":
+        return None
+    where = activity(err, *((trainer.step, trainer.epoch) if trainer is not None else ()))
+    out_dir = getattr(trainer, "out_dir", None)
+    after = (f", or resume its last checkpoint: pyrovae train --resume {out_dir}"
+             if out_dir is not None and (out_dir / CHECKPOINT_NAME).exists() else "")
+    return failures.module_failure(err, config.model.target, module, where, after)
+
+
+def _refuse_unsaved(out_dir: Path, writer: bool) -> None:
+    """Refuse to resume a folder whose training stopped before its first checkpoint (killed
+    while writing it: its temporary file is removed) in one line saying how to start again."""
+    refusal = unsaved_run_error(out_dir)
+    if refusal is not None:
         if writer:
-            clean_temp_files(out_dir)  # those of a write killed mid-way (e.g. kill -9)
-        trainer.restore(payload)
-        trainer.save()  # the checkpoint now carries the resumed config (e.g. more epochs)
-    if out_dir is not None and writer:
-        atomic_write(out_dir / "config.toml", config_text(config))
-    test = trainer.run()
-    if out_dir is None or not writer:
-        return Run(trainer.vae.eval(), config, None, trainer.history, trainer.metrics(test))
-    return _finish(trainer, config, out_dir, test, fingerprint)
+            clean_temp_files(out_dir)
+        raise refusal
 
 
 def _resumed_module(cls: type, out, resume: bool) -> torch.nn.Module:
@@ -129,9 +188,19 @@ def _resumed_module(cls: type, out, resume: bool) -> torch.nn.Module:
         raise ConfigError(f"train() got the class {cls.__name__}, not a model: pass an instance, "
                           f"{cls.__name__}(...), to start a run (a class is rebuilt from a run's "
                           f"recorded arguments only to resume it: out=RUN, resume=True)")
+    _refuse_unsaved(Path(out), distributed.is_writer())
     payload = load_checkpoint(Path(out))
-    saved = RunConfig.from_dict(payload["config"])
-    return given_model(cls, saved.model, payload["input_shape"], f"run '{out}'")
+    try:
+        saved = RunConfig.from_dict(payload["config"])
+    except ConfigError as err:
+        raise CheckpointError(f"'{out}' holds an invalid config: {err}") from None
+    try:
+        return given_model(cls, saved.model, payload["input_shape"], f"run '{out}'")
+    except Exception as err:  # the class's __init__ failing: one line naming it and where
+        failed = module_failure(err, saved, None)
+        if failed is None:
+            raise
+        raise failed from err
 
 
 def _finish(trainer: Trainer, config: RunConfig, out_dir: Path, test: dict,

@@ -16,7 +16,9 @@ guide and estimator (tested on fixed parameters and draws).
 Checkpoints (every ``checkpoint_every`` steps, at epoch ends, and on SIGINT/SIGTERM) hold the
 parameters, Adam's state, the random state and the position in the epoch, so ``resume=True``
 continues bit for bit where the run stopped. A NaN/inf loss stops training with an error that
-names the step, the parameters and the sites, before any checkpoint is overwritten.
+names the step, the parameters and the sites, before any checkpoint is overwritten; so does a
+distribution that refuses NaN/inf parameters under Pyro's validation (the first step validates),
+and Pyro's own "Encountered NaN" warnings are silenced so that the guard's line comes alone.
 
 Global ``pyro.param`` sites of the model or guide (values in Pyro's param store, not in the
 module) are found before the first step and trained, averaged, checkpointed and resumed with
@@ -50,10 +52,12 @@ from ..registry import MODEL_KINDS
 from ..reports.tensorboard import TensorBoard
 from ..rng import seed_everything, seeded
 from ..runs import CHECKPOINT_NAME, describe_device, make_model, save_checkpoint
+from ..runs.checkpoint import RESUME_FIELDS
 from .averaging import WeightAverage
 from .checks import check_compatible
 from .global_params import GlobalParams
-from .guards import FiniteWatch, TrainingInterrupted, stop_on_signals
+from .failures import nonfinite_refusal
+from .guards import FiniteWatch, TrainingInterrupted, silent_nan_warnings, stop_on_signals
 from .lr_schedule import lr_at
 from .programs import bind_programs
 from .optimizer import make_adam
@@ -205,16 +209,22 @@ class Trainer:
         try:
             yield
         except OSError as err:
-            kept = ("the previous checkpoint is intact" if (self.out_dir / CHECKPOINT_NAME).exists()
-                    else "no checkpoint was written yet")
+            kept = (self.out_dir / CHECKPOINT_NAME).exists()
             if isinstance(err, WriteError):  # names the very file (e.g. one of the PNGs)
                 path = err.filename
+            # (a run without a checkpoint is taken back by train(): nothing to resume)
+            then = ("the previous checkpoint is intact: free space or fix permissions, then "
+                    "resume with --resume" if kept else "no checkpoint was written yet: free "
+                    "space or fix permissions, then train again")
             raise CheckpointError(f"could not write '{path}' at step {self.step} "
-                                  f"({reason(err)}); {kept}: free space or fix "
-                                  f"permissions, then resume with --resume") from None
+                                  f"({reason(err)}); {then}") from None
 
     def restore(self, payload: dict) -> None:
         """Continue from a checkpoint written by :meth:`save`."""
+        missing = [key for key in RESUME_FIELDS if key not in payload]
+        if missing:
+            raise CheckpointError(f"the checkpoint lacks '{missing[0]}', which resuming needs; "
+                                  f"it is incomplete or corrupt")
         try:  # an averaged run trains on from "train_model" (averaging.py)
             self.vae.load_state_dict(payload.get("train_model", payload["model"]))
             self.global_params.load(payload.get("train_pyro_params",
@@ -224,13 +234,19 @@ class Trainer:
                 self.average.load_state_dict(payload["model"], payload.get("pyro_params"))
             elif self.average is not None:  # averaging switched on at a resume: from here
                 self.average.reset()
-        except (RuntimeError, ValueError, KeyError) as err:
-            raise CheckpointError(f"the checkpoint does not fit its config "
-                                  f"({str(err).splitlines()[0]})") from None
+        except (RuntimeError, ValueError, KeyError, TypeError, AttributeError, IndexError) as err:
+            first = str(err).splitlines()[0] if str(err) else type(err).__name__
+            raise CheckpointError(f"the checkpoint does not fit its config ({first})") from None
         self.epoch, self.batch, self.step = payload["epoch"], payload["batch"], payload["step"]
         self.loss_sum = payload["loss_sum"].to(self.device)
         self.seconds, self.history = payload["seconds"], list(payload["history"])
-        restore_rng(payload["rng"])
+        try:
+            restore_rng(payload["rng"])
+        except (KeyError, TypeError, ValueError, RuntimeError, AttributeError, IndexError) as err:
+            raise CheckpointError(f"the checkpoint's 'rng' is not a random state this run can "
+                                  f"continue ({type(err).__name__}: "
+                                  f"{str(err).splitlines()[0][:100] if str(err) else ''}); "
+                                  f"it is damaged or crafted") from None
 
     # ---- the loop ---------------------------------------------------------------------------
 
@@ -284,6 +300,20 @@ class Trainer:
         self._validated = True
         self.optimizer_step()
         return loss
+
+    def _guarded_step(self, xb: torch.Tensor) -> torch.Tensor:
+        """:meth:`train_step`, where a distribution refusing NaN/inf parameters under Pyro's
+        validation (the first step validates) is the NaN guard's error, not a traceback."""
+        try:
+            with distributed.draws():  # (for kinds whose step bypasses self.guide)
+                return self.train_step(xb)
+        except ValueError as err:
+            if not nonfinite_refusal(err):
+                raise
+        self.watch.mark(self.step + 1)
+        self._check_finite()  # raises the guard's NonFiniteError
+        raise FloatingPointError(f"a distribution refused NaN/inf values at step "
+                                 f"{self.step + 1}")  # (the guard found nothing: unreachable)
 
     def optimizer_step(self) -> None:
         """Average the gradients over the processes (when data-parallel), clip, step Adam."""
@@ -349,7 +379,7 @@ class Trainer:
         bar = tqdm(total=tc.epochs * self.steps_per_epoch, initial=done,
                    disable=not (tc.progress and self.dist.writer),
                    unit="step", dynamic_ncols=True, desc="train")
-        with stop_on_signals() as stop:
+        with stop_on_signals() as stop, silent_nan_warnings():
             self.stop = stop = self.dist.shared_stop(stop)  # all ranks stop at the same step
             while self.epoch <= tc.epochs:
                 start = epoch_start = time.perf_counter()
@@ -362,8 +392,7 @@ class Trainer:
                     xb = x_epoch[self.dist.shard(order[i * self.bsz:(i + 1) * self.bsz])]
                     self._last_batch = xb
                     self._apply_lr()
-                    with distributed.draws():  # (for kinds whose step bypasses self.guide)
-                        loss = self.train_step(xb)
+                    loss = self._guarded_step(xb)
                     if not self._complete:  # a pyro.param the first step made is not trained
                         self._check_global_params()
                     self.loss_sum += loss
