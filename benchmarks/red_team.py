@@ -38,9 +38,40 @@ def run(tree: Path | None, report: Path) -> list[dict]:
         shutil.copytree(CASES, target / "red_team", dirs_exist_ok=True)
         for helper in HELPERS:
             shutil.copy2(ROOT / "tests" / helper, target / helper)
+    rows = []
+    for path in sorted(CASES.glob("test_*.py")):
+        rows += _run_file(where, f"tests/red_team/{path.name}", report)
+    return rows
+
+
+def _pytest(where: Path, target: str, report: Path) -> bool:
+    """Run ``target`` (a file or a node id) under pytest; whether it wrote its report (a case
+    may kill the whole process, as SIGTERM did before issue 28)."""
+    report.unlink(missing_ok=True)
     subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
-                    f"--junitxml={report.resolve()}", "tests/red_team"], cwd=where,
+                    f"--junitxml={report.resolve()}", target], cwd=where,
                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=False)
+    return report.is_file()
+
+
+def _run_file(where: Path, target: str, report: Path) -> list[dict]:
+    """The rows of one file; if a case killed the process, each case on its own."""
+    if _pytest(where, target, report):
+        return _rows(report)
+    listed = subprocess.run([sys.executable, "-m", "pytest", "-q", "--collect-only",
+                             "-p", "no:cacheprovider", target], cwd=where, text=True,
+                            capture_output=True, check=False).stdout.splitlines()
+    rows = []
+    for node in (line for line in listed if "::" in line):
+        if _pytest(where, node, report):
+            rows += _rows(report)
+        else:
+            rows.append({"file": Path(target).stem, "case": node.split("::", 1)[1],
+                         "outcome": "BAD", "why": "the process was killed"})
+    return rows
+
+
+def _rows(report: Path) -> list[dict]:
     rows = []
     for case in ET.parse(report).getroot().iter("testcase"):
         failure = case.find("failure")
