@@ -20,7 +20,8 @@ A run folder is data, not code: its ``config.toml`` and checkpoint are files any
 written, and ``model.target`` is the one thing in them that names code. Opening a run folder
 (``pyrovae.load``, every command on RUN_DIR, ``train --resume``) imports that target only
 with the caller's consent (:func:`consent_refusal`): ``trust_module=True``, ``--trust-module``
-(the CLI runs the command inside :func:`trusting_modules`), or ``model=`` (the class itself).
+(the CLI runs the command inside ``pyrovae.runs.trust.trusting_modules``), or ``model=`` (the
+class itself).
 Training from a config you pass (``pyrovae train CONFIG``, ``compare CONFIG``) is consent to
 the target it names, for the rest of that process (so ``compare`` can read back the runs it
 wrote). Even with consent, only a ``torch.nn.Module`` subclass is called
@@ -36,8 +37,6 @@ with the recorded args; an instance: used as it is).
 
 from __future__ import annotations
 
-import contextlib
-import contextvars
 import importlib
 import inspect
 import os
@@ -48,33 +47,20 @@ import torch
 from .config import ModuleConfig
 from .errors import ConfigError
 from .registry import MODEL_KINDS
+from .runs.trust import consented
 
 SHAPE_ARGUMENT = "input_shape"
 
-#: whether the code running now consents to importing what a run folder's model.target names
-#: (``pyrovae.load(..., trust_module=True)``, a command given ``--trust-module``)
-_TRUSTED = contextvars.ContextVar("pyrovae_trust_module", default=False)
 #: targets this process has imported and built a model from: from a config the user passed
 #: (``pyrovae train CONFIG``, ``compare CONFIG``) or with consent; their runs open without
 #: asking again (the code is already imported: importing it again runs nothing)
 _BUILT_TARGETS: set[str] = set()
 
 
-@contextlib.contextmanager
-def trusting_modules(trust: bool = True):
-    """Consent, for the block, to import and call the module class a run folder's
-    ``model.target`` names (``--trust-module`` runs each command inside it)."""
-    token = _TRUSTED.set(bool(trust) or _TRUSTED.get())
-    try:
-        yield
-    finally:
-        _TRUSTED.reset(token)
-
-
 def trusted(target: str) -> bool:
     """Whether ``target`` may be imported from a run folder now: consent was given, or this
     process already built a model from it (a config the user passed, or earlier consent)."""
-    return _TRUSTED.get() or target in _BUILT_TARGETS
+    return consented() or target in _BUILT_TARGETS
 
 
 def consent_refusal(config: ModuleConfig, fix: str) -> ConfigError | None:

@@ -4,39 +4,11 @@ command: ``--debug`` and ``--trust-module``."""
 from __future__ import annotations
 
 import argparse
-import functools
 
 TRUST_HELP = ("consent to import and run the Python class that a run folder's model.target "
               "names (a model you wrote, model.kind = \"module\"); a run folder is data, so "
               "without this flag no code it names is imported: give it only for runs from "
               "someone whose code you would run")
-
-
-class TrustModule(argparse.Action):
-    """``--trust-module``: sets ``args.trust_module`` and runs the command's ``func`` inside
-    :func:`pyrovae.user_model.trusting_modules`, so that every run folder the command opens
-    (``open_run``, ``train --resume``, ``compare``'s and ``reproduce``'s runs) may import its
-    ``model.target``; without it (the default) none does (docs/reliability.md, threat model)."""
-
-    def __init__(self, option_strings, dest, **kwargs):
-        super().__init__(option_strings, dest, nargs=0, default=False, **kwargs)
-
-    def __call__(self, parser, namespace, values, option_string=None):
-        setattr(namespace, self.dest, True)
-        func = getattr(namespace, "func", None)  # (the subparser's defaults are set first)
-        if func is not None and not getattr(func, "trusts_modules", False):
-            namespace.func = _trusting(func)
-
-
-def _trusting(func):
-    @functools.wraps(func)
-    def run(args) -> int:
-        from ..user_model import trusting_modules
-
-        with trusting_modules(getattr(args, "trust_module", False)):
-            return func(args)
-    run.trusts_modules = True
-    return run
 
 
 def add_common(p: argparse.ArgumentParser) -> None:
@@ -45,7 +17,8 @@ def add_common(p: argparse.ArgumentParser) -> None:
     # SUPPRESS: without it this default (False) would override `pyrovae --debug CMD ...`
     p.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
                    help=argparse.SUPPRESS)
-    p.add_argument("--trust-module", action=TrustModule, help=TRUST_HELP)
+    # (main runs the command inside pyrovae.runs.trust.trusting_modules(args.trust_module))
+    p.add_argument("--trust-module", action="store_true", help=TRUST_HELP)
 
 
 def add_run_argument(p: argparse.ArgumentParser) -> None:
@@ -66,10 +39,8 @@ def open_run(args):
     ``--arviz FILE``, or the run folder) can be written, else a one-line WriteError."""
     from ..applications.runs import as_run, output_dir
     from ..files import writable_dir
-    from ..user_model import trusting_modules
 
-    with trusting_modules(getattr(args, "trust_module", False)):  # (also without main's func)
-        run = as_run(args.run, device=args.device)
+    run = as_run(args.run, device=args.device)  # (main consents for --trust-module)
     if getattr(args, "arviz", None):
         from pathlib import Path
 

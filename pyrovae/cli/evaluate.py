@@ -105,11 +105,11 @@ def _evaluate(args) -> int:
     args.device = str(context.device_for(torch.device(args.device)))  # cuda: cuda:LOCAL_RANK
     run = open_run(args)
     data = load_dataset(run.config.data)
-    check_run_data(run, data, FIX)  # the data it was trained on, or one line
+    record = check_run_data(run, data, FIX)  # the data it was trained on, or one line
     result = evaluate_run(run, data, nll_samples=args.nll_samples, split=args.split,
                           max_points=args.points, seed=args.seed, progress=not args.quiet,
                           batch_size=args.batch_size, memory_mb=args.memory_mb,
-                          **trust)
+                          sha=record["data_sha256"], **trust)
     if not context.writer:  # data-parallel: rank 0 writes and reports for all
         return 0
     out = Path(args.out) if args.out else run.path

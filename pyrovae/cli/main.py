@@ -22,6 +22,7 @@ from .. import distributed
 from ..errors import ConfigError, PyroVAEError, out_of_memory
 from ..files import reason
 from ..runs.folder import RunFolderWarning
+from ..runs.trust import trusting_modules
 from ..training.guards import TrainingInterrupted
 
 #: the commands that run data-parallel under torchrun (docs/distributed.md)
@@ -177,7 +178,8 @@ def _main(args) -> int:
                 raise ConfigError(f"pyrovae {args.command} runs as one process; several "
                                   f"processes (torchrun, WORLD_SIZE > 1) are for "
                                   f"{' and '.join(PARALLEL)}: run it without torchrun")
-            return args.func(args)
+            with trusting_modules(getattr(args, "trust_module", False)):  # --trust-module
+                return args.func(args)
         except TrainingInterrupted as err:
             _say(f"pyrovae: {err}")
             return 128 + err.signum

@@ -65,21 +65,11 @@ def peak_rss_mb() -> float:
 
 
 def recorded_data_sha256(run) -> str | None:
-    """The fingerprint (``data_sha256``) of the data ``run`` was trained on: its metrics'
-    (metrics.json), else, for a run stopped before it wrote metrics.json, its checkpoint's;
-    None for a run trained before fingerprints were recorded, or a run without a folder."""
+    """The fingerprint (``data_sha256``) of the data ``run`` was trained on: as its checkpoint
+    records it (``Run.data_sha256``), else its metrics'; None for a run trained before
+    fingerprints were recorded, or a run without a folder."""
     metrics = getattr(run, "metrics", None) or {}
-    if metrics.get("data_sha256") or metrics or getattr(run, "path", None) is None:
-        return metrics.get("data_sha256") or None
-    from ..runs.checkpoint import CHECKPOINT_NAME, load_checkpoint
-
-    file = Path(run.path) / CHECKPOINT_NAME
-    if not file.is_file():
-        return None
-    try:
-        return load_checkpoint(file).get("data_sha256") or None
-    except CheckpointError:
-        return None
+    return getattr(run, "data_sha256", None) or metrics.get("data_sha256") or None
 
 
 def data_record(run, data, sha: str | None = None) -> dict:
@@ -129,7 +119,7 @@ def split_data(data, split: str, max_points: int | None = None, seed: int = 0) -
 def evaluate_run(run, data, nll_samples: int = 5000, split: str = "test",
                  max_points: int | None = None, seed: int = 0, progress: bool = True,
                  batch_size: int = 100, memory_mb: int = 512, ais=None, gaps=None,
-                 bdmc_points: int | None = None) -> dict:
+                 bdmc_points: int | None = None, sha: str | None = None) -> dict:
     """Evaluate ``run.vae`` on ``data`` (a :class:`pyrovae.Dataset`); returns the numbers of
     the module docstring as a JSON-ready dict, plus ``per_point`` (log p(x), k-hat arrays)
     and ``kl_per_dim``/``activity`` lists. Needs ``nll_samples`` >= 25 for the k-hat fit and
@@ -137,13 +127,14 @@ def evaluate_run(run, data, nll_samples: int = 5000, split: str = "test",
     log weights would not fit in memory. ``ais`` (an
     :class:`~pyrovae.evaluation.ais.AISOptions`), ``gaps`` (a
     :class:`~pyrovae.evaluation.gaps.GapOptions`) and ``bdmc_points`` add AIS, the inference
-    gaps and BDMC (trust.py)."""
+    gaps and BDMC (trust.py). ``sha``: the fingerprint of ``data`` as it was read, when the
+    caller has it (``check_run_data``'s), so it is not computed again."""
     nll_samples = check_number(nll_samples, "nll_samples", NLL_SAMPLES)
     seed, batch_size = check_number(seed, "seed", SEED), check_number(batch_size, "batch_size",
                                                                       COUNT)
     memory_mb = check_number(memory_mb, "memory_mb", COUNT)
     vae = run.vae
-    record = data_record(run, data)  # which data these are (before the model's view of them)
+    record = data_record(run, data, sha)  # which data these are (before the model's view)
     data = data_view(vae, data)  # the rows as the model reads them
     x = split_data(data, split, max_points).to(next(vae.parameters()).device)
     n = x.shape[0]

@@ -188,19 +188,20 @@ def train_or_load(spec: RunSpec, data, run_dir: Path, force: bool, sha: str | No
     return train(spec.config, data, out=run_dir, force=True)
 
 
-def measure(run, data, spec: RunSpec, settings: Settings, progress: bool) -> dict:
-    """One row of compare.csv for a trained run."""
+def measure(run, data, spec: RunSpec, settings: Settings, progress: bool,
+            sha: str | None = None) -> dict:
+    """One row of compare.csv for a trained run (``sha``: the fingerprint of ``data``)."""
     from ..evaluation import evaluate_run
     from ..reports import write_evaluation
     from ..evaluation.gradients import elbo_gradient_variance, estimator, fixed_minibatch
     from ..interface import data_view
 
-    data = data_view(run.vae, data)  # the rows as the model reads them
     row = {"run": spec.name, "combination": spec.combination.label,
            **spec.combination.values, "seed": spec.seed}
     result = evaluate_run(run, data, nll_samples=settings.nll_samples, split="test",
                           max_points=settings.eval_points or None, seed=settings.eval_seed,
-                          progress=progress)
+                          progress=progress, sha=sha)
+    data = data_view(run.vae, data)  # the rows as the model reads them (below)
     row.update({k: result[k] for k in EVAL_KEYS})
     write_evaluation(result, run.path)  # eval.json etc., as `pyrovae evaluate` writes them
     m = run.metrics
@@ -271,7 +272,8 @@ def compare(base: RunConfig, varies: list[str], out: str | Path, seeds: int = 1,
         try:
             data = data_for(spec.config)
             run = train_or_load(spec, data, out / spec.name, force, data_for.sha(spec.config))
-            result.rows.append(measure(run, data, spec, settings, progress))
+            result.rows.append(measure(run, data, spec, settings, progress,
+                                       data_for.sha(spec.config)))
         except TrainingInterrupted as err:
             raise TrainingInterrupted(
                 f"compare interrupted in run {spec.name} (its checkpoint is saved); "

@@ -121,7 +121,7 @@ def _evaluated(run, data, nll_samples: int, points, progress: bool,
                 and result.get("data_sha256", sha) == sha):
             return result
     result = evaluate_run(run, data, nll_samples=nll_samples, split="test", max_points=points,
-                          progress=progress)
+                          progress=progress, sha=sha)
     result["max_points"], result["trained_steps"] = points, steps
     write_evaluation(result, run.path)
     return result

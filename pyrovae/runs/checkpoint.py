@@ -38,7 +38,8 @@ from pathlib import Path
 import torch
 
 from .._version import __version__
-from ..errors import CheckpointError, DeviceError
+from ..config import RunConfig
+from ..errors import CheckpointError, ConfigError, DeviceError
 from ..files import atomic_write, reason
 
 FORMAT = "pyrovae-checkpoint"
@@ -78,6 +79,15 @@ def unsaved_run_error(folder: str | Path) -> CheckpointError | None:
     return CheckpointError(f"'{folder}' has no checkpoint yet (training stopped before its "
                            f"first save); start it again with: pyrovae train "
                            f"{folder / 'config.toml'} --out {folder} --force")
+
+
+def checkpoint_config(payload: dict, where) -> RunConfig:
+    """The :class:`RunConfig` a checkpoint's payload holds, or a one-line CheckpointError
+    naming ``where`` (the run folder or file)."""
+    try:
+        return RunConfig.from_dict(payload["config"])
+    except ConfigError as err:
+        raise CheckpointError(f"'{where}' holds an invalid config: {err}") from None
 
 
 def load_checkpoint(path: str | Path, device="cpu") -> dict:

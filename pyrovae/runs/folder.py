@@ -64,13 +64,16 @@ class RunFolderWarning(UserWarning):
 class Run:
     """A trained (or loaded) model with its config, per-epoch history and final metrics.
 
-    ``vae`` (also ``module``) is the PyroModule: a VAE, an SSVAE, or a user's own module."""
+    ``vae`` (also ``module``) is the PyroModule: a VAE, an SSVAE, or a user's own module.
+    ``data_sha256``: the fingerprint of the data it was trained on, as its checkpoint records
+    it (None for a run trained before fingerprints, or not read from a folder)."""
 
     vae: torch.nn.Module
     config: RunConfig
     path: Path | None = None
     history: list[dict] = field(default_factory=list)
     metrics: dict = field(default_factory=dict)
+    data_sha256: str | None = None
 
     @property
     def module(self) -> torch.nn.Module:

@@ -20,9 +20,9 @@ from ..errors import CheckpointError, ConfigError
 from ..files import read_csv
 from ..limits import check_model
 from ..registry import MODEL_KINDS
-from ..user_model import trusting_modules
-from .checkpoint import load_checkpoint
+from .checkpoint import checkpoint_config, load_checkpoint
 from .param_store import restore_param_store
+from .trust import trusting_modules
 from .folder import Run, RunFolderWarning
 
 
@@ -53,10 +53,7 @@ def load(path: str | Path, device: str = "cpu", module: torch.nn.Module | None =
     """
     path = Path(path)
     payload = load_checkpoint(path, device=device)
-    try:
-        config = RunConfig.from_dict(payload["config"])
-    except ConfigError as err:
-        raise CheckpointError(f"'{path}' holds an invalid config: {err}") from None
+    config = checkpoint_config(payload, path)
     run_dir = path if path.is_dir() else path.parent
     saved_config = run_dir / "config.toml"
     if saved_config.is_file() and load_config(saved_config) != config:
@@ -75,7 +72,7 @@ def load(path: str | Path, device: str = "cpu", module: torch.nn.Module | None =
     if not isinstance(history, list):  # (a checkpoint without it: read history.csv)
         history = _read_history(run_dir / "history.csv")
     metrics = _read_metrics(run_dir / "metrics.json", payload, config, history)
-    return Run(vae, config, run_dir, list(history), metrics)
+    return Run(vae, config, run_dir, list(history), metrics, payload.get("data_sha256") or None)
 
 
 def _model_of(config: RunConfig, input_shape, path: Path, module, model,

@@ -14,12 +14,12 @@ from .. import distributed
 from ..config import DataConfig, RunConfig, TrainConfig
 from ..data import Dataset
 from ..data.fingerprint import data_fingerprint
-from ..errors import CheckpointError, ConfigError
+from ..errors import ConfigError
 from ..files import atomic_write
 from ..registry import MODEL_KINDS
 from ..runs import (CHECKPOINT_NAME, Run, check_run_dir, config_text, create_run_dir,
                     load_checkpoint)
-from ..runs.checkpoint import unsaved_run_error
+from ..runs.checkpoint import checkpoint_config, unsaved_run_error
 from ..runs.folder import clean_temp_files, discard_unsaved_run, missing_folders
 from ..runs.load import given_model, refuse_unimportable
 from ..user_model import module_config
@@ -104,10 +104,7 @@ def train(config, data: Dataset, out: str | Path | None = None, force: bool = Fa
             out_dir = Path(out)
             _refuse_unsaved(out_dir, writer)
             payload = load_checkpoint(out_dir)
-            try:
-                saved = RunConfig.from_dict(payload["config"])
-            except ConfigError as err:
-                raise CheckpointError(f"'{out_dir}' holds an invalid config: {err}") from None
+            saved = checkpoint_config(payload, out_dir)
             run_config = check_resumable(saved, config, out_dir)
             check_same_data(payload, fingerprint, out_dir)
             if module is None:  # (pyrovae train --resume)
@@ -124,10 +121,7 @@ def train(config, data: Dataset, out: str | Path | None = None, force: bool = Fa
                 check_data_plate(trainer.vae,
                                  trainer.data.train_data(1, run_config.train.seed)[:2], trainer.n)
         except Exception as err:  # the user's module failing: one line naming it and where
-            failed = module_failure(err, run_config, module)
-            if failed is None:
-                raise
-            raise failed from err
+            raise_module_failure(err, run_config, module)
         if writer and out_dir is not None and payload is None:
             made.append(True)
             create_run_dir(out_dir, force)  # (also removes stale temporary files)
@@ -157,6 +151,15 @@ def train(config, data: Dataset, out: str | Path | None = None, force: bool = Fa
         if failed is None:
             raise
         raise failed from err
+
+
+def raise_module_failure(err: Exception, config: RunConfig, module, trainer=None):
+    """Raise ``err`` as a :class:`ModuleFailed` (from ``err``) where it is the user's module
+    failing (:func:`module_failure`), else ``err`` itself."""
+    failed = module_failure(err, config, module, trainer)
+    if failed is None:
+        raise err
+    raise failed from err
 
 
 def module_failure(err: BaseException, config: RunConfig, module, trainer=None):
@@ -190,17 +193,11 @@ def _resumed_module(cls: type, out, resume: bool) -> torch.nn.Module:
                           f"recorded arguments only to resume it: out=RUN, resume=True)")
     _refuse_unsaved(Path(out), distributed.is_writer())
     payload = load_checkpoint(Path(out))
-    try:
-        saved = RunConfig.from_dict(payload["config"])
-    except ConfigError as err:
-        raise CheckpointError(f"'{out}' holds an invalid config: {err}") from None
+    saved = checkpoint_config(payload, out)
     try:
         return given_model(cls, saved.model, payload["input_shape"], f"run '{out}'")
     except Exception as err:  # the class's __init__ failing: one line naming it and where
-        failed = module_failure(err, saved, None)
-        if failed is None:
-            raise
-        raise failed from err
+        raise_module_failure(err, saved, None)
 
 
 def _finish(trainer: Trainer, config: RunConfig, out_dir: Path, test: dict,
