@@ -79,18 +79,15 @@ def own_data(run: Run, every: bool = False):
     """(the Dataset the run's [data] section gives, its record) after checking that they are
     the data it was trained on (``check_run_data``, one line when not); ``every``: with the
     classes the run excluded added back (data.classes = [])."""
-    from ..data import from_arrays, read_source
+    from ..data import read_source
+    from ..data.dataset import dataset_of
 
     cfg = run.config.data
     raw = read_source(cfg)  # read once; the classes filter is applied after
-    make = lambda c: from_arrays(c.name, raw, c.binarize, c.seed, c.train_size,  # noqa: E731
-                                 c.test_size, c.classes)
-    data = make(cfg)
-    data.source = cfg
+    data = dataset_of(cfg, raw)
     record = check_run_data(run, data, FIX)
     if every and cfg.classes:
-        data = make(replace(cfg, classes=()))
-        data.source = replace(cfg, classes=())
+        data = dataset_of(replace(cfg, classes=()), raw)
     return data, record
 
 

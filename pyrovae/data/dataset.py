@@ -245,7 +245,13 @@ def load_dataset(name: str | DataConfig = "mnist", binarize: str = "none", *, pa
         cfg = DataConfig(name=name, path=path, binarize=binarize, seed=seed,
                          train_size=train_size, test_size=test_size, classes=classes,
                          image_size=image_size, image_channels=image_channels)
-    raw = read_source(cfg)
+    return dataset_of(cfg, read_source(cfg))
+
+
+def dataset_of(cfg: DataConfig, raw) -> Dataset:
+    """The :class:`Dataset` that ``cfg`` makes of ``raw`` (``read_source(cfg)``'s arrays:
+    subset, classes, binarization), with ``cfg`` as its source; one read of a file serves
+    several configs that differ only in those keys."""
     data = from_arrays(cfg.name, raw, cfg.binarize, cfg.seed, cfg.train_size, cfg.test_size,
                        cfg.classes)
     data.source = cfg
