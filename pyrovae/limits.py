@@ -68,15 +68,20 @@ GROUPED_BOUNDS = ("miwae", "piwae")  # bounds that draw objective.groups x num_p
 
 # ---- the machine -------------------------------------------------------------------------------
 
-def _meminfo_available() -> int | None:
+def _kb_line(path: str, key: str) -> int | None:
+    """A ``key:  N kB`` line of a /proc file (MemAvailable, VmSize, VmData) in bytes."""
     try:
-        with open("/proc/meminfo") as fh:
+        with open(path) as fh:
             for line in fh:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024  # kB
+                if line.startswith(key + ":"):
+                    return int(line.split()[1]) * 1024
     except (OSError, ValueError, IndexError):
         return None
     return None
+
+
+def _meminfo_available() -> int | None:
+    return _kb_line("/proc/meminfo", "MemAvailable")
 
 
 def _sysconf_available() -> int | None:
@@ -92,14 +97,7 @@ def _sysconf_available() -> int | None:
 
 def _status_bytes(key: str) -> int | None:
     """A ``key:  N kB`` line of /proc/self/status (VmSize, VmData) in bytes."""
-    try:
-        with open(PROC_STATUS) as fh:
-            for line in fh:
-                if line.startswith(key + ":"):
-                    return int(line.split()[1]) * 1024
-    except (OSError, ValueError, IndexError):
-        return None
-    return None
+    return _kb_line(PROC_STATUS, key)
 
 
 def _rlimit_available() -> tuple[int, str] | None:
