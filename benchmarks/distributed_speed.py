@@ -21,7 +21,7 @@ the repetitions (the order rotated by one from rep to rep):
 
 Then ``pyrovae evaluate`` of the last run's model with K = ``--nll-k`` on ``--nll-points`` test
 images, one process against R (``nll_seconds`` from eval.json; the per-point results are the
-same, tests/test_distributed.py). Numbers are reported, never asserted; on a shared machine
+same, tests/training/test_distributed.py). Numbers are reported, never asserted; on a shared machine
 compare ratios from the same run.
 """
 

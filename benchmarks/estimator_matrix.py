@@ -44,12 +44,12 @@ from pyrovae import DataConfig, RunConfig, TrainConfig, load_dataset
 from pyrovae.config.combinations import (WARMUP_STEP, Combination, combinations, summary,
                                          with_biased)
 from pyrovae.config.fields import section_from_dict
-from pyrovae.interface import InterfaceError, max_plate_nesting
+from pyrovae.runtime.interface import InterfaceError, max_plate_nesting
 from pyrovae.objectives import has_differentiable_loss, objective_for
-from pyrovae.registry import MODEL_KINDS
-from pyrovae.rng import seeded
+from pyrovae.runtime.registry import MODEL_KINDS
+from pyrovae.runtime.rng import seeded
 from pyrovae.training.trainer import trainer_class
-from pyrovae.user_model import build_user_module
+from pyrovae.kinds.module.model import build_user_module
 
 ROOT = Path(__file__).resolve().parent.parent
 BATCH, THRESHOLD, ROUNDING = 16, 9.0, 1e-5
@@ -250,7 +250,7 @@ def check(cell: Combination, draws: int = 60, seed: int = 0) -> Verdict:
 
 
 TMC_NOTE = ("tmc with several latent sites: its value is an unbiased estimate of p(x) "
-            "(tests/test_estimators.py, linear-Gaussian, nested and all-pairs guides) and its "
+            "(tests/objectives/test_estimators.py, linear-Gaussian, nested and all-pairs guides) and its "
             "gradient the autograd of that value")
 
 

@@ -1,6 +1,6 @@
 """Small models with exact answers, as user modules (``model.kind = "module"``) with a KL
 weight beta on their latents (``poutine.scale`` in both programs, as the built-in kinds do):
-the matrix's known-answer tier (``benchmarks/estimator_matrix.py``, ``tests/test_matrix.py``).
+the matrix's known-answer tier (``benchmarks/estimator_matrix.py``, ``tests/objectives/test_matrix.py``).
 
     OneLayer   z ~ N(0, I_L), x | z ~ N(W z + b, diag s^2); guide N(C x + d, T T^T) (learnable
                C, d, T; started near the exact posterior, so that the importance weights are

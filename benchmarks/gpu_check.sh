@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The CUDA path in one script, within ~10 minutes on one GPU (docs/performance.md, "GPU"):
 #
-#   1. the device-dependent tests on the GPU     PYROVAE_TEST_DEVICE=cuda pytest tests/test_device.py
+#   1. the device-dependent tests on the GPU     PYROVAE_TEST_DEVICE=cuda pytest tests/training/test_device.py
 #   2. the main job on the GPU                    pyrovae train configs/mnist.toml --set device=cuda
 #   3. its K = 5000 test NLL (10,000 images)      pyrovae evaluate RUN --nll-samples 5000 --device cuda
 #   4. training throughput against hand-written PyTorch on the same GPU
@@ -63,7 +63,7 @@ else
 fi
 
 step device_tests 300 env PYROVAE_TEST_DEVICE="$DEVICE" "$PY" -m pytest -q -p no:cacheprovider \
-  tests/test_device.py
+  tests/training/test_device.py
 step main_job 300 "$PY" -m pyrovae train configs/mnist.toml --set device="$DEVICE" \
   --set progress=false "${TRAIN_SET[@]}" --out "$OUT/mnist" --force
 step nll_5000 300 "$PY" -m pyrovae evaluate "$OUT/mnist" --device "$DEVICE" --quiet "${EVAL_SET[@]}"

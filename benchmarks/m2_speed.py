@@ -28,7 +28,7 @@ The contenders:
                       without labels, but its SVI step still runs, as in the example)
         sup step      what it does for a labelled minibatch of L (--label-batch):
                       loss_basic.step(x_l, y_l); loss_aux.step(x_l, y_l)
-    pyrovae           pyrovae.semisupervised.trainer.SSVAETrainer.train_step(x_u) for an
+    pyrovae           pyrovae.kinds.ssvae.trainer.SSVAETrainer.train_step(x_u) for an
                       SSVAEConfig(hidden=[500], classifier=[500], classifier_network="mlp",
                       activation="softplus", latent_dim=50, elbo="enum", enumerate="parallel",
                       label_batch_size=L), advancing trainer.step as Trainer.run does: ONE
@@ -70,7 +70,7 @@ from torch import nn
 
 import pyrovae
 from pyrovae.config import DataConfig, RunConfig, SSVAEConfig, TrainConfig
-from pyrovae.semisupervised.trainer import SSVAETrainer
+from pyrovae.kinds.ssvae.trainer import SSVAETrainer
 
 from .common import environment, step_times, write_json
 

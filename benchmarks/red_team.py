@@ -24,7 +24,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 CASES = ROOT / "tests" / "red_team"
-HELPERS = ("conftest.py", "one_line.py")   # test helpers the cases import
+HELPERS = ("conftest.py", "support")   # test helpers the cases import (a file, a folder)
 
 
 def run(tree: Path | None, report: Path) -> list[dict]:
@@ -37,7 +37,10 @@ def run(tree: Path | None, report: Path) -> list[dict]:
         target = where / "tests"
         shutil.copytree(CASES, target / "red_team", dirs_exist_ok=True)
         for helper in HELPERS:
-            shutil.copy2(ROOT / "tests" / helper, target / helper)
+            if (ROOT / "tests" / helper).is_dir():
+                shutil.copytree(ROOT / "tests" / helper, target / helper, dirs_exist_ok=True)
+            else:
+                shutil.copy2(ROOT / "tests" / helper, target / helper)
     rows = []
     for path in sorted(CASES.glob("test_*.py")):
         rows += _run_file(where, f"tests/red_team/{path.name}", report)

@@ -1,6 +1,6 @@
 """Reference gradients of the bounds, written from the papers with plain torch and Pyro's
 traces, sharing no code with ``pyrovae/objectives``: what the combination matrix
-(``tests/test_matrix.py``, ``benchmarks/estimator_matrix.py``) holds every estimator against.
+(``tests/objectives/test_matrix.py``, ``benchmarks/estimator_matrix.py``) holds every estimator against.
 
 For a minibatch of B points, S particles (a plate ``particles`` left of the model's plates)
 and the sites' scales (the data plate's N/B times a KL weight beta on the latents)::

@@ -59,7 +59,7 @@ from pyrovae.config import OBJECTIVES, TrainConfig, VAEConfig
 from .common import environment, interleaved, make_pyrovae, steps_for, write_json
 
 D, H, L = 784, 400, 50
-MIN_SCALE = 1e-4  # as pyrovae.nets.mlp.MIN_SCALE
+MIN_SCALE = 1e-4  # as pyrovae.components.nets.mlp.MIN_SCALE
 REFERENCE, PYRO_EXAMPLE = "torch-reference", "pyro-example"
 PYTHAE_TIMED = ("a loop of optimizer.zero_grad(); loss = VAE.forward(DatasetOutput(data=xb)).loss;"
                 " loss.backward(); torch.optim.Adam(lr=1e-3).step() -- the core of pythae's "

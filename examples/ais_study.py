@@ -27,7 +27,7 @@ import torch
 from pyrovae import load, load_dataset
 from pyrovae.evaluation.ais import AISOptions, ais_log_likelihood
 from pyrovae.evaluation.likelihood import log_likelihood
-from pyrovae.files import read_csv, write_csv
+from pyrovae.runtime.files import read_csv, write_csv
 from pyrovae.reports.numbers import format_estimate
 from pyrovae.reports.plots import plt, save_figure
 

@@ -51,7 +51,7 @@ import torch
 from pyro.nn import PyroModule
 from torch import nn
 
-from pyrovae.rng import seeded
+from pyrovae.runtime.rng import seeded
 
 
 class GaussianMLP(nn.Module):

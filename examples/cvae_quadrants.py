@@ -8,7 +8,7 @@ compare their conditional negative log-likelihoods -log p(x_out | x_in) (docs/co
 For each number of visible quadrants v = 1, 2, 3 (1 = bottom-left, 2 = left half, 3 = all but
 bottom-right, as Pyro's example):
 
-  * the baseline (pyrovae.conditional.baseline): an MLP x_in -> 500 -> 500 -> logits of x_out,
+  * the baseline (pyrovae.kinds.cvae.baseline): an MLP x_in -> 500 -> 500 -> logits of x_out,
     Adam (lr 1e-3, batch 128) on the summed binary cross-entropy of the hidden pixels; its NLL
     is that cross-entropy on the test images (exact: for binary pixels it is -log p(x_out|x_in)
     under independent Bernoullis);
@@ -36,7 +36,7 @@ from pathlib import Path
 import torch
 
 from pyrovae import CVAEConfig, evaluate_run, load_dataset, train
-from pyrovae.conditional import baseline_nll, save_predictions, train_baseline
+from pyrovae.kinds.cvae import baseline_nll, save_predictions, train_baseline
 from pyrovae.config import DataConfig, RunConfig, TrainConfig
 from pyrovae.reports.numbers import format_estimate
 

@@ -22,7 +22,7 @@ import torch
 
 from pyrovae import evaluate_elbo, load, load_dataset
 from pyrovae.evaluation import log_likelihood
-from pyrovae.files import write_json
+from pyrovae.runtime.files import write_json
 from pyrovae.runs import load_checkpoint
 
 

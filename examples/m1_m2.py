@@ -191,7 +191,7 @@ def save_by_class_images(m1_run, m2_run, info: dict, path: Path, n_columns: int 
     K feature values as a strip, which says little)."""
     from torchvision.utils import save_image
 
-    from pyrovae.semisupervised import sample_by_class
+    from pyrovae.kinds.ssvae import sample_by_class
 
     features = sample_by_class(m2_run.vae, n_columns=n_columns, seed=seed)  # [C * n, K]
     images = codes_to_images(m1_run.vae, features, info)

@@ -31,7 +31,7 @@ from tqdm.auto import tqdm
 from pyrovae import load, load_dataset, train
 from pyrovae.config import apply_overrides, load_config
 from pyrovae.evaluation.gradients import elbo_gradient_variance, fixed_minibatch
-from pyrovae.files import write_csv, write_json
+from pyrovae.runtime.files import write_csv, write_json
 from pyrovae.objectives import BoundObjective
 
 #: label -> (bound, gradient, extra settings); K is the x axis

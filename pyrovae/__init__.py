@@ -14,21 +14,22 @@ applications; ``experiments`` compares runs, ``applications`` uses a trained one
 latent maps, anomaly scores, imputation); ``cli`` is a thin layer over this API.
 """
 
-from ._version import __version__
-from .config import (DataConfig, KLConfig, ModuleConfig, PriorConfig, RunConfig, TrainConfig,
+from pyrovae import _moved
+from pyrovae._version import __version__
+from pyrovae.config import (DataConfig, KLConfig, ModuleConfig, PriorConfig, RunConfig, TrainConfig,
                      VAEConfig, load_config)
-from .data import Dataset, load_dataset
-from .errors import PyroVAEError
-from .evaluation import evaluate_elbo, evaluate_run
-from .interface import capabilities
-from .model import VAE
-from .registry import DATASETS, LIKELIHOODS, MODEL_KINDS, NETWORKS, OBJECTIVES, PRIORS
-from .runs import Run, load
-from .semisupervised import SSVAE, SSVAEConfig
-from .hierarchical import HVAE, HVAEConfig
-from .conditional import CVAE, CVAEConfig
-from .training import train
-from .user_model import module_config
+from pyrovae.data import Dataset, load_dataset
+from pyrovae.runtime.errors import PyroVAEError
+from pyrovae.evaluation import evaluate_elbo, evaluate_run
+from pyrovae.runtime.interface import capabilities
+from pyrovae.kinds.vae.model import VAE
+from pyrovae.runtime.registry import DATASETS, LIKELIHOODS, MODEL_KINDS, NETWORKS, OBJECTIVES, PRIORS
+from pyrovae.runs import Run, load
+from pyrovae.kinds.ssvae import SSVAE, SSVAEConfig
+from pyrovae.kinds.hvae import HVAE, HVAEConfig
+from pyrovae.kinds.cvae import CVAE, CVAEConfig
+from pyrovae.training import train
+from pyrovae.kinds.module.model import module_config
 
 __all__ = ["VAE", "VAEConfig", "SSVAE", "SSVAEConfig", "ModuleConfig", "PriorConfig",
            "KLConfig", "DataConfig", "TrainConfig", "RunConfig", "Dataset", "Run",
@@ -38,3 +39,5 @@ __all__ = ["VAE", "VAEConfig", "SSVAE", "SSVAEConfig", "ModuleConfig", "PriorCon
 __all__ += ["CVAE", "CVAEConfig"]
 __all__ += ["HVAE", "HVAEConfig"]
 __all__ += ["DATASETS"]
+
+_moved.install()

@@ -9,10 +9,10 @@ those numbers as a dict.
     imputation   impute (masked likelihood, pseudo-Gibbs, importance resampling)
 """
 
-from .anomaly import anomaly, anomaly_scores, auroc
-from .generation import reconstruct, sample
-from .imputation import impute, impute_missing, make_mask, observe_only
-from .latent import (interpolate, interpolation_path, latent_map, latent_ranking, project_2d,
+from pyrovae.applications.anomaly import anomaly, anomaly_scores, auroc
+from pyrovae.applications.generation import reconstruct, sample
+from pyrovae.applications.imputation import impute, impute_missing, make_mask, observe_only
+from pyrovae.applications.latent import (interpolate, interpolation_path, latent_map, latent_ranking, project_2d,
                      traverse)
 
 __all__ = ["sample", "reconstruct", "interpolate", "interpolation_path", "traverse",

@@ -30,16 +30,16 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from .. import limits
-from ..config.fields import COUNT, SEED, SIZE, check_number
-from ..errors import ConfigError, DataError
-from ..evaluation import elbo_terms, log_likelihood
-from ..evaluation.traces import eval_mode
-from ..files import write_csv, write_json
-from ..reports.applications import save_score_histogram
-from ..rng import seeded
-from ..interface import data_view, require, takes_condition
-from .runs import as_run, own_data, output_dir, read_data
+from pyrovae.runtime import memory
+from pyrovae.config.fields import COUNT, SEED, SIZE, check_number
+from pyrovae.runtime.errors import ConfigError, DataError
+from pyrovae.evaluation import elbo_terms, log_likelihood
+from pyrovae.runtime.traces import eval_mode
+from pyrovae.runtime.files import write_csv, write_json
+from pyrovae.reports.applications import save_score_histogram
+from pyrovae.runtime.rng import seeded
+from pyrovae.runtime.interface import data_view, require, takes_condition
+from pyrovae.applications.runs import as_run, own_data, output_dir, read_data
 
 SCORES = ("elbo", "nll", "ratio", "latent")
 DEFAULT_SAMPLES = {"elbo": 10, "nll": 200, "ratio": 10, "latent": 1}  # latent: no sampling
@@ -77,7 +77,7 @@ def latent_distance(vae, x: torch.Tensor, x_train: torch.Tensor, neighbours: int
                     chunk: int = 1000) -> torch.Tensor:
     """Distance [N] from each E_q[z|x] (x [N, D]) to its ``neighbours``-th nearest code among
     the posterior means of x_train [M, D]; O(chunk * M) memory."""
-    from ..evaluation import posterior_params
+    from pyrovae.evaluation import posterior_params
 
     if not 1 <= neighbours <= x_train.shape[0]:
         raise ConfigError(f"neighbours = {neighbours} must be between 1 and the "
@@ -135,9 +135,9 @@ def check_scoring_memory(vae, score: str, k: int, batch: int) -> None:
     weights (its draws come in chunks of a bounded size)."""
     what, fix = f"scoring with num_samples = {k} (--samples)", "lower --samples (num_samples)"
     if score == "nll":
-        limits.check_bytes(16 * k * batch, what, fix, device=limits.model_device(vae))
+        memory.check_bytes(16 * k * batch, what, fix, device=memory.model_device(vae))
     elif score in ("elbo", "ratio"):
-        limits.check_points(vae, k * batch, what, fix)
+        memory.check_points(vae, k * batch, what, fix)
 
 
 def anomalous_labels(run, labels, anomalous_classes=None, data: str = "test:all"):

@@ -15,16 +15,16 @@ import io
 import numpy as np
 import torch
 
-from .. import limits
-from ..config.fields import COUNT, POSITIVE, SEED, check_number
-from ..errors import ConfigError
-from ..evaluation import evaluate_elbo
-from ..files import atomic_write, write_json
-from ..interface import CapabilityError, has, require, takes_condition
-from ..model import tempered_sample
-from ..reports.plots import save_image_grid, save_reconstructions
-from ..rng import seeded
-from .runs import as_run, output_dir, read_data, resolve_data
+from pyrovae.runtime import memory
+from pyrovae.config.fields import COUNT, POSITIVE, SEED, check_number
+from pyrovae.runtime.errors import ConfigError
+from pyrovae.evaluation import evaluate_elbo
+from pyrovae.runtime.files import atomic_write, write_json
+from pyrovae.runtime.interface import CapabilityError, has, require, takes_condition
+from pyrovae.kinds.vae.model import tempered_sample
+from pyrovae.reports.plots import save_image_grid, save_reconstructions
+from pyrovae.runtime.rng import seeded
+from pyrovae.applications.runs import as_run, output_dir, read_data, resolve_data
 
 MODES = ("mean", "sample")
 
@@ -74,7 +74,7 @@ def draw_given(run, condition, n: int, temperature: float = 1.0, mode: str = "me
 def sample(run, out=None, n: int = 64, temperature: float = 1.0, mode: str = "mean",
            seed: int = 0, save_npy: bool = False, nrow: int = 8, condition=None,
            data: str = "test") -> dict:
-    """Write sample.png (a grid of the first ``limits.MAX_GRID_IMAGES`` (1024) of n decoded
+    """Write sample.png (a grid of the first ``memory.MAX_GRID_IMAGES`` (1024) of n decoded
     prior draws), sample.json (statistics of all n) and, with ``save_npy``, sample.npy
     ([n, *input_shape] float32, every draw). Returns the numbers.
 
@@ -86,13 +86,13 @@ def sample(run, out=None, n: int = 64, temperature: float = 1.0, mode: str = "me
     if mode not in MODES:
         raise ConfigError(f"mode = {mode!r} is not one of: {', '.join(MODES)}")
     run = as_run(run)
-    limits.check_points(run.vae, n, f"sampling n = {n} draws at once", "lower --n (n)")
+    memory.check_points(run.vae, n, f"sampling n = {n} draws at once", "lower --n (n)")
     folder = output_dir(run, out)
     if condition is None:
         x = draw(run.vae, n, temperature, mode, seed)
     else:
         x = draw_given(run, condition, n, temperature, mode, seed, data)
-    shown = min(n, limits.MAX_GRID_IMAGES)
+    shown = min(n, memory.MAX_GRID_IMAGES)
     save_image_grid(x[:shown], run.vae.input_shape, folder / "sample.png", nrow=nrow)
     result = {"n": n, "n_shown": shown, "temperature": temperature, "mode": mode, "seed": seed,
               "prior": getattr(getattr(run.config.model, "prior", None), "name", None),
@@ -117,14 +117,14 @@ def reconstruction_error(vae, x: torch.Tensor, batch_size: int = 1000) -> torch.
 
 def reconstruct(run, out=None, n: int = 16, data: str = "test") -> dict:
     """Write reconstruct.png (the first n examples of ``data`` beside their reconstructions,
-    at most ``limits.MAX_GRID_IMAGES`` / 2 pairs) and reconstruct.json (squared error and ELBO
+    at most ``memory.MAX_GRID_IMAGES`` / 2 pairs) and reconstruct.json (squared error and ELBO
     terms over all of ``data``)."""
     n = check_number(n, "n", COUNT)
     run = as_run(run)
     require(run.vae, "reconstruct", command="reconstruct")
     folder = output_dir(run, out)
     x, _, _, record = read_data(run, data)
-    pairs = min(n, len(x), limits.MAX_GRID_IMAGES // 2)
+    pairs = min(n, len(x), memory.MAX_GRID_IMAGES // 2)
     shown = save_reconstructions(run.vae, x, folder / "reconstruct.png", n=pairs)
     errors = reconstruction_error(run.vae, x)
     terms = evaluate_elbo(run.vae, x)

@@ -35,15 +35,15 @@ from pyro import poutine
 from pyro.poutine.messenger import Messenger
 from tqdm.auto import tqdm
 
-from .. import limits
-from ..config.fields import COUNT, SEED, SIZE, check_number
-from ..errors import ConfigError, DataError
-from ..evaluation.traces import eval_mode
-from ..files import write_json
-from ..interface import CapabilityError, refuse_condition, require
-from ..reports.applications import save_labelled_grid
-from ..rng import seeded
-from .runs import as_run, grey_levels, output_dir, read_data
+from pyrovae.runtime import memory
+from pyrovae.config.fields import COUNT, SEED, SIZE, check_number
+from pyrovae.runtime.errors import ConfigError, DataError
+from pyrovae.runtime.traces import eval_mode
+from pyrovae.runtime.files import write_json
+from pyrovae.runtime.interface import CapabilityError, refuse_condition, require
+from pyrovae.reports.applications import save_labelled_grid
+from pyrovae.runtime.rng import seeded
+from pyrovae.applications.runs import as_run, grey_levels, output_dir, read_data
 
 MASKS = ("center", "left-half", "right-half", "top-half", "bottom-half", "random:P")
 METHODS = ("baseline", "one_pass", "gibbs", "importance", "resampled")
@@ -157,7 +157,7 @@ def impute_missing(vae, x: torch.Tensor, visible: torch.Tensor, fill: torch.Tens
 
 def _check_sites(vae, x1: torch.Tensor) -> None:
     """Refuse a model whose sites are not the VAE's: one latent 'z' and one observed 'x'."""
-    from ..evaluation.traces import point_traces
+    from pyrovae.runtime.traces import point_traces
 
     t = point_traces(vae, x1, enumerate="none")
     if t.observed != ["x"] or t.sampled != ["z"] or t.prior_only:
@@ -186,8 +186,8 @@ def check_imputation_memory(vae, gibbs_steps: int, num_samples: int, batch: int)
     s = gibbs_steps + 1
     k = max(1, num_samples // s) * s
     latent = 2 * max(int(getattr(getattr(vae, "config", None), "latent_dim", 1) or 1), 1)
-    extra = limits.FLOAT * (k * s * batch + 2 * s * batch * latent)
-    limits.check_points(vae, 2 * k * batch, f"imputing with num_samples = {num_samples} "
+    extra = memory.FLOAT * (k * s * batch + 2 * s * batch * latent)
+    memory.check_points(vae, 2 * k * batch, f"imputing with num_samples = {num_samples} "
                         f"(--samples) and gibbs_steps = {gibbs_steps}",
                         "lower --samples (num_samples) or --gibbs-steps", extra_bytes=extra)
 

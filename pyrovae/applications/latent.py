@@ -25,14 +25,14 @@ import torch
 from pyro import distributions as dist
 from torch.distributions import Normal, kl_divergence
 
-from ..config.fields import INTEGER, POSITIVE, SIZE, Rule, check_number
-from ..errors import ConfigError, DataError
-from ..files import write_csv, write_json
-from ..limits import MAX_GRID_SIDE
-from ..interface import has, latent_condition, require
-from ..reports.applications import save_labelled_grid, save_latent_scatter
-from ..reports.plots import save_image_grid
-from .runs import as_run, output_dir, read_data
+from pyrovae.config.fields import INTEGER, POSITIVE, SIZE, Rule, check_number
+from pyrovae.runtime.errors import ConfigError, DataError
+from pyrovae.runtime.files import write_csv, write_json
+from pyrovae.runtime.memory import MAX_GRID_SIDE
+from pyrovae.runtime.interface import has, latent_condition, require
+from pyrovae.reports.applications import save_labelled_grid, save_latent_scatter
+from pyrovae.reports.plots import save_image_grid
+from pyrovae.applications.runs import as_run, output_dir, read_data
 
 ACTIVE = 0.01            # activity threshold of an "active" unit (Burda et al. 2015)
 PROJECTIONS = ("pca", "kl")

@@ -22,12 +22,12 @@ from pathlib import Path
 
 import torch
 
-from ..config import DataConfig, load_config
-from ..errors import CheckpointError, DataError
-from ..evaluation.evaluate import SPLITS, check_run_data, data_record, split_data
-from ..files import writable_dir
-from ..interface import check_data, data_view, input_dim
-from ..runs import Run, load
+from pyrovae.config import DataConfig, load_config
+from pyrovae.runtime.errors import CheckpointError, DataError
+from pyrovae.evaluation.evaluate import SPLITS, check_run_data, data_record, split_data
+from pyrovae.runtime.files import writable_dir
+from pyrovae.runtime.interface import check_data, data_view, input_dim
+from pyrovae.runs import Run, load
 
 
 def as_run(run, device: str = "cpu") -> Run:
@@ -43,7 +43,7 @@ def as_run(run, device: str = "cpu") -> Run:
 
 def output_dir(run: Run, out=None) -> Path:
     """``out``, or the run's own folder; created if missing and proven writable (a read-only
-    folder, a path under a file, ... is a one-line :class:`pyrovae.files.WriteError`)."""
+    folder, a path under a file, ... is a one-line :class:`pyrovae.runtime.files.WriteError`)."""
     folder = Path(out) if out is not None else run.path
     if folder is None:
         raise CheckpointError("this run has no folder; pass out=DIR for the outputs")
@@ -79,8 +79,8 @@ def own_data(run: Run, every: bool = False):
     """(the Dataset the run's [data] section gives, its record) after checking that they are
     the data it was trained on (``check_run_data``, one line when not); ``every``: with the
     classes the run excluded added back (data.classes = [])."""
-    from ..data import read_source
-    from ..data.dataset import dataset_of
+    from pyrovae.data import read_source
+    from pyrovae.data.dataset import dataset_of
 
     cfg = run.config.data
     raw = read_source(cfg)  # read once; the classes filter is applied after
@@ -111,14 +111,14 @@ def read_data(run: Run, spec: str = "test"):
     elif source.endswith(".toml"):
         cfg = load_config(source).data
     else:
-        from ..data import takes_image_options
+        from pyrovae.data import takes_image_options
 
         sized = ({"image_size": own.image_size, "image_channels": own.image_channels}
                  if takes_image_options(source) else {})  # the run's image size, if it can
         cfg = DataConfig(name=source, binarize=own.binarize, seed=own.seed, path=own.path,
                          **sized)
     if source:
-        from ..data import load_dataset
+        from pyrovae.data import load_dataset
 
         dataset = load_dataset(cfg)
         record = data_record(run, dataset)

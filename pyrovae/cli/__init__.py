@@ -8,6 +8,6 @@ subcommand and sets ``func`` (``args -> exit status``). Errors caused by the inp
 data, files, device) print one line and exit with status 2; ``--debug`` shows the traceback.
 """
 
-from .main import build_parser, main
+from pyrovae.cli.main import build_parser, main
 
 __all__ = ["build_parser", "main"]

@@ -6,14 +6,14 @@ anomalous scores (PNG) and the AUROC when labels say which examples are anomalou
 
 from __future__ import annotations
 
-from ..config.fields import COUNT, SEED, SIZE
-from .common import add_data_argument, add_run_argument, open_run, print_result
-from .evaluate import print_data_note
-from .options import checked, number
+from pyrovae.config.fields import COUNT, SEED, SIZE
+from pyrovae.cli.common import add_data_argument, add_run_argument, open_run, print_result
+from pyrovae.cli.evaluate import print_data_note
+from pyrovae.cli.options import checked, number
 
 
 def _anomaly(args) -> int:
-    from ..applications import anomaly
+    from pyrovae.applications import anomaly
 
     run = open_run(args)
     result = anomaly(run, args.out, data=args.data, score=args.score,

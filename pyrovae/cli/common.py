@@ -24,8 +24,8 @@ def add_common(p: argparse.ArgumentParser) -> None:
 def add_run_argument(p: argparse.ArgumentParser) -> None:
     """The positional RUN_DIR and ``--device`` of every command on a trained run."""
     p.add_argument("run", metavar="RUN_DIR", help="a run folder written by `pyrovae train`")
-    from ..config import DEVICES
-    from .options import choice
+    from pyrovae.config import DEVICES
+    from pyrovae.cli.options import choice
 
     p.add_argument("--device", default="cpu", type=choice("--device", DEVICES),
                    help="cpu | cuda (default cpu)")
@@ -37,8 +37,8 @@ def open_run(args):
     one-line ConfigError of a module run opened without ``--trust-module``); then
     prove, before any work, that the command's output folder (``--out``, the folder of
     ``--arviz FILE``, or the run folder) can be written, else a one-line WriteError."""
-    from ..applications.runs import as_run, output_dir
-    from ..files import writable_dir
+    from pyrovae.applications.runs import as_run, output_dir
+    from pyrovae.runtime.files import writable_dir
 
     run = as_run(args.run, device=args.device)  # (main consents for --trust-module)
     if getattr(args, "arviz", None):

@@ -12,9 +12,9 @@ from __future__ import annotations
 import shlex
 from pathlib import Path
 
-from ..config.fields import INTEGER, Rule
-from .common import add_common
-from .options import checked, number
+from pyrovae.config.fields import INTEGER, Rule
+from pyrovae.cli.common import add_common
+from pyrovae.cli.options import checked, number
 
 #: compare's options are integers (NaN, inf, 2.5 refused here); their lower bounds are
 #: checked, with their own messages, by ``experiments.Settings`` and ``plan`` (the API), and
@@ -37,8 +37,8 @@ def _command_line(args, out: Path) -> str:
 
 
 def _compare(args) -> int:
-    from ..config import load_config
-    from ..experiments import Settings, compare, plan
+    from pyrovae.config import load_config
+    from pyrovae.experiments import Settings, compare, plan
 
     config = load_config(args.config, args.set)
     settings = Settings(nll_samples=args.nll_samples, eval_points=args.eval_points,

@@ -15,11 +15,11 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from ..config.fields import COUNT, SEED
-from ..evaluation.evaluate import MAX_POINTS, NLL_SAMPLES
-from .common import add_run_argument, open_run
-from .options import checked, number
-from .trust_options import add_trust_arguments, trust_settings
+from pyrovae.config.fields import COUNT, SEED
+from pyrovae.evaluation.evaluate import MAX_POINTS, NLL_SAMPLES
+from pyrovae.cli.common import add_run_argument, open_run
+from pyrovae.cli.options import checked, number
+from pyrovae.cli.trust_options import add_trust_arguments, trust_settings
 
 ROWS = (("elbo", "{split}_elbo", "nats"), ("NLL (K={K})", "{split}_nll", "nats"),
         ("-elbo in bits", "{split}_bpd", "bits/dim"),
@@ -37,7 +37,7 @@ ROWS = (("elbo", "{split}_elbo", "nats"), ("NLL (K={K})", "{split}_nll", "nats")
 def format_table(result: dict) -> str:
     """The headline numbers as a two-column text table; a number with a standard error shows
     it to 2 significant digits and the number to the same decimal place."""
-    from ..reports.numbers import format_estimate
+    from pyrovae.reports.numbers import format_estimate
 
     split, lines = result["split"], []
     for label, key, unit in ROWS:
@@ -68,7 +68,7 @@ def data_note(result: dict, run, data: str | None = None) -> str | None:
     ``same_data_as_training``, see pyrovae.evaluation.evaluate.data_record): other data than
     the run's (``data``: the --data spec), or a run too old to have a fingerprint; None when
     the data are the run's own, checked."""
-    from ..data.fingerprint import short
+    from pyrovae.data.fingerprint import short
 
     same, sha = result.get("same_data_as_training"), result.get("data_sha256")
     if same is None and sha:
@@ -76,7 +76,7 @@ def data_note(result: dict, run, data: str | None = None) -> str | None:
                 f"pyrovae recorded one), so its data could not be checked against the data "
                 f"read (sha256 {short(sha)})")
     if same is False:
-        from ..evaluation.evaluate import recorded_data_sha256
+        from pyrovae.evaluation.evaluate import recorded_data_sha256
 
         return (f"pyrovae: note: other data: '{data}' (sha256 {short(sha)}) are not the data "
                 f"run '{run.path}' was trained on (sha256 "
@@ -94,11 +94,11 @@ def print_data_note(result: dict, run, data: str | None = None) -> None:
 def _evaluate(args) -> int:
     import torch
 
-    from .. import distributed
-    from ..data import load_dataset
-    from ..evaluation import evaluate_run
-    from ..evaluation.evaluate import check_run_data
-    from ..reports import write_evaluation
+    from pyrovae.runtime import distributed
+    from pyrovae.data import load_dataset
+    from pyrovae.evaluation import evaluate_run
+    from pyrovae.evaluation.evaluate import check_run_data
+    from pyrovae.reports import write_evaluation
 
     trust = trust_settings(args)  # AIS, BDMC, gaps: refused in one line before anything runs
     context = distributed.init(args.device)  # under torchrun: the points are shared out

@@ -7,11 +7,11 @@ InferenceData in netCDF (``az.from_netcdf(FILE.nc)``).
 
 from __future__ import annotations
 
-from .. import limits
-from ..config.fields import SEED, Rule
-from ..errors import ConfigError
-from .common import add_run_argument, open_run
-from .options import checked, number
+from pyrovae.runtime import memory
+from pyrovae.config.fields import SEED, Rule
+from pyrovae.runtime.errors import ConfigError
+from pyrovae.cli.common import add_run_argument, open_run
+from pyrovae.cli.options import checked, number
 
 #: draws of z per point (k-hat needs a tail); points exported at once
 DRAWS = Rule(int, 25, note="too few draws: the k-hat of the importance weights needs a tail")
@@ -37,12 +37,12 @@ def parse_points(text: str) -> list[int]:
 
 
 def _export(args) -> int:
-    from ..data import load_dataset
-    from ..reports.arviz_export import export_arviz
+    from pyrovae.data import load_dataset
+    from pyrovae.reports.arviz_export import export_arviz
 
     points = parse_points(args.points)
     run = open_run(args)
-    limits.check_points(run.vae, args.draws * len(points), f"exporting --draws {args.draws} "
+    memory.check_points(run.vae, args.draws * len(points), f"exporting --draws {args.draws} "
                         f"for {len(points)} points", "lower --draws or export fewer --points")
     path = export_arviz(run, load_dataset(run.config.data), args.arviz, points=points,
                         draws=args.draws, split=args.split, seed=args.seed)

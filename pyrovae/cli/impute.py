@@ -6,14 +6,14 @@ posterior given the visible ones; error on the hidden pixels against a mean-imag
 
 from __future__ import annotations
 
-from ..config.fields import COUNT, SEED, SIZE
-from .common import add_data_argument, add_run_argument, open_run, print_result
-from .evaluate import print_data_note
-from .options import checked, number
+from pyrovae.config.fields import COUNT, SEED, SIZE
+from pyrovae.cli.common import add_data_argument, add_run_argument, open_run, print_result
+from pyrovae.cli.evaluate import print_data_note
+from pyrovae.cli.options import checked, number
 
 
 def _impute(args) -> int:
-    from ..applications import impute
+    from pyrovae.applications import impute
 
     run = open_run(args)
     result = impute(run, args.out, mask=args.mask, n=args.n, eval_n=args.eval_n,

@@ -6,15 +6,15 @@ of two test images (linear, and spherical for a Gaussian prior).
 
 from __future__ import annotations
 
-from ..applications.latent import STEPS
-from ..config.fields import INTEGER
-from .common import add_data_argument, add_run_argument, open_run, print_result
-from .evaluate import print_data_note
-from .options import checked, number
+from pyrovae.applications.latent import STEPS
+from pyrovae.config.fields import INTEGER
+from pyrovae.cli.common import add_data_argument, add_run_argument, open_run, print_result
+from pyrovae.cli.evaluate import print_data_note
+from pyrovae.cli.options import checked, number
 
 
 def _interpolate(args) -> int:
-    from ..applications import interpolate
+    from pyrovae.applications import interpolate
 
     run = open_run(args)
     result = interpolate(run, args.out, a=args.a, b=args.b, steps=args.steps,

@@ -6,15 +6,15 @@
 
 from __future__ import annotations
 
-from ..applications.latent import GRID
-from ..config.fields import SIZE
-from .common import add_data_argument, add_run_argument, open_run, print_result
-from .evaluate import print_data_note
-from .options import checked, number
+from pyrovae.applications.latent import GRID
+from pyrovae.config.fields import SIZE
+from pyrovae.cli.common import add_data_argument, add_run_argument, open_run, print_result
+from pyrovae.cli.evaluate import print_data_note
+from pyrovae.cli.options import checked, number
 
 
 def _latent_map(args) -> int:
-    from ..applications import latent_map
+    from pyrovae.applications import latent_map
 
     run = open_run(args)
     result = latent_map(run, args.out, projection=args.projection, n=args.n,

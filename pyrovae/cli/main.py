@@ -18,12 +18,12 @@ import sys
 import warnings
 from pathlib import Path
 
-from .. import distributed
-from ..errors import ConfigError, PyroVAEError, out_of_memory
-from ..files import reason
-from ..runs.folder import RunFolderWarning
-from ..runs.trust import trusting_modules
-from ..training.guards import TrainingInterrupted
+from pyrovae.runtime import distributed
+from pyrovae.runtime.errors import ConfigError, PyroVAEError, out_of_memory
+from pyrovae.runtime.files import reason
+from pyrovae.runs.folder import RunFolderWarning
+from pyrovae.runs.trust import trusting_modules
+from pyrovae.training.guards import TrainingInterrupted
 
 #: the commands that run data-parallel under torchrun (docs/distributed.md)
 PARALLEL = ("train", "evaluate")
@@ -84,7 +84,7 @@ def _say(line: str, every_rank: bool = False) -> None:
 
 def _allocation(err: BaseException) -> str:
     """'2.4 GiB' when the error says how much it tried to allocate, else what it needed."""
-    from ..limits import format_bytes
+    from pyrovae.runtime.memory import format_bytes
 
     text = str(err)
     for pattern in _SIZE:
@@ -109,7 +109,7 @@ def _run_folder(args) -> str:
     """Of ``train``: whether its run folder keeps a checkpoint to resume."""
     if args.command != "train":
         return ""
-    from ..runs.checkpoint import CHECKPOINT_NAME
+    from pyrovae.runs.checkpoint import CHECKPOINT_NAME
 
     if getattr(args, "resume", None):
         folder = Path(args.resume)
@@ -125,7 +125,7 @@ def _run_folder(args) -> str:
 
 def _say_out_of_memory(args, what: str) -> int:
     """The one line of an allocation that failed (module docstring); returns 2."""
-    from ..limits import format_bytes, memory_budget
+    from pyrovae.runtime.memory import format_bytes, memory_budget
 
     gc.collect()  # the failed command's tensors (held by the traceback until now)
     budget, why = memory_budget(getattr(args, "device", None))

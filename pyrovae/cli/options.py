@@ -21,8 +21,8 @@ from __future__ import annotations
 
 import functools
 
-from ..config.fields import Rule, check_number
-from ..errors import ConfigError
+from pyrovae.config.fields import Rule, check_number
+from pyrovae.runtime.errors import ConfigError
 
 
 class Invalid:

@@ -6,14 +6,14 @@ reconstruction error over the test set.
 
 from __future__ import annotations
 
-from ..config.fields import COUNT
-from .common import add_data_argument, add_run_argument, open_run, print_result
-from .evaluate import print_data_note
-from .options import checked, number
+from pyrovae.config.fields import COUNT
+from pyrovae.cli.common import add_data_argument, add_run_argument, open_run, print_result
+from pyrovae.cli.evaluate import print_data_note
+from pyrovae.cli.options import checked, number
 
 
 def _reconstruct(args) -> int:
-    from ..applications import reconstruct
+    from pyrovae.applications import reconstruct
 
     run = open_run(args)
     result = reconstruct(run, args.out, n=args.n, data=args.data)

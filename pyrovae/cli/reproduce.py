@@ -11,14 +11,14 @@ goal met or not met (docs/reproduce.md).
 
 from __future__ import annotations
 
-from ..config.fields import COUNT
-from ..evaluation.evaluate import MAX_POINTS, NLL_SAMPLES
-from .common import add_common
-from .options import checked, number
+from pyrovae.config.fields import COUNT
+from pyrovae.evaluation.evaluate import MAX_POINTS, NLL_SAMPLES
+from pyrovae.cli.common import add_common
+from pyrovae.cli.options import checked, number
 
 
 def _list() -> str:
-    from ..reproduce import REPRODUCTIONS
+    from pyrovae.reproduce import REPRODUCTIONS
 
     lines = []
     for name in REPRODUCTIONS:
@@ -30,10 +30,10 @@ def _list() -> str:
 
 
 def _reproduce(args) -> int:
-    from ..errors import ConfigError
-    from ..reports.numbers import format_estimate
-    from ..reproduce import reproduce
-    from ..reproduce.table import NOT_COMPARABLE
+    from pyrovae.runtime.errors import ConfigError
+    from pyrovae.reports.numbers import format_estimate
+    from pyrovae.reproduce import reproduce
+    from pyrovae.reproduce.table import NOT_COMPARABLE
 
     if args.list:
         print(_list())

@@ -8,15 +8,15 @@
 
 from __future__ import annotations
 
-from ..config.fields import COUNT, POSITIVE, SEED
-from ..interface import has, takes_condition
-from ..semisupervised.sampling import COLUMNS
-from .common import add_data_argument, add_run_argument, open_run, print_result
-from .options import checked, number
+from pyrovae.config.fields import COUNT, POSITIVE, SEED
+from pyrovae.runtime.interface import has, takes_condition
+from pyrovae.kinds.ssvae.sampling import COLUMNS
+from pyrovae.cli.common import add_data_argument, add_run_argument, open_run, print_result
+from pyrovae.cli.options import checked, number
 
 
 def _sample(args) -> int:
-    from ..applications import sample
+    from pyrovae.applications import sample
 
     run = open_run(args)
     if args.condition is not None:
@@ -24,7 +24,7 @@ def _sample(args) -> int:
                                    mode=args.mode, seed=args.seed, save_npy=args.save_npy,
                                    condition=args.condition, data=args.data))
     if args.by_class is not None or (has(run.vae, "condition") and not takes_condition(run.vae)):
-        from ..semisupervised.sampling import by_class  # one row per class (docs/ssvae.md)
+        from pyrovae.kinds.ssvae.sampling import by_class  # one row per class (docs/ssvae.md)
 
         columns = 10 if args.by_class is None else args.by_class
         return print_result(by_class(run, args.out, columns, args.seed))

@@ -9,17 +9,17 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from .. import distributed
-from ..errors import CheckpointError, ConfigError
-from .common import add_common
+from pyrovae.runtime import distributed
+from pyrovae.runtime.errors import CheckpointError, ConfigError
+from pyrovae.cli.common import add_common
 
 
 def _train(args) -> int:
-    from ..config import load_config
-    from ..data import load_dataset
-    from ..runs.checkpoint import unsaved_run_error
-    from ..runs.folder import clean_temp_files
-    from ..training import train
+    from pyrovae.config import load_config
+    from pyrovae.data import load_dataset
+    from pyrovae.runs.checkpoint import unsaved_run_error
+    from pyrovae.runs.folder import clean_temp_files
+    from pyrovae.training import train
 
     if args.resume:
         if args.config or args.out or args.force:

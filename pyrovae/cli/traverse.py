@@ -6,15 +6,15 @@ mean (dimensions ordered by their KL).
 
 from __future__ import annotations
 
-from ..applications.latent import ROWS, STEPS
-from ..config.fields import INTEGER, POSITIVE, SIZE
-from .common import add_data_argument, add_run_argument, open_run, print_result
-from .evaluate import print_data_note
-from .options import checked, number
+from pyrovae.applications.latent import ROWS, STEPS
+from pyrovae.config.fields import INTEGER, POSITIVE, SIZE
+from pyrovae.cli.common import add_data_argument, add_run_argument, open_run, print_result
+from pyrovae.cli.evaluate import print_data_note
+from pyrovae.cli.options import checked, number
 
 
 def _traverse(args) -> int:
-    from ..applications import traverse
+    from pyrovae.applications import traverse
 
     run = open_run(args)
     result = traverse(run, args.out, dims=args.dims, span=args.range,

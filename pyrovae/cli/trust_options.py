@@ -13,11 +13,11 @@ without ``--gaps``, ``--bdmc`` without ``--ais-steps``) is refused in one line.
 
 from __future__ import annotations
 
-from ..config.fields import COUNT, POSITIVE
-from ..errors import ConfigError
-from ..evaluation.ais import ACCEPT, ADAPT, AIS_STEPS, INITS, SCHEDULES, AISOptions
-from ..evaluation.gaps import EVAL_SAMPLES, FAMILIES, GapOptions
-from .options import choice, number
+from pyrovae.config.fields import COUNT, POSITIVE
+from pyrovae.runtime.errors import ConfigError
+from pyrovae.evaluation.ais import ACCEPT, ADAPT, AIS_STEPS, INITS, SCHEDULES, AISOptions
+from pyrovae.evaluation.gaps import EVAL_SAMPLES, FAMILIES, GapOptions
+from pyrovae.cli.options import choice, number
 
 #: option name -> (its rule or choices, metavar, help); the flag is --ais-NAME / --gap-NAME
 AIS = {"chains": (COUNT, "C", "independent chains per point (default 8)"),

@@ -5,16 +5,16 @@ validated (``fields.py``), and config files and ``--set`` edits (``files.py``).
     RunConfig = the three; load_config(path, ["key=value", ...]) reads a TOML file.
 """
 
-from ..errors import ConfigError
-from .fields import (
+from pyrovae.runtime.errors import ConfigError
+from pyrovae.config.fields import (
     _unknown_message,
     _field_type,
     coerce,
     check_fields,
     section_from_dict,
 )
-from ..registry import LIKELIHOODS, MODEL_KINDS, NETWORKS, POSTERIORS, PRIORS
-from .sections import (
+from pyrovae.runtime.registry import LIKELIHOODS, MODEL_KINDS, NETWORKS, POSTERIORS, PRIORS
+from pyrovae.config.sections import (
     OBJECTIVES,
     VARIANCES,
     ANALYTIC_KL_PRIORS,
@@ -44,7 +44,7 @@ from .sections import (
     RunConfig,
     SECTIONS,
 )
-from .files import (
+from pyrovae.config.files import (
     parse_value,
     _leaves,
     _variants,

@@ -20,7 +20,7 @@ capability ``target``; PIWAE's split by the BOUNDS capability ``targets``):
     biased   asked for by ``objective.biased`` (stl on a multi-sample bound): no target
 
 Whether each target is met is checked, not declared: ``benchmarks/estimator_matrix.py`` and
-``tests/test_matrix.py`` hold every accepted combination against reference gradients written
+``tests/objectives/test_matrix.py`` hold every accepted combination against reference gradients written
 independently of ``pyrovae/objectives``.
 """
 
@@ -31,9 +31,9 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
-from ..errors import ConfigError
-from ..registry import BOUNDS, GRADIENTS, MODEL_KINDS, OBJECTIVES, POSTERIORS
-from .fields import section_from_dict
+from pyrovae.runtime.errors import ConfigError
+from pyrovae.runtime.registry import BOUNDS, GRADIENTS, MODEL_KINDS, OBJECTIVES, POSTERIORS
+from pyrovae.config.fields import section_from_dict
 
 #: KL weightings: name -> the [model] keys that set it (those a kind lacks refuse it)
 WEIGHTINGS: dict[str, dict] = {

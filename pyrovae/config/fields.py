@@ -19,7 +19,7 @@ import typing
 from dataclasses import dataclass
 from typing import Any
 
-from ..errors import ConfigError
+from pyrovae.runtime.errors import ConfigError
 
 
 def _unknown_message(key: str, valid, what: str = "key") -> str:

@@ -9,9 +9,9 @@ import tomllib
 from pathlib import Path
 from typing import Any
 
-from ..errors import ConfigError
-from .fields import _field_type, _unknown_message
-from .sections import SECTIONS, RunConfig, model_class, model_classes
+from pyrovae.runtime.errors import ConfigError
+from pyrovae.config.fields import _field_type, _unknown_message
+from pyrovae.config.sections import SECTIONS, RunConfig, model_class, model_classes
 
 
 def parse_value(text: str) -> Any:

@@ -19,13 +19,13 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..errors import ConfigError
-from ..registry import (BOUNDS, GRADIENTS, LIKELIHOODS, MODEL_KINDS, NETWORKS,
+from pyrovae.runtime.errors import ConfigError
+from pyrovae.runtime.registry import (BOUNDS, GRADIENTS, LIKELIHOODS, MODEL_KINDS, NETWORKS,
                         OBJECTIVES as ALL_OBJECTIVES, POSTERIORS, PRIORS)
-from .fields import (CLASSES_NOTE, MAX_CLASSES, SEED_MAX, _unknown_message, check_fields,
+from pyrovae.config.fields import (CLASSES_NOTE, MAX_CLASSES, SEED_MAX, _unknown_message, check_fields,
                      section_from_dict)
 
-# The component names come from the registries (pyrovae.registry), read when a config is
+# The component names come from the registries (pyrovae.runtime.registry), read when a config is
 # checked: a component registered by a plug-in is a valid choice at once.
 OBJECTIVES = ALL_OBJECTIVES.where(enumerates=False)      # the VAE's (continuous latents)
 ANALYTIC_KL_OBJECTIVES = ALL_OBJECTIVES.where(analytic_kl=True)
@@ -425,7 +425,7 @@ def model_class(body: dict[str, Any]) -> type:
 class DataConfig:
     """Where the data come from and how they are preprocessed."""
 
-    name: str = _f("mnist", "a registered data set (pyrovae.registry.DATASETS: mnist, images, "
+    name: str = _f("mnist", "a registered data set (pyrovae.runtime.registry.DATASETS: mnist, images, "
                    "cifar10, ...), a .npy/.npz file or a folder of images")
     path: str = _f("", "where the data set's files are: the image folder (images), the "
                    "torchvision root (fashion-mnist, cifar10, ...; optional for mnist)")

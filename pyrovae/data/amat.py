@@ -20,9 +20,9 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import DataError
-from ..registry import DATASETS
-from .sources import RawData
+from pyrovae.runtime.errors import DataError
+from pyrovae.runtime.registry import DATASETS
+from pyrovae.data.sources import RawData
 
 FILES = ("binarized_mnist_train.amat", "binarized_mnist_valid.amat",
          "binarized_mnist_test.amat")

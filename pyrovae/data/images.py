@@ -24,10 +24,10 @@ from pathlib import Path
 
 import numpy as np
 
-from .. import limits
-from ..errors import DataError
-from ..registry import DATASETS
-from .sources import RawData, _split
+from pyrovae.runtime import memory
+from pyrovae.runtime.errors import DataError
+from pyrovae.runtime.registry import DATASETS
+from pyrovae.data.sources import RawData, _split
 
 SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp")
 PROGRESS_MIN = 1000   # files from which reading shows a progress bar
@@ -147,7 +147,7 @@ def read_images(files: list[Path], image_size=(), channels: int = 0,
     c = channels or (1 if grey else 3)
     h, w = size or first[1:]
     shape = (len(files), c, h, w)
-    limits.check_bytes(limits.array_bytes(shape, 1) * (1 + 3 * limits.FLOAT),
+    memory.check_bytes(memory.array_bytes(shape, 1) * (1 + 3 * memory.FLOAT),
                        f"loading {len(files)} images of {c} x {h} x {w}",
                        "set a smaller data.image_size or use fewer images", error=DataError)
     out = np.empty(shape, dtype=np.uint8)

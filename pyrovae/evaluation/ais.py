@@ -23,7 +23,7 @@ Points are taken ``batch_size`` at a time and each batch's chains in chunks that
 ``memory_mb``, so memory stays bounded whatever C is. Shapes: x [N, D] -> log p(x) [N].
 
 The work, N x C x T x L gradient evaluations of one point, is refused in one line above
-``limits.MAX_WORK`` (per point when the options are made, for all N points when they run),
+``memory.MAX_WORK`` (per point when the options are made, for all N points when they run),
 as are a schedule or log weights [C, N] that would not fit in memory
 (:meth:`AISOptions.check_size`).
 """
@@ -38,13 +38,13 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from .. import limits
-from ..config.fields import COUNT, POSITIVE, Rule, check_number
-from ..errors import ConfigError
-from ..rng import seeded
-from .hmc import adapt_step, hmc_step
-from .target import LatentSpace, no_param_grads
-from .traces import eval_mode
+from pyrovae.runtime import memory
+from pyrovae.config.fields import COUNT, POSITIVE, Rule, check_number
+from pyrovae.runtime.errors import ConfigError
+from pyrovae.runtime.rng import seeded
+from pyrovae.evaluation.hmc import adapt_step, hmc_step
+from pyrovae.evaluation.target import LatentSpace, no_param_grads
+from pyrovae.runtime.traces import eval_mode
 
 INITS = ("guide", "prior")
 SCHEDULES = ("sigmoid", "linear")
@@ -85,24 +85,24 @@ class AISOptions:
 
     def check_size(self, points: int | None = None, device=None) -> None:
         """Refuse, in one line, AIS on ``points`` points (None: per point) whose work (points
-        x chains x steps x leapfrog gradient evaluations) is beyond ``limits.max_work()``, or
+        x chains x steps x leapfrog gradient evaluations) is beyond ``memory.max_work()``, or
         whose schedule or log weights [C, N] (float64, held about 3 times while they are
         joined) would not fit in memory (on ``device``)."""
         sizes = (f"--ais-chains {self.chains} x --ais-steps {self.steps} x --ais-leapfrog "
                  f"{self.leapfrog}")
         if points is None:
-            limits.check_work(self.chains * self.steps * self.leapfrog,
+            memory.check_work(self.chains * self.steps * self.leapfrog,
                               f"AIS with {sizes} for each point",
                               "lower --ais-chains, --ais-steps or --ais-leapfrog")
-            limits.check_bytes(SCHEDULE_BYTES * (self.steps + 1),
+            memory.check_bytes(SCHEDULE_BYTES * (self.steps + 1),
                                f"the AIS schedule of --ais-steps {self.steps}",
                                "lower --ais-steps")
             return
-        limits.check_work(points * self.chains * self.steps * self.leapfrog,
+        memory.check_work(points * self.chains * self.steps * self.leapfrog,
                           f"AIS of {points} points x {sizes}",
                           "lower --ais-chains, --ais-steps or --ais-leapfrog, or evaluate "
                           "fewer --points")
-        limits.check_bytes(3 * 8 * self.chains * points,
+        memory.check_bytes(3 * 8 * self.chains * points,
                            f"the AIS log weights of --ais-chains {self.chains} x {points} "
                            f"points", "lower --ais-chains (or evaluate fewer --points)",
                            device=device)
@@ -178,7 +178,7 @@ def initial_draws(space: LatentSpace, chains: int, init: str) -> torch.Tensor:
 def chain_chunk(module, points: int, chains: int, memory_mb: int) -> int:
     """Chains per chunk for ``points`` points so that a chunk's forward and backward pass (3
     times the inference memory) fits ``memory_mb``."""
-    per_chain = 3 * limits.inference_bytes(module, points)
+    per_chain = 3 * memory.inference_bytes(module, points)
     return max(1, min(chains, memory_mb * 2**20 // max(per_chain, 1)))
 
 
@@ -205,7 +205,7 @@ def ais_log_likelihood(module, x: torch.Tensor, options: AISOptions | None = Non
     options = options or AISOptions()
     batch_size = check_number(batch_size, "batch_size", COUNT)
     memory_mb = check_number(memory_mb, "memory_mb", COUNT)
-    options.check_size(x.shape[0], limits.model_device(module))
+    options.check_size(x.shape[0], memory.model_device(module))
     betas = schedule(options.steps, options.schedule)
     if reverse_from is not None:
         betas = betas[::-1]

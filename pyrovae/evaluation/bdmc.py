@@ -22,12 +22,12 @@ import numpy as np
 import torch
 from pyro import poutine
 
-from ..config.fields import COUNT, check_number
-from ..errors import ConfigError
-from ..rng import seeded
-from .ais import AISOptions, ais_log_likelihood
-from .target import LatentSpace, run_program
-from .traces import _sample_sites, eval_mode
+from pyrovae.config.fields import COUNT, check_number
+from pyrovae.runtime.errors import ConfigError
+from pyrovae.runtime.rng import seeded
+from pyrovae.evaluation.ais import AISOptions, ais_log_likelihood
+from pyrovae.evaluation.target import LatentSpace, run_program
+from pyrovae.runtime.traces import _sample_sites, eval_mode
 
 
 @torch.no_grad()

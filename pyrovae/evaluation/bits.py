@@ -6,7 +6,7 @@ For a negative log-likelihood (or negative ELBO) of one D-dimensional data point
 
 It is given only where log p(x) is the log of a probability, i.e. for a likelihood on discrete
 data: the registered likelihoods with the ``discrete`` capability (``bernoulli`` on binary
-pixels, ``discretized-logistic`` on the 8-bit grid; ``pyrovae.registry.LIKELIHOODS``). A density
+pixels, ``discretized-logistic`` on the 8-bit grid; ``pyrovae.runtime.registry.LIKELIHOODS``). A density
 on continuous values has no code length (its value depends on the scale of x), so runs with
 ``gaussian``, ``laplace`` or ``continuous-bernoulli`` get no bits per dimension. D is the size
 of what the likelihood scores (``likelihood.data_dim``: the output part of a conditional
@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import math
 
-from ..registry import LIKELIHOODS
+from pyrovae.runtime.registry import LIKELIHOODS
 
 LN2 = math.log(2.0)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import torch
 
-from .traces import eval_mode
+from pyrovae.runtime.traces import eval_mode
 
 
 @torch.no_grad()

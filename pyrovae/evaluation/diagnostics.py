@@ -26,8 +26,8 @@ import math
 import torch
 from torch.distributions import Normal, kl_divergence
 
-from ..rng import seeded
-from .traces import eval_mode, point_traces
+from pyrovae.runtime.rng import seeded
+from pyrovae.runtime.traces import eval_mode, point_traces
 
 ACTIVE_THRESHOLD = 0.01
 

@@ -23,8 +23,8 @@ from dataclasses import dataclass
 import torch
 from torch.distributions import kl_divergence
 
-from ..rng import seeded
-from .traces import PointTraces, eval_mode, point_traces
+from pyrovae.runtime.rng import seeded
+from pyrovae.runtime.traces import PointTraces, eval_mode, point_traces
 
 
 @dataclass

@@ -37,19 +37,19 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .. import limits
-from ..config.fields import COUNT, SEED, Rule, check_number
-from ..data import Dataset
-from ..data.fingerprint import check_fingerprint, data_fingerprint
-from ..errors import CheckpointError, ConfigError, DataError
-from ..interface import data_view, has, input_dim
-from . import diagnostics
-from .bits import bpd_keys
-from .classification import accuracy
-from .elbo import evaluate_elbo
-from .likelihood import log_mean_exp, reduce_log_weights
-from .psis import pareto_khat, summarize_khat
-from .trust import check_trust, trust_evaluation
+from pyrovae.runtime import memory
+from pyrovae.config.fields import COUNT, SEED, Rule, check_number
+from pyrovae.data import Dataset
+from pyrovae.data.fingerprint import check_fingerprint, data_fingerprint
+from pyrovae.runtime.errors import CheckpointError, ConfigError, DataError
+from pyrovae.runtime.interface import data_view, has, input_dim
+from pyrovae.evaluation import diagnostics
+from pyrovae.evaluation.bits import bpd_keys
+from pyrovae.evaluation.classification import accuracy
+from pyrovae.evaluation.elbo import evaluate_elbo
+from pyrovae.evaluation.likelihood import log_mean_exp, reduce_log_weights
+from pyrovae.evaluation.psis import pareto_khat, summarize_khat
+from pyrovae.evaluation.trust import check_trust, trust_evaluation
 
 SPLITS = ("test", "train")
 #: the arguments' rules (``pyrovae evaluate``'s options use the same)
@@ -201,14 +201,14 @@ def check_evaluation_memory(vae, nll_samples: int, batch: int, memory_mb: int,
     """Refuse sizes that cannot fit in memory: a chunk of draws (at most ``memory_mb``, at
     most all K draws of a batch), one batch's K log weights (float64, held twice while they
     are joined), and the ELBO's batches."""
-    device = limits.model_device(vae)
-    chunk = min(memory_mb * 2**20, limits.inference_bytes(vae, nll_samples * batch))
-    limits.check_bytes(chunk, f"a chunk of samples of memory_mb = {memory_mb} (--memory-mb)",
+    device = memory.model_device(vae)
+    chunk = min(memory_mb * 2**20, memory.inference_bytes(vae, nll_samples * batch))
+    memory.check_bytes(chunk, f"a chunk of samples of memory_mb = {memory_mb} (--memory-mb)",
                        "lower --memory-mb (memory_mb)", device=device)
-    limits.check_bytes(16 * nll_samples * batch, f"nll_samples = {nll_samples} (--nll-samples) "
+    memory.check_bytes(16 * nll_samples * batch, f"nll_samples = {nll_samples} (--nll-samples) "
                        f"log weights for batches of {batch} points",
                        "lower --nll-samples or --batch-size", device=device)
-    limits.check_points(vae, elbo_batch, f"ELBO batches of {elbo_batch} points",
+    memory.check_points(vae, elbo_batch, f"ELBO batches of {elbo_batch} points",
                         "lower --batch-size (batch_size)")
 
 

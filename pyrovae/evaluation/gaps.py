@@ -38,13 +38,13 @@ import torch
 from torch.distributions import Independent, MultivariateNormal, Normal
 from tqdm.auto import tqdm
 
-from .. import limits
-from ..config.fields import COUNT, POSITIVE, Rule, check_number
-from ..errors import ConfigError
-from ..rng import seeded
-from .ais import check_choice
-from .target import LatentSpace, log_weight_traced, no_param_grads
-from .traces import eval_mode
+from pyrovae.runtime import memory
+from pyrovae.config.fields import COUNT, POSITIVE, Rule, check_number
+from pyrovae.runtime.errors import ConfigError
+from pyrovae.runtime.rng import seeded
+from pyrovae.evaluation.ais import check_choice
+from pyrovae.evaluation.target import LatentSpace, log_weight_traced, no_param_grads
+from pyrovae.runtime.traces import eval_mode
 
 FAMILIES = ("guide", "diagonal", "gaussian")
 EVAL_SAMPLES = Rule(int, 2, note="the standard errors need at least 2 draws per point")
@@ -173,7 +173,7 @@ def local_elbos(module, x: torch.Tensor, options: GapOptions, memory_mb: int = 5
                 bar=None) -> dict:
     """Amortized and locally optimized ELBO of every row of x [B, D], each with its se."""
     budget = memory_mb * 2**20
-    chunk = max(1, budget // max(limits.inference_bytes(module, x.shape[0]), 1))
+    chunk = max(1, budget // max(memory.inference_bytes(module, x.shape[0]), 1))
     amortized = _estimate(lambda k: log_weight_traced(module, x, k), options.eval_samples,
                           chunk)
     local = (FreeEncoder(module, x) if options.family == "guide"
@@ -202,7 +202,7 @@ def inference_gaps(module, x: torch.Tensor, log_px, log_px_se=None,
     batch_size = check_number(batch_size, "batch_size", COUNT)
     n, start = x.shape[0], time.perf_counter()
     # points per batch so that a step's forward and backward (3 x inference) fit memory_mb
-    per_point = 3 * limits.inference_bytes(module, options.samples)
+    per_point = 3 * memory.inference_bytes(module, options.samples)
     batch = max(1, min(batch_size, memory_mb * 2**20 // max(per_point, 1)))
     cols = {k: [] for k in ("amortized_elbo", "amortized_elbo_se", "local_elbo",
                             "local_elbo_se")}

@@ -34,9 +34,9 @@ from dataclasses import dataclass
 import torch
 from tqdm.auto import tqdm
 
-from ..interface import max_plate_nesting
-from ..objectives import has_differentiable_loss, objective_for
-from ..rng import seeded
+from pyrovae.runtime.interface import max_plate_nesting
+from pyrovae.objectives import has_differentiable_loss, objective_for
+from pyrovae.runtime.rng import seeded
 
 
 @dataclass

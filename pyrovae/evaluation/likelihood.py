@@ -9,7 +9,7 @@ guide enumerates is summed out exactly inside each weight (and by default every 
 discrete site is, ``enumerate="all"``: a Rao-Blackwellised weight with the same expectation).
 The weights come from traces of the guide and model run under a particle plate, so each data
 point gets K independent draws of its own (never one weight per minibatch). Samples are drawn
-in chunks, so memory stays bounded whatever K is; K x N draws beyond ``limits.MAX_WORK``, or
+in chunks, so memory stays bounded whatever K is; K x N draws beyond ``memory.MAX_WORK``, or
 one batch's log weights beyond the memory available, are refused in one line first
 (:func:`check_sizes`). Shapes: x [B, D] -> log p(x) [B].
 """
@@ -21,9 +21,9 @@ import math
 import torch
 from tqdm.auto import tqdm
 
-from .. import distributed, limits
-from ..rng import seeded
-from .traces import eval_mode, log_mean_exp, point_traces, trace_bytes
+from pyrovae.runtime import distributed, memory
+from pyrovae.runtime.rng import seeded
+from pyrovae.runtime.traces import eval_mode, log_mean_exp, point_traces, trace_bytes
 
 __all__ = ["weighted_draws", "log_weights", "reduce_log_weights", "log_likelihood",
            "log_mean_exp", "chunk_size", "check_sizes"]
@@ -63,15 +63,15 @@ def chunk_size(vae, x: torch.Tensor, budget_bytes: int) -> int:
 
 def check_sizes(vae, points: int, num_samples: int, batch_size: int) -> None:
     """Refuse, in one line, K = ``num_samples`` draws for each of ``points`` points beyond
-    ``limits.max_work()`` draws, or one batch's K log weights (float64, held twice while they
+    ``memory.max_work()`` draws, or one batch's K log weights (float64, held twice while they
     are joined) beyond the memory available."""
-    limits.check_work(points * num_samples, f"importance sampling {points} points x "
+    memory.check_work(points * num_samples, f"importance sampling {points} points x "
                       f"{num_samples} samples", "lower the samples (--nll-samples, --samples) "
                       "or the points", unit="draws of one point")
-    limits.check_bytes(16 * num_samples * min(batch_size, points), f"{num_samples} samples' "
+    memory.check_bytes(16 * num_samples * min(batch_size, points), f"{num_samples} samples' "
                        f"log weights for batches of {min(batch_size, points)} points",
                        "lower the samples (--nll-samples, --samples) or --batch-size",
-                       device=limits.model_device(vae))
+                       device=memory.model_device(vae))
 
 
 def reduce_log_weights(vae, x: torch.Tensor, reduce, num_samples: int = 5000,
@@ -84,7 +84,7 @@ def reduce_log_weights(vae, x: torch.Tensor, reduce, num_samples: int = 5000,
     (K * b * 8 bytes: 4 MB for K=5000, b=100) are all that is held at once. Repeatable for a
     ``seed``; leaves the caller's random stream alone. Batch i draws from the seed
     ``batch_seed(seed, i)``, so its numbers do not depend on the batches before it: in a
-    data-parallel run (``pyrovae.distributed``) each process computes every R-th batch and
+    data-parallel run (``pyrovae.runtime.distributed``) each process computes every R-th batch and
     all get the same list as one process.
     """
     n = x.shape[0]

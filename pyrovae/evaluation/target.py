@@ -29,9 +29,9 @@ import torch
 from pyro import poutine
 from torch.distributions import biject_to
 
-from ..errors import ConfigError
-from ..interface import max_plate_nesting, takes_n_data
-from .traces import _data_dim, _sample_sites, _site_log_prob
+from pyrovae.runtime.errors import ConfigError
+from pyrovae.runtime.interface import max_plate_nesting, takes_n_data
+from pyrovae.runtime.traces import _data_dim, _sample_sites, _site_log_prob
 
 _CHAINS = "_pyrovae_chains"
 

@@ -23,11 +23,11 @@ import math
 import numpy as np
 import torch
 
-from ..limits import model_device
-from .ais import AISOptions, ais_log_likelihood, summarize
-from .bdmc import bdmc as run_bdmc
-from .gaps import GapOptions, FreeEncoder, inference_gaps
-from .target import LatentSpace
+from pyrovae.runtime.memory import model_device
+from pyrovae.evaluation.ais import AISOptions, ais_log_likelihood, summarize
+from pyrovae.evaluation.bdmc import bdmc as run_bdmc
+from pyrovae.evaluation.gaps import GapOptions, FreeEncoder, inference_gaps
+from pyrovae.evaluation.target import LatentSpace
 
 
 def check_trust(vae, x: torch.Tensor, ais: AISOptions | None, gaps: GapOptions | None,

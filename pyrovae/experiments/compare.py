@@ -28,16 +28,16 @@ import sys
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from ..config import RunConfig, load_config
-from ..errors import CheckpointError, ConfigError, PyroVAEError
-from ..files import atomic_write, read_csv, writable_dir, write_csv, write_json
-from ..runs import load
-from ..training import train
-from ..runs import CHECKPOINT_NAME
-from ..training.guards import TrainingInterrupted
-from .grid import Combination, RunSpec, expand
-from .same_params import same_parameter_gradients
-from .summary import markdown_report
+from pyrovae.config import RunConfig, load_config
+from pyrovae.runtime.errors import CheckpointError, ConfigError, PyroVAEError
+from pyrovae.runtime.files import atomic_write, read_csv, writable_dir, write_csv, write_json
+from pyrovae.runs import load
+from pyrovae.training import train
+from pyrovae.runs import CHECKPOINT_NAME
+from pyrovae.training.guards import TrainingInterrupted
+from pyrovae.experiments.grid import Combination, RunSpec, expand
+from pyrovae.experiments.same_params import same_parameter_gradients
+from pyrovae.experiments.summary import markdown_report
 
 #: keys of ``evaluate_run``'s result copied into each row
 EVAL_KEYS = ("test_elbo", "test_elbo_se", "test_nll", "test_nll_se", "active_units", "rate",
@@ -139,7 +139,7 @@ class _DataCache:
         self._loaded, self._sha = {}, {}
 
     def __call__(self, config: RunConfig):
-        from ..data import load_dataset
+        from pyrovae.data import load_dataset
 
         key = repr(config.data)
         if key not in self._loaded:
@@ -147,7 +147,7 @@ class _DataCache:
         return self._loaded[key]
 
     def sha(self, config: RunConfig) -> str:
-        from ..data.fingerprint import data_fingerprint
+        from pyrovae.data.fingerprint import data_fingerprint
 
         key = repr(config.data)
         if key not in self._sha:
@@ -159,7 +159,7 @@ def check_kept(spec: RunSpec, run_dir: Path, data_for: _DataCache) -> None:
     """A row kept from an earlier call (``resume``) was measured on the data its run was
     trained on: refuse, in one line, to tabulate it beside runs on data that changed since
     (the fingerprint in the run's metrics.json against the data's now)."""
-    from ..data.fingerprint import check_fingerprint
+    from pyrovae.data.fingerprint import check_fingerprint
 
     try:
         metrics = json.loads((run_dir / "metrics.json").read_text())
@@ -178,7 +178,7 @@ def train_or_load(spec: RunSpec, data, run_dir: Path, force: bool, sha: str | No
     checkpoint if stopped, trained from scratch otherwise."""
     if (run_dir / "metrics.json").is_file() and (run_dir / CHECKPOINT_NAME).is_file() \
             and not force:
-        from ..evaluation.evaluate import check_run_data
+        from pyrovae.evaluation.evaluate import check_run_data
 
         run = load(run_dir, device=spec.config.train.device)
         check_run_data(run, data, FIX, sha)
@@ -191,10 +191,10 @@ def train_or_load(spec: RunSpec, data, run_dir: Path, force: bool, sha: str | No
 def measure(run, data, spec: RunSpec, settings: Settings, progress: bool,
             sha: str | None = None) -> dict:
     """One row of compare.csv for a trained run (``sha``: the fingerprint of ``data``)."""
-    from ..evaluation import evaluate_run
-    from ..reports import write_evaluation
-    from ..evaluation.gradients import elbo_gradient_variance, estimator, fixed_minibatch
-    from ..interface import data_view
+    from pyrovae.evaluation import evaluate_run
+    from pyrovae.reports import write_evaluation
+    from pyrovae.evaluation.gradients import elbo_gradient_variance, estimator, fixed_minibatch
+    from pyrovae.runtime.interface import data_view
 
     row = {"run": spec.name, "combination": spec.combination.label,
            **spec.combination.values, "seed": spec.seed}
@@ -223,7 +223,7 @@ def measure(run, data, spec: RunSpec, settings: Settings, progress: bool,
 
 def write_outputs(result: CompareResult, settings: Settings, command: str) -> None:
     """compare.csv, compare.md, compare.json and compare.png from the rows so far."""
-    from ..reports.compare_plots import save_compare_plot
+    from pyrovae.reports.compare_plots import save_compare_plot
 
     out = result.out
     write_csv(out / "compare.csv", result.rows)

@@ -19,8 +19,8 @@ import itertools
 import re
 from dataclasses import dataclass, field, replace
 
-from ..config import RunConfig, _resolve_key, apply_overrides, settable_keys
-from ..errors import ConfigError
+from pyrovae.config import RunConfig, _resolve_key, apply_overrides, settable_keys
+from pyrovae.runtime.errors import ConfigError
 
 # a '+' that starts another key=value (not the '+' of 1e+3)
 _EXTRA = re.compile(r"\+(?=\s*[A-Za-z_][\w.]*\s*=)")

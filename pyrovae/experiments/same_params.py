@@ -13,12 +13,12 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from ..errors import ConfigError
-from ..evaluation.gradients import elbo_gradient_variance, estimator, fixed_minibatch
-from ..files import read_csv
-from ..interface import data_view
-from ..objectives import objective_name
-from ..runs import load
+from pyrovae.runtime.errors import ConfigError
+from pyrovae.evaluation.gradients import elbo_gradient_variance, estimator, fixed_minibatch
+from pyrovae.runtime.files import read_csv
+from pyrovae.runtime.interface import data_view
+from pyrovae.objectives import objective_name
+from pyrovae.runs import load
 
 #: settings a stored row must share to be reused on resume
 _KEPT = ("grad_draws", "grad_batch", "eval_seed")

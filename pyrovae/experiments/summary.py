@@ -88,7 +88,7 @@ def markdown_report(rows: list[dict], keys: list[str], *, command: str, invalid:
                  "own objective at its final parameters on one fixed minibatch "
                  "(see docs/compare.md).")
     if same_params:
-        from .same_params import markdown_same_params
+        from pyrovae.experiments.same_params import markdown_same_params
 
         parts += ["", "## Gradient variance of each objective at the same parameters", "",
                   "Parameters of the first seed of each combination, held fixed; every "

@@ -19,7 +19,7 @@ data point with the data plate's N/B outside every log-sum-exp (bound_objective.
     gradients (gradients/)           reparam, stl, dreg, rws, rws-dreg, score, vimco
 
 Each component registers itself with its capabilities: Pyro's estimators in
-:data:`pyrovae.registry.OBJECTIVES` (``analytic_kl``, ``compiled``, ``free_bits``, ...), the
+:data:`pyrovae.runtime.registry.OBJECTIVES` (``analytic_kl``, ``compiled``, ``free_bits``, ...), the
 bounds in ``BOUNDS`` (which estimators they admit: ``dreg``, ``rws``, ``score``, ``vimco``) and
 the estimators in ``GRADIENTS`` (what they need). A new one is one new file that registers
 itself. :func:`objective_for` builds what a ``[model]`` config trains with.
@@ -35,14 +35,14 @@ from collections.abc import Mapping
 
 import pyro.infer as infer
 
-from ..registry import OBJECTIVES
-from . import pyro_elbos  # noqa: F401  (registers trace, meanfield, tracegraph, enum)
-from . import bounds, tmc  # noqa: F401  (register the bounds)
-from ..config import check_pair
-from .bound_objective import BoundObjective
-from .free_bits import FreeBitsMeanFieldELBO, JitFreeBitsMeanFieldELBO
-from .iwae import IWAE_ELBO
-from .jit import JitTraceELBO, JitTraceMeanFieldELBO
+from pyrovae.runtime.registry import OBJECTIVES
+from pyrovae.objectives import pyro_elbos  # noqa: F401  (registers trace, meanfield, tracegraph, enum)
+from pyrovae.objectives import bounds, tmc  # noqa: F401  (register the bounds)
+from pyrovae.config import check_pair
+from pyrovae.objectives.bound_objective import BoundObjective
+from pyrovae.objectives.free_bits import FreeBitsMeanFieldELBO, JitFreeBitsMeanFieldELBO
+from pyrovae.objectives.iwae import IWAE_ELBO
+from pyrovae.objectives.jit import JitTraceELBO, JitTraceMeanFieldELBO
 
 __all__ = ["make_elbo", "objective_for", "objective_name", "BoundObjective", "check_pair", "has_differentiable_loss", "compiled_form", "OBJECTIVES", "IWAE_ELBO",
            "JitTraceELBO", "JitTraceMeanFieldELBO", "FreeBitsMeanFieldELBO",

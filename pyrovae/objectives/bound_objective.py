@@ -18,11 +18,11 @@ from __future__ import annotations
 import pyro.infer as infer
 import torch
 
-from ..config import check_pair
-from ..registry import BOUNDS, GRADIENTS
-from . import gradients  # noqa: F401  (registers the estimators)
-from .bounds import BoundSettings
-from .particles import draw
+from pyrovae.config import check_pair
+from pyrovae.runtime.registry import BOUNDS, GRADIENTS
+from pyrovae.objectives import gradients  # noqa: F401  (registers the estimators)
+from pyrovae.objectives.bounds import BoundSettings
+from pyrovae.objectives.particles import draw
 
 
 class BoundObjective(infer.ELBO):

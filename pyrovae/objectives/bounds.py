@@ -31,7 +31,7 @@ gives the z-path coefficients
 ELBO: e = 1/K (DReG is STL); MIWAE per group; CIWAE b/K + (1-b)((1-beta) w~ + beta w~^2);
 Renyi (c = softmax((1-a) log w)): c (1 - beta (1-a)(1 - c)). e may be negative for beta > 1.
 
-Every bound registers itself in :data:`pyrovae.registry.BOUNDS` with the gradient estimators it
+Every bound registers itself in :data:`pyrovae.runtime.registry.BOUNDS` with the gradient estimators it
 admits (capabilities dreg, rws, score, vimco: see ``gradients/``).
 """
 
@@ -42,7 +42,7 @@ from dataclasses import dataclass
 
 import torch
 
-from ..registry import BOUNDS
+from pyrovae.runtime.registry import BOUNDS
 
 
 @dataclass(frozen=True)

@@ -14,10 +14,10 @@ import torch
 from pyro.infer.util import torch_item
 from torch.distributions import kl_divergence
 
-from ..registry import OBJECTIVES
+from pyrovae.runtime.registry import OBJECTIVES
 
-from .jit import JitTraceMeanFieldELBO
-from .pyro_elbos import MeanFieldELBO
+from pyrovae.objectives.jit import JitTraceMeanFieldELBO
+from pyrovae.objectives.pyro_elbos import MeanFieldELBO
 
 
 class _FreeBits:

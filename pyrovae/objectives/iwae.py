@@ -14,8 +14,8 @@ particles and estimators are in bounds.py, particles.py and gradients/).
 
 from __future__ import annotations
 
-from ..registry import OBJECTIVES
-from .bound_objective import BoundObjective
+from pyrovae.runtime.registry import OBJECTIVES
+from pyrovae.objectives.bound_objective import BoundObjective
 
 
 class IWAE_ELBO(BoundObjective):

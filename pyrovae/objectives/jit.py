@@ -13,8 +13,8 @@ import weakref
 import pyro
 import pyro.infer as infer
 
-from ..registry import OBJECTIVES
-from .pyro_elbos import CheckedMeanField
+from pyrovae.runtime.registry import OBJECTIVES
+from pyrovae.objectives.pyro_elbos import CheckedMeanField
 
 
 class _StableCallables:

@@ -37,7 +37,7 @@ import torch
 from pyro import poutine
 from pyro.poutine.util import site_is_subsample
 
-from ..interface import DATA_PLATE, InterfaceError
+from pyrovae.runtime.interface import DATA_PLATE, InterfaceError
 
 PARTICLE_PLATE = "particles"
 VALUES = ("sample", "detach", "scaled")

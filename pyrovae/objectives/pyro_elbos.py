@@ -22,8 +22,8 @@ import warnings
 import pyro.infer as infer
 from torch.distributions import kl_divergence
 
-from ..interface import InterfaceError
-from ..registry import OBJECTIVES
+from pyrovae.runtime.interface import InterfaceError
+from pyrovae.runtime.registry import OBJECTIVES
 
 
 def check_mean_field(model_trace, guide_trace) -> None:

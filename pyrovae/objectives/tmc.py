@@ -27,10 +27,10 @@ import torch
 from pyro import poutine
 from pyro.infer import config_enumerate
 
-from ..interface import InterfaceError
-from ..registry import BOUNDS
-from .bounds import Bound
-from .particles import _data_dim, _latents, _samples
+from pyrovae.runtime.interface import InterfaceError
+from pyrovae.runtime.registry import BOUNDS
+from pyrovae.objectives.bounds import Bound
+from pyrovae.objectives.particles import _data_dim, _latents, _samples
 
 
 def _per_point_factor(name: str, site, log_prob: torch.Tensor) -> torch.Tensor:

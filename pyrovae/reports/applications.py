@@ -9,7 +9,7 @@ import numpy as np
 import torch
 from torchvision.utils import make_grid
 
-from .plots import _as_images, plt, save_figure
+from pyrovae.reports.plots import _as_images, plt, save_figure
 
 
 def save_labelled_grid(x: torch.Tensor, shape, ncol: int, row_labels: list[str],

@@ -28,19 +28,19 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .. import limits
-from ..errors import ConfigError
-from ..files import new_file_mode, writable_dir, write_error
+from pyrovae.runtime import memory
+from pyrovae.runtime.errors import ConfigError
+from pyrovae.runtime.files import new_file_mode, writable_dir, write_error
 
 
 def _groups(run, x: torch.Tensor, points: list[int], draws: int, seed: int) -> dict:
     import xarray as xr
 
-    from ..config import to_toml
-    from ..evaluation.likelihood import log_mean_exp, weighted_draws
-    from ..evaluation.psis import pareto_khat
-    from ..evaluation.traces import eval_mode
-    from ..rng import seeded
+    from pyrovae.config import to_toml
+    from pyrovae.evaluation.likelihood import log_mean_exp, weighted_draws
+    from pyrovae.evaluation.psis import pareto_khat
+    from pyrovae.runtime.traces import eval_mode
+    from pyrovae.runtime.rng import seeded
 
     vae = run.vae
     with seeded(seed), eval_mode(vae):
@@ -71,7 +71,7 @@ def _groups(run, x: torch.Tensor, points: list[int], draws: int, seed: int) -> d
              "khat": var(pareto_khat(log_w.T), ("point",))}
     for key in ("train_elbo", "test_elbo"):
         stats[key] = var([float(r[key]) for r in run.history], ("epoch",))
-    from .._version import __version__
+    from pyrovae._version import __version__
     attrs = {"pyrovae_version": __version__, "objective": run.config.model.elbo,
              "draws": "guide q(z|x); reweight with sample_stats.log_weight",
              "pyrovae_config": to_toml(run.config)}
@@ -106,8 +106,8 @@ def to_inference_data(run, x: torch.Tensor, points: list[int], draws: int = 1000
 def export_arviz(run, data, path: str | Path, points=range(10), draws: int = 1000,
                  split: str = "test", seed: int = 0) -> Path:
     """Write the InferenceData of ``points`` (indices into the split) as netCDF at ``path``."""
-    from ..evaluation.evaluate import split_data
-    from ..interface import data_view
+    from pyrovae.evaluation.evaluate import split_data
+    from pyrovae.runtime.interface import data_view
 
     x_all = split_data(data_view(run.vae, data), split)
     points = [int(i) for i in points]
@@ -117,7 +117,7 @@ def export_arviz(run, data, path: str | Path, points=range(10), draws: int = 100
                           f"(0..{x_all.shape[0] - 1})")
     if not isinstance(draws, int) or draws < 25:
         raise ConfigError(f"draws = {draws!r} is too few: use >= 25 (k-hat needs a tail)")
-    limits.check_points(run.vae, draws * len(points), f"exporting {draws} draws for "
+    memory.check_points(run.vae, draws * len(points), f"exporting {draws} draws for "
                         f"{len(points)} points", "lower draws or export fewer points")
     x = x_all[points].to(next(run.vae.parameters()).device)
     idata = to_inference_data(run, x, points, draws, seed)

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from matplotlib.patches import Patch
 
-from .plots import plt, save_figure
+from pyrovae.reports.plots import plt, save_figure
 
 #: (column of compare.csv, panel title, log scale)
 PANELS = (

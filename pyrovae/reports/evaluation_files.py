@@ -6,9 +6,9 @@ from pathlib import Path
 
 import numpy as np
 
-from ..files import write_csv, write_json
-from .evaluation_plots import save_khat_histogram, save_kl_per_dim
-from .trust_plots import save_ais_vs_is, save_gaps
+from pyrovae.runtime.files import write_csv, write_json
+from pyrovae.reports.evaluation_plots import save_khat_histogram, save_kl_per_dim
+from pyrovae.reports.trust_plots import save_ais_vs_is, save_gaps
 
 
 def write_evaluation(result: dict, out: str | Path) -> list[Path]:

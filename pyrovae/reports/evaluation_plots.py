@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .plots import plt, save_figure
+from pyrovae.reports.plots import plt, save_figure
 
 
 def save_khat_histogram(khat: np.ndarray, path: str | Path) -> None:

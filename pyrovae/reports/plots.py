@@ -13,7 +13,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import torch  # noqa: E402
 from torchvision.utils import make_grid, save_image  # noqa: E402
 
-from ..files import atomic_write  # noqa: E402
+from pyrovae.runtime.files import atomic_write  # noqa: E402
 
 
 def _as_images(x: torch.Tensor, shape) -> torch.Tensor:

@@ -35,16 +35,16 @@ from pathlib import Path
 
 import torch
 
-from ..errors import ConfigError, PyroVAEError
-from ..evaluation.diagnostics import layer_diagnostics
-from ..evaluation.traces import eval_mode
-from ..files import WriteError, reason
-from ..interface import has
-from ..kl import beta_at
-from ..rng import seeded
-from ..runs.checkpoint import CHECKPOINT_NAME
-from ..runs.folder import RUN_FILES
-from .plots import reconstruction_grid, sample_grid
+from pyrovae.runtime.errors import ConfigError, PyroVAEError
+from pyrovae.evaluation.diagnostics import layer_diagnostics
+from pyrovae.runtime.traces import eval_mode
+from pyrovae.runtime.files import WriteError, reason
+from pyrovae.runtime.interface import has
+from pyrovae.objectives.schedules import beta_at
+from pyrovae.runtime.rng import seeded
+from pyrovae.runs.checkpoint import CHECKPOINT_NAME
+from pyrovae.runs.folder import RUN_FILES
+from pyrovae.reports.plots import reconstruction_grid, sample_grid
 
 TENSORBOARD_DIR = "tensorboard"
 EVENT_FILES = "events.out.tfevents.*"  # the files SummaryWriter writes (glob pattern)

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .plots import plt, save_figure
+from pyrovae.reports.plots import plt, save_figure
 
 
 def save_ais_vs_is(ais: np.ndarray, is_: np.ndarray, path: str | Path,

@@ -15,7 +15,7 @@ from __future__ import annotations
 import copy
 from dataclasses import dataclass, field
 
-from ..registry import Registry
+from pyrovae.runtime.registry import Registry
 
 REPRODUCTIONS = Registry("reproduction", "reproduce NAME")
 

@@ -23,19 +23,19 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from ..config import DataConfig, RunConfig
-from ..config.files import apply_overrides
-from ..data import load_dataset
-from ..data.fingerprint import data_fingerprint
-from ..errors import ConfigError
-from ..evaluation import evaluate_run
-from ..evaluation.evaluate import check_run_data
-from ..files import atomic_write
-from ..reports import write_evaluation
-from ..runs import load
-from ..training import train
-from .recipes import METRICS, REPRODUCTIONS, Recipe
-from .table import write_table
+from pyrovae.config import DataConfig, RunConfig
+from pyrovae.config.files import apply_overrides
+from pyrovae.data import load_dataset
+from pyrovae.data.fingerprint import data_fingerprint
+from pyrovae.runtime.errors import ConfigError
+from pyrovae.evaluation import evaluate_run
+from pyrovae.evaluation.evaluate import check_run_data
+from pyrovae.runtime.files import atomic_write
+from pyrovae.reports import write_evaluation
+from pyrovae.runs import load
+from pyrovae.training import train
+from pyrovae.reproduce.recipes import METRICS, REPRODUCTIONS, Recipe
+from pyrovae.reproduce.table import write_table
 
 
 def recipe(name: str) -> Recipe:

@@ -7,9 +7,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from ..files import atomic_write, read_csv, write_csv, write_json
-from ..reports.numbers import format_estimate
-from ..reports.plots import plt, save_figure
+from pyrovae.runtime.files import atomic_write, read_csv, write_csv, write_json
+from pyrovae.reports.numbers import format_estimate
+from pyrovae.reports.plots import plt, save_figure
 
 COLUMNS = ("name", "paper", "table", "metric", "paper_value", "ours", "ours_se", "goal", "met",
            "epochs", "train_seconds", "eval_seconds", "seed", "nll_samples", "points",

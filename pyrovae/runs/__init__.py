@@ -8,10 +8,10 @@ This layer sits below training (which writes run folders) and the applications (
 them); it knows no model kind.
 """
 
-from .checkpoint import CHECKPOINT_NAME, load_checkpoint, save_checkpoint
-from .folder import (REPORT_FILES, RUN_FILES, Run, check_run_dir, config_text, create_run_dir,
+from pyrovae.runs.checkpoint import CHECKPOINT_NAME, load_checkpoint, save_checkpoint
+from pyrovae.runs.folder import (REPORT_FILES, RUN_FILES, Run, check_run_dir, config_text, create_run_dir,
                      describe_device)
-from .load import load, make_model
+from pyrovae.runs.load import load, make_model
 
 __all__ = ["Run", "load", "make_model", "load_checkpoint", "save_checkpoint",
            "CHECKPOINT_NAME", "RUN_FILES", "REPORT_FILES", "check_run_dir", "create_run_dir",

@@ -37,10 +37,10 @@ from pathlib import Path
 
 import torch
 
-from .._version import __version__
-from ..config import RunConfig
-from ..errors import CheckpointError, ConfigError, DeviceError
-from ..files import atomic_write, reason
+from pyrovae._version import __version__
+from pyrovae.config import RunConfig
+from pyrovae.runtime.errors import CheckpointError, ConfigError, DeviceError
+from pyrovae.runtime.files import atomic_write, reason
 
 FORMAT = "pyrovae-checkpoint"
 FORMAT_VERSION = 1

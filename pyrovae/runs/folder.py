@@ -22,10 +22,10 @@ from pathlib import Path
 
 import torch
 
-from ..config import RunConfig, to_toml
-from ..errors import CheckpointError, DeviceError
-from ..files import TEMP_PATTERN, WriteError, reason, stale_temp_files, writable_dir
-from .checkpoint import CHECKPOINT_NAME, missing_device
+from pyrovae.config import RunConfig, to_toml
+from pyrovae.runtime.errors import CheckpointError, DeviceError
+from pyrovae.runtime.files import TEMP_PATTERN, WriteError, reason, stale_temp_files, writable_dir
+from pyrovae.runs.checkpoint import CHECKPOINT_NAME, missing_device
 
 #: the files that make a folder a run (a folder holding any of them is refused without force)
 RUN_FILES = ("config.toml", CHECKPOINT_NAME, "metrics.json", "history.csv")

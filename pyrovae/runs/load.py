@@ -15,21 +15,21 @@ from pathlib import Path
 
 import torch
 
-from ..config import RunConfig, load_config
-from ..errors import CheckpointError, ConfigError
-from ..files import read_csv
-from ..limits import check_model
-from ..registry import MODEL_KINDS
-from .checkpoint import checkpoint_config, load_checkpoint
-from .param_store import restore_param_store
-from .trust import trusting_modules
-from .folder import Run, RunFolderWarning
+from pyrovae.config import RunConfig, load_config
+from pyrovae.runtime.errors import CheckpointError, ConfigError
+from pyrovae.runtime.files import read_csv
+from pyrovae.runtime.memory import check_model
+from pyrovae.runtime.registry import MODEL_KINDS
+from pyrovae.runs.checkpoint import checkpoint_config, load_checkpoint
+from pyrovae.runs.param_store import restore_param_store
+from pyrovae.runs.trust import trusting_modules
+from pyrovae.runs.folder import Run, RunFolderWarning
 
 
 def make_model(config, input_shape) -> torch.nn.Module:
     """The PyroModule a [model] config describes, built by its registered kind
-    (``pyrovae.registry.MODEL_KINDS``) for data of ``input_shape``; refused in one line when
-    its parameters would not fit in memory (``pyrovae.limits``)."""
+    (``pyrovae.runtime.registry.MODEL_KINDS``) for data of ``input_shape``; refused in one line when
+    its parameters would not fit in memory (``pyrovae.runtime.memory``)."""
     check_model(config, input_shape)
     return MODEL_KINDS.get(config.kind)(config, tuple(int(s) for s in input_shape))
 

@@ -32,7 +32,7 @@ import torch
 from pyro.distributions import constraints
 from torch.distributions.constraints import Constraint
 
-from ..errors import CheckpointError
+from pyrovae.runtime.errors import CheckpointError
 
 
 def _public_constraints() -> dict:

@@ -1,7 +1,7 @@
 """Consent to run code a run folder names: a run folder is data, so what its config's
 ``model.target`` names is imported only inside :func:`trusting_modules` (``pyrovae.load(...,
 trust_module=True)``, a command given ``--trust-module``); docs/reliability.md, threat model.
-The kind that imports the target (``pyrovae.user_model``) asks :func:`consented`."""
+The kind that imports the target (``pyrovae.kinds.module.model``) asks :func:`consented`."""
 
 from __future__ import annotations
 

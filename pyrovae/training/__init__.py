@@ -4,8 +4,8 @@ against NaN and signals (guards.py), a user's module that fails, in one line nam
 where (failures.py), the run's pictures (reports.py). Run folders and
 checkpoints live in ``pyrovae.runs`` below it (re-exported here for convenience)."""
 
-from ..runs import Run, load, load_checkpoint, save_checkpoint
-from .failures import ModuleFailed
-from .train import train
+from pyrovae.runs import Run, load, load_checkpoint, save_checkpoint
+from pyrovae.training.failures import ModuleFailed
+from pyrovae.training.train import train
 
 __all__ = ["Run", "load", "load_checkpoint", "save_checkpoint", "train", "ModuleFailed"]

@@ -8,14 +8,14 @@ from pathlib import Path
 import torch
 from pyro import poutine
 
-from ..config import RunConfig
-from ..data import Dataset
-from ..errors import CheckpointError, ConfigError
-from ..evaluation.traces import eval_mode
-from ..interface import DATA_PLATE, InterfaceError, check_data
-from ..limits import check_training
-from ..rng import seeded
-from .programs import bind_programs
+from pyrovae.config import RunConfig
+from pyrovae.data import Dataset
+from pyrovae.runtime.errors import CheckpointError, ConfigError
+from pyrovae.runtime.traces import eval_mode
+from pyrovae.runtime.interface import DATA_PLATE, InterfaceError, check_data
+from pyrovae.runtime.memory import check_training
+from pyrovae.runtime.rng import seeded
+from pyrovae.training.programs import bind_programs
 
 RESUMABLE_CHANGES = ("epochs", "progress", "log_every", "checkpoint_every", "eval_batch_size",
                      "tensorboard")  # (TensorBoard events change no number of the run)

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import torch
 
-from ..errors import PyroVAEError, out_of_memory
+from pyrovae.runtime.errors import PyroVAEError, out_of_memory
 
 
 class ModuleFailed(PyroVAEError):

@@ -33,9 +33,9 @@ from typing import Callable
 import pyro
 import torch
 
-from ..errors import CheckpointError
-from ..interface import InterfaceError
-from ..runs.param_store import constraint_spec, set_param
+from pyrovae.runtime.errors import CheckpointError
+from pyrovae.runtime.interface import InterfaceError
+from pyrovae.runs.param_store import constraint_spec, set_param
 
 
 class GlobalParams:

@@ -8,8 +8,8 @@ import warnings
 
 import torch
 
-from ..errors import PyroVAEError
-from ..evaluation.traces import point_traces
+from pyrovae.runtime.errors import PyroVAEError
+from pyrovae.runtime.traces import point_traces
 
 
 class TrainingInterrupted(PyroVAEError):

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import math
 
-from ..config.sections import LR_SCHEDULES
+from pyrovae.config.sections import LR_SCHEDULES
 
 
 def lr_at(schedule: str, lr: float, lr_min: float, step: int, total_steps: int) -> float:

@@ -11,7 +11,7 @@ import functools
 
 from pyro import poutine
 
-from ..interface import takes_n_data
+from pyrovae.runtime.interface import takes_n_data
 
 
 def _scaled(fn):

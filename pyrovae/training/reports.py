@@ -7,12 +7,12 @@ import platform
 import pyro
 import torch
 
-from .._version import __version__
-from ..data import Dataset
-from ..files import write_csv, write_json
-from ..interface import has
-from ..reports import save_elbo_curves, save_reconstructions, save_samples
-from ..runs import Run
+from pyrovae._version import __version__
+from pyrovae.data import Dataset
+from pyrovae.runtime.files import write_csv, write_json
+from pyrovae.runtime.interface import has
+from pyrovae.reports import save_elbo_curves, save_reconstructions, save_samples
+from pyrovae.runs import Run
 
 
 def write_reports(run: Run, data: Dataset) -> None:

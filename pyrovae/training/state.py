@@ -3,7 +3,7 @@
 Resuming restores it exactly, so a run stopped at any step and resumed takes the same steps,
 bit for bit on the CPU, as one that never stopped: the data order and dynamic binarization
 are functions of (seed, epoch), and the z draws come from these generators. In a data-parallel
-run every rank's generators hold the same state (pyrovae.distributed.draws), so rank 0's
+run every rank's generators hold the same state (pyrovae.runtime.distributed.draws), so rank 0's
 state resumes a run on any number of processes; on CUDA the stream of the GPU that drew
 (``cuda_current``) goes to the GPU of the resuming process.
 """

@@ -10,24 +10,24 @@ from pathlib import Path
 
 import torch
 
-from .. import distributed
-from ..config import DataConfig, RunConfig, TrainConfig
-from ..data import Dataset
-from ..data.fingerprint import data_fingerprint
-from ..errors import ConfigError
-from ..files import atomic_write
-from ..registry import MODEL_KINDS
-from ..runs import (CHECKPOINT_NAME, Run, check_run_dir, config_text, create_run_dir,
+from pyrovae.runtime import distributed
+from pyrovae.config import DataConfig, RunConfig, TrainConfig
+from pyrovae.data import Dataset
+from pyrovae.data.fingerprint import data_fingerprint
+from pyrovae.runtime.errors import ConfigError
+from pyrovae.runtime.files import atomic_write
+from pyrovae.runtime.registry import MODEL_KINDS
+from pyrovae.runs import (CHECKPOINT_NAME, Run, check_run_dir, config_text, create_run_dir,
                     load_checkpoint)
-from ..runs.checkpoint import checkpoint_config, unsaved_run_error
-from ..runs.folder import clean_temp_files, discard_unsaved_run, missing_folders
-from ..runs.load import given_model, refuse_unimportable
-from ..user_model import module_config
-from . import failures
-from .checks import check_data_plate, check_resumable, check_same_data
-from .failures import activity
-from .guards import TrainingInterrupted, stop_on_signals
-from .trainer import Trainer, trainer_class
+from pyrovae.runs.checkpoint import checkpoint_config, unsaved_run_error
+from pyrovae.runs.folder import clean_temp_files, discard_unsaved_run, missing_folders
+from pyrovae.runs.load import given_model, refuse_unimportable
+from pyrovae.kinds.module.model import module_config
+from pyrovae.training import failures
+from pyrovae.training.checks import check_data_plate, check_resumable, check_same_data
+from pyrovae.training.failures import activity
+from pyrovae.training.guards import TrainingInterrupted, stop_on_signals
+from pyrovae.training.trainer import Trainer, trainer_class
 
 __all__ = ["train", "resolve_config", "Trainer"]
 
@@ -61,7 +61,7 @@ def train(config, data: Dataset, out: str | Path | None = None, force: bool = Fa
     ``config`` is a model config (:class:`VAEConfig`, :class:`SSVAEConfig`, ...; then
     ``train_options`` such as ``epochs=10``, ``batch_size=128``, ``lr=1e-3``, ``seed=0``,
     ``device="cpu"`` fill the train section), a whole :class:`RunConfig`, or your own
-    ``PyroModule`` following the model interface (``pyrovae.interface``; it is trained as it
+    ``PyroModule`` following the model interface (``pyrovae.runtime.interface``; it is trained as it
     is and recorded by import path and constructor arguments, so ``pyrovae.load`` and every
     command can rebuild it; a class defined in a notebook, a script or a function is recorded
     as such, and ``pyrovae.load(out, model=MyVAE)`` rebuilds it). ``resume=True`` continues

@@ -35,34 +35,34 @@ import pyro
 import torch
 from tqdm.auto import tqdm
 
-from .. import distributed
-from ..config import RunConfig
-from ..data import Dataset
-from ..errors import CheckpointError, ConfigError
-from ..evaluation import evaluate_elbo
-from ..evaluation.bits import bpd_keys
-from ..evaluation.traces import eval_mode, point_traces
-from ..data.fingerprint import data_fingerprint
-from ..files import WriteError, reason, write_csv
-from ..interface import check_interface, data_view, max_plate_nesting
-from ..kl import beta_at
-from ..objectives import (BoundObjective, compiled_form, has_differentiable_loss,
+from pyrovae.runtime import distributed
+from pyrovae.config import RunConfig
+from pyrovae.data import Dataset
+from pyrovae.runtime.errors import CheckpointError, ConfigError
+from pyrovae.evaluation import evaluate_elbo
+from pyrovae.evaluation.bits import bpd_keys
+from pyrovae.runtime.traces import eval_mode, point_traces
+from pyrovae.data.fingerprint import data_fingerprint
+from pyrovae.runtime.files import WriteError, reason, write_csv
+from pyrovae.runtime.interface import check_interface, data_view, max_plate_nesting
+from pyrovae.objectives.schedules import beta_at
+from pyrovae.objectives import (BoundObjective, compiled_form, has_differentiable_loss,
                           objective_for, objective_name)
-from ..registry import MODEL_KINDS
-from ..reports.tensorboard import TensorBoard
-from ..rng import seed_everything, seeded
-from ..runs import CHECKPOINT_NAME, describe_device, make_model, save_checkpoint
-from ..runs.checkpoint import RESUME_FIELDS
-from .averaging import WeightAverage
-from .checks import check_compatible
-from .global_params import GlobalParams
-from .failures import nonfinite_refusal
-from .guards import FiniteWatch, TrainingInterrupted, silent_nan_warnings, stop_on_signals
-from .lr_schedule import lr_at
-from .programs import bind_programs
-from .optimizer import make_adam
-from .reports import versions, write_reports
-from .state import capture_rng, restore_rng
+from pyrovae.runtime.registry import MODEL_KINDS
+from pyrovae.reports.tensorboard import TensorBoard
+from pyrovae.runtime.rng import seed_everything, seeded
+from pyrovae.runs import CHECKPOINT_NAME, describe_device, make_model, save_checkpoint
+from pyrovae.runs.checkpoint import RESUME_FIELDS
+from pyrovae.training.averaging import WeightAverage
+from pyrovae.training.checks import check_compatible
+from pyrovae.training.global_params import GlobalParams
+from pyrovae.training.failures import nonfinite_refusal
+from pyrovae.training.guards import FiniteWatch, TrainingInterrupted, silent_nan_warnings, stop_on_signals
+from pyrovae.training.lr_schedule import lr_at
+from pyrovae.training.programs import bind_programs
+from pyrovae.training.optimizer import make_adam
+from pyrovae.training.reports import versions, write_reports
+from pyrovae.training.state import capture_rng, restore_rng
 
 _PERM_SEED_OFFSET = 7919  # the data order uses a stream apart from dynamic binarization
 

@@ -23,9 +23,9 @@ import numpy as np
 import pytest
 import torch
 
-from pyrovae import limits
+from pyrovae.runtime import memory
 from pyrovae.cli import main
-from pyrovae.errors import ConfigError
+from pyrovae.runtime.errors import ConfigError
 
 ROOT = Path(__file__).resolve().parents[2]
 DIGITS = str(ROOT / "configs" / "digits.toml")
@@ -71,7 +71,7 @@ def run_limited(args: list[str], headroom: int, cwd: Path, timeout: float = 120)
         resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
 
     # the child imports the pyrovae this process imported
-    source = str(Path(limits.__file__).resolve().parents[1])
+    source = str(Path(memory.__file__).resolve().parents[1])
     path = os.pathsep.join(p for p in (source, os.environ.get("PYTHONPATH")) if p)
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONWARNINGS": "ignore", "PYTHONPATH": path}
     env.pop(WORK_ENV, None)
@@ -100,8 +100,8 @@ def default_cap(monkeypatch):
 
 BUDGET_PROBE = """
 import resource
-from pyrovae import limits
-from pyrovae.errors import ConfigError
+from pyrovae.runtime import memory
+from pyrovae.runtime.errors import ConfigError
 
 def vm():
     for line in open("/proc/self/status"):
@@ -110,10 +110,10 @@ def vm():
 
 soft = resource.getrlimit(resource.RLIMIT_AS)[0]
 left = soft - vm()
-budget = limits.available_bytes()
+budget = memory.available_bytes()
 assert budget <= left + 2**26, (budget, left)  # (VmSize moves a little between the reads)
 try:
-    limits.check_bytes(left + 2**30, "the thing", "lower it")
+    memory.check_bytes(left + 2**30, "the thing", "lower it")
 except ConfigError as err:
     print(err)
 else:
@@ -123,7 +123,7 @@ else:
 
 def test_budget_takes_rlimit_as_into_account(tmp_path):
     """Under ``ulimit -v`` the budget is what the limit leaves, not the machine's memory."""
-    if limits._meminfo_available() is not None and limits._meminfo_available() < 2**32:
+    if memory._meminfo_available() is not None and memory._meminfo_available() < 2**32:
         pytest.skip("this machine has less than 4 GiB available: RLIMIT_AS would not bind")
     r = run_limited(["-c", BUDGET_PROBE], 2**31, tmp_path)
     assert r.returncode == 0, r.stderr[-3000:] + r.stdout
@@ -155,12 +155,12 @@ def test_budget_takes_the_cgroup_limit_into_account(version, tmp_path, monkeypat
     monkeypatch.setattr(limits, "PROC_MOUNTS", str(tmp_path / "mounts.txt"))
     monkeypatch.setattr(limits, "_rlimit_available", lambda: None)
     monkeypatch.setattr(limits, "_meminfo_available", lambda: 64 * 2**30)
-    assert limits.available_bytes() == 2 * 2**30  # 3 GiB - (1.5 GiB - 0.5 GiB of cache)
+    assert memory.available_bytes() == 2 * 2**30  # 3 GiB - (1.5 GiB - 0.5 GiB of cache)
     with pytest.raises(ConfigError, match=rf"^the thing needs about 3\.0 GiB of memory, more "
                                           rf"than the 2\.0 GiB available \(the cgroup's "
                                           rf"{limit_name} of 3\.0 GiB less 1\.0 GiB in use\); "
                                           rf"lower it$"):
-        limits.check_bytes(3 * 2**30, "the thing", "lower it")
+        memory.check_bytes(3 * 2**30, "the thing", "lower it")
 
 
 # ---- sizes from flags and configs, refused before they are allocated or started ----------------
@@ -322,7 +322,7 @@ def test_allocation_failure_at_the_first_training_step_leaves_no_run_folder(tmp_
 
 
 def test_what_counts_as_an_allocation_failure():
-    from pyrovae.errors import out_of_memory
+    from pyrovae.runtime.errors import out_of_memory
 
     assert out_of_memory(RuntimeError(ALLOCATOR))
     assert out_of_memory(RuntimeError("DefaultCPUAllocator: not enough memory: you tried to "

@@ -28,10 +28,10 @@ import pytest
 import torch
 
 import pyrovae
-from pyrovae import user_model
+from pyrovae.kinds.module import model as user_model
 from pyrovae.cli import main
 from pyrovae.config import RunConfig
-from pyrovae.errors import ConfigError
+from pyrovae.runtime.errors import ConfigError
 from pyrovae.runs import config_text
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # conftest.py
@@ -112,7 +112,7 @@ def work(tmp_path_factory):
 @pytest.fixture(autouse=True)
 def clean(work, monkeypatch):
     """No marker, the evil module not imported, and no target consented by an earlier test
-    (a target this process built counts as consented: pyrovae/user_model.py)."""
+    (a target this process built counts as consented: pyrovae/kinds/module/model.py)."""
     for name in ("PWNED", "IMPORTED"):
         (work / name).unlink(missing_ok=True)
     sys.modules.pop(EVIL_MODULE, None)

@@ -27,7 +27,7 @@ import torch
 from pyrovae import load_dataset, train
 from pyrovae.cli import main
 from pyrovae.config import DataConfig, RunConfig, SSVAEConfig, TrainConfig
-from pyrovae.errors import DataError
+from pyrovae.runtime.errors import DataError
 
 ROOT = Path(__file__).resolve().parents[2]
 DIGITS = str(ROOT / "configs" / "digits.toml")
@@ -159,11 +159,11 @@ def test_a_cvae_too_large_for_memory_names_num_classes(tmp_path, capsys):
 
 
 def test_one_hot_classes_too_large_for_memory_name_num_classes(monkeypatch):
-    from pyrovae import limits
-    from pyrovae.conditional import with_labels
+    from pyrovae.runtime import memory
+    from pyrovae.kinds.cvae import with_labels
 
     digits = load_dataset("digits")
-    budget = 100 * 2**20  # a machine of 100 MiB (limits.memory_budget where there is one)
+    budget = 100 * 2**20  # a machine of 100 MiB (memory.memory_budget where there is one)
     monkeypatch.setattr(limits, "available_bytes", lambda device=None: budget)
     if hasattr(limits, "memory_budget"):
         monkeypatch.setattr(limits, "memory_budget", lambda device=None: (budget, ""))
@@ -193,7 +193,7 @@ def refused_negative(err: Exception) -> None:
 
 
 def test_a_negative_label_is_refused_by_the_label_split():
-    from pyrovae.semisupervised import split_labels
+    from pyrovae.kinds.ssvae import split_labels
 
     y = torch.arange(300) % 10
     y[5] = -1
@@ -207,7 +207,7 @@ def test_a_negative_label_is_refused_by_the_label_split():
 
 @pytest.mark.parametrize("split", ["train", "test"])
 def test_a_negative_label_is_refused_by_a_label_conditioned_cvae(split):
-    from pyrovae.conditional import with_labels
+    from pyrovae.kinds.cvae import with_labels
 
     data = digits_with(train_label=-1) if split == "train" else digits_with(test_label=-1)
     with pytest.raises(DataError) as caught:

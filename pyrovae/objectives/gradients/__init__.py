@@ -1,5 +1,5 @@
 """Gradient estimators of the bounds, one per file, each registered in
-:data:`pyrovae.registry.GRADIENTS` (``base.py`` says what an estimator is):
+:data:`pyrovae.runtime.registry.GRADIENTS` (``base.py`` says what an estimator is):
 
     reparam    the bound's own reparameterization gradient
     stl        sticking the landing: log q's score term dropped (Roeder et al. 2017)
@@ -10,7 +10,7 @@
     vimco      per-draw baselines for the IWAE bound (Mnih & Rezende 2016)
 """
 
-from . import dreg, reparam, rws, score, stl, vimco  # noqa: F401  (each registers itself)
-from .base import GradientEstimator
+from pyrovae.objectives.gradients import dreg, reparam, rws, score, stl, vimco  # noqa: F401  (each registers itself)
+from pyrovae.objectives.gradients.base import GradientEstimator
 
 __all__ = ["GradientEstimator"]

@@ -16,8 +16,8 @@ from __future__ import annotations
 
 import torch
 
-from ...interface import InterfaceError
-from ...registry import GRADIENTS
+from pyrovae.runtime.interface import InterfaceError
+from pyrovae.runtime.registry import GRADIENTS
 
 
 class GradientEstimator:

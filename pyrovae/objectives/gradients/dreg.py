@@ -18,8 +18,8 @@ latent sites carry different KL weights (hvae's per-layer kl_weights) is refused
 
 from __future__ import annotations
 
-from ...registry import GRADIENTS
-from .base import GradientEstimator, kl_weight, pathwise, ratio_of
+from pyrovae.runtime.registry import GRADIENTS
+from pyrovae.objectives.gradients.base import GradientEstimator, kl_weight, pathwise, ratio_of
 
 
 @GRADIENTS.register("dreg", needs="dreg", reparameterised=True, one_kl_weight=True)

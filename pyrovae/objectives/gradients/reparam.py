@@ -13,8 +13,8 @@ parameter path corrected by -(d - c) log q(z fixed).
 
 from __future__ import annotations
 
-from ...registry import GRADIENTS
-from .base import GradientEstimator, ratio_of, set_ratio, weighted
+from pyrovae.runtime.registry import GRADIENTS
+from pyrovae.objectives.gradients.base import GradientEstimator, ratio_of, set_ratio, weighted
 
 
 @GRADIENTS.register("reparam", reparameterised=True)

@@ -24,8 +24,8 @@ from __future__ import annotations
 
 import torch
 
-from ...registry import GRADIENTS
-from .base import GradientEstimator, pathwise, ratio_of, weighted
+from pyrovae.runtime.registry import GRADIENTS
+from pyrovae.objectives.gradients.base import GradientEstimator, pathwise, ratio_of, weighted
 
 
 @GRADIENTS.register("rws", needs="rws", reparameterised=False, target="wake")

@@ -12,8 +12,8 @@ steps, so a resumed run continues bit for bit.
 
 from __future__ import annotations
 
-from ...registry import GRADIENTS
-from .base import GradientEstimator, with_score_terms
+from pyrovae.runtime.registry import GRADIENTS
+from pyrovae.objectives.gradients.base import GradientEstimator, with_score_terms
 
 
 @GRADIENTS.register("score", needs="score", reparameterised=False, min_particles=2,

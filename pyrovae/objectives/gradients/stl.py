@@ -15,8 +15,8 @@ it is biased (Tucker et al. 2018), which DReG corrects: those pairs are refused 
 
 from __future__ import annotations
 
-from ...registry import GRADIENTS
-from .base import GradientEstimator, pathwise, ratio_of, weighted
+from pyrovae.runtime.registry import GRADIENTS
+from pyrovae.objectives.gradients.base import GradientEstimator, pathwise, ratio_of, weighted
 
 
 @GRADIENTS.register("stl", needs="stl", reparameterised=True, exact_at_one_particle=True,

@@ -16,8 +16,8 @@ import math
 
 import torch
 
-from ...registry import GRADIENTS
-from .base import GradientEstimator, with_score_terms
+from pyrovae.runtime.registry import GRADIENTS
+from pyrovae.objectives.gradients.base import GradientEstimator, with_score_terms
 
 
 @GRADIENTS.register("vimco", needs="vimco", reparameterised=False, min_particles=2,

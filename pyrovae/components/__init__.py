@@ -1,0 +1,12 @@
+"""The components a model kind is built from, each registered under the name a config
+chooses (``pyrovae.runtime.registry``):
+
+    priors.py        p(z): normal, learnable-normal, mog, vamp, flow         (PRIORS)
+    likelihoods.py   p(x|z): bernoulli, gaussian, laplace, discretized ...   (LIKELIHOODS)
+    posteriors/      q(z|x): diagonal, full, lowrank, iaf                    (POSTERIORS)
+    nets/            encoder/decoder networks: mlp, conv                     (NETWORKS)
+    distributions.py the distributions the likelihoods and priors need beyond Pyro's
+
+Components know nothing of the config module or of training: each takes its settings as a
+small dataclass it declares itself (``settings=`` of its registration).
+"""

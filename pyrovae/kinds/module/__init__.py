@@ -1,0 +1,3 @@
+"""Models you write yourself: ``model.kind = "module"`` (``ModuleConfig``), see model.py."""
+
+from pyrovae.kinds.module import model  # noqa: F401  (registers the kind)
