@@ -131,11 +131,12 @@ def main(argv=None) -> int:
         prints = {}
         for case in args.cases:
             prints[case] = run_case(args.tree.resolve(), case, Path(tmp))
-            status = prints[case].get("error", f"{len(prints[case]['tensors'])} tensors")
+            status = prints[case].get("error") or f"{len(prints[case]['tensors'])} tensors"
             print(f"{case:24s} {status}", flush=True)
     args.out.write_text(json.dumps(prints, indent=1, sort_keys=True))
     if args.against:
-        lines = differences(json.loads(args.against.read_text()), prints)
+        before = json.loads(args.against.read_text())
+        lines = differences({c: before.get(c) for c in prints}, prints)
         print("\n".join(lines) if lines else f"all {len(prints)} cases bit-identical")
         return 1 if lines else 0
     return 0

@@ -99,8 +99,10 @@ def _settings(config) -> tuple[int, dict]:
     objective = getattr(config, "objective", None)
     settings = {}
     if objective is not None:
-        settings = dict(groups=objective.groups, alpha=objective.renyi_alpha,
-                        b=objective.ciwae_beta)
+        # the chosen bound's own settings (the defaults of the others, as before)
+        settings = dict(groups=getattr(objective, "groups", 1),
+                        alpha=getattr(objective, "renyi_alpha", 0.5),
+                        b=getattr(objective, "ciwae_beta", 0.5))
     grouped = objective is not None and objective.bound in ("miwae", "piwae")
     return config.num_particles * (settings["groups"] if grouped else 1), settings
 
@@ -124,7 +126,7 @@ def build(cell: Combination) -> Case:
     trainer.step = WARMUP_STEP
     xb = trainer.data.train_data(1, 0)[:BATCH]
     params = [p for p in trainer.vae.parameters() if p.requires_grad]
-    return Case(trainer.elbo, trainer.model, trainer.guide, trainer.step_args(xb),
+    return Case(trainer.elbo, trainer.model_fn, trainer.guide_fn, trainer.step_args(xb),
                 {"n_data": trainer.n}, params, max_plate_nesting(trainer.vae), particles,
                 settings)
 

@@ -16,23 +16,24 @@ latent maps, anomaly scores, imputation); ``cli`` is a thin layer over this API.
 
 from pyrovae import _moved
 from pyrovae._version import __version__
-from pyrovae.config import (DataConfig, KLConfig, ModuleConfig, PriorConfig, RunConfig, TrainConfig,
-                     VAEConfig, load_config)
+from pyrovae.config import (DataConfig, KLConfig, LikelihoodConfig, PosteriorConfig,
+                            PriorConfig, RunConfig, TrainConfig, load_config)
 from pyrovae.data import Dataset, load_dataset
 from pyrovae.runtime.errors import PyroVAEError
 from pyrovae.evaluation import evaluate_elbo, evaluate_run
 from pyrovae.runtime.interface import capabilities
-from pyrovae.kinds.vae.model import VAE
+from pyrovae.kinds.vae import VAE, VAEConfig
+from pyrovae.kinds.module.config import ModuleConfig
 from pyrovae.runtime.registry import DATASETS, LIKELIHOODS, MODEL_KINDS, NETWORKS, OBJECTIVES, PRIORS
 from pyrovae.runs import Run, load
 from pyrovae.kinds.ssvae import SSVAE, SSVAEConfig
 from pyrovae.kinds.hvae import HVAE, HVAEConfig
 from pyrovae.kinds.cvae import CVAE, CVAEConfig
-from pyrovae.training import train
+from pyrovae.api import train
 from pyrovae.kinds.module.model import module_config
 
 __all__ = ["VAE", "VAEConfig", "SSVAE", "SSVAEConfig", "ModuleConfig", "PriorConfig",
-           "KLConfig", "DataConfig", "TrainConfig", "RunConfig", "Dataset", "Run",
+           "KLConfig", "LikelihoodConfig", "PosteriorConfig", "DataConfig", "TrainConfig", "RunConfig", "Dataset", "Run",
            "PyroVAEError", "train", "load", "load_dataset", "load_config", "evaluate_elbo",
            "evaluate_run", "module_config", "capabilities", "PRIORS", "LIKELIHOODS",
            "OBJECTIVES", "NETWORKS", "MODEL_KINDS", "__version__"]

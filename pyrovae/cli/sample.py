@@ -1,7 +1,8 @@
 """``pyrovae sample RUN_DIR``: a PNG grid of decoded prior draws (and their numbers).
 
     pyrovae sample RUN_DIR [--n 64] [--temperature T] [--mode mean|sample] [--save-npy]
-    pyrovae sample RUN_DIR --by-class [COLUMNS]     (semi-supervised runs)
+    pyrovae sample RUN_DIR --by-class [COLUMNS]     (runs whose kind declares a by-class
+                                       picture: semi-supervised runs)
     pyrovae sample RUN_DIR --condition C [--data SPEC]  (models that draw given a condition:
                                        a class, or the index of an example; docs/conditional.md)
 """
@@ -10,22 +11,24 @@ from __future__ import annotations
 
 from pyrovae.config.fields import COUNT, POSITIVE, SEED
 from pyrovae.runtime.interface import has, takes_condition
-from pyrovae.kinds.ssvae.sampling import COLUMNS
+from pyrovae.applications.generation import COLUMNS
 from pyrovae.cli.common import add_data_argument, add_run_argument, open_run, print_result
 from pyrovae.cli.options import checked, number
 
 
 def _sample(args) -> int:
     from pyrovae.applications import sample
+    from pyrovae.applications.generation import by_class
 
     run = open_run(args)
     if args.condition is not None:
         return print_result(sample(run, args.out, n=args.n, temperature=args.temperature,
                                    mode=args.mode, seed=args.seed, save_npy=args.save_npy,
                                    condition=args.condition, data=args.data))
-    if args.by_class is not None or (has(run.vae, "condition") and not takes_condition(run.vae)):
-        from pyrovae.kinds.ssvae.sampling import by_class  # one row per class (docs/ssvae.md)
-
+    # a model whose decoder needs a condition its sample() cannot take draws by class: the
+    # picture its kind declares (docs/ssvae.md), refused in one line for a kind without one
+    if args.by_class is not None or (has(run.model, "condition")
+                                     and not takes_condition(run.model)):
         columns = 10 if args.by_class is None else args.by_class
         return print_result(by_class(run, args.out, columns, args.seed))
 

@@ -30,6 +30,7 @@ log probability, so their bounds are also reported in bits per dimension.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import pyro.distributions as dist
 import torch
@@ -40,8 +41,29 @@ from pyrovae.components.distributions import (LEVELS, LOG_SCALE_MIN, ContinuousB
                             DiscretizedLogistic, GRID_TOL, cb_mean)
 from pyrovae.runtime.errors import ConfigError, DataError
 from pyrovae.runtime.registry import LIKELIHOODS
+from pyrovae.runtime.sizes import meta_count, on_meta
+from pyrovae.runtime.settings import setting
 
 MIN_SCALE = 1e-3        # floor on a learned Gaussian standard deviation (see GaussianLearned...)
+VARIANCES = ("pixel", "decoder")  # gaussian-learned: one variance per pixel, or per point
+
+
+@dataclass
+class ScaleSettings:
+    """``[model.likelihood]`` of gaussian and laplace: the fixed scale."""
+
+    sigma: float = setting(0.1, "scale of gaussian (std) and laplace", min=0.0,
+                           exclusive_min=True)
+
+
+@dataclass
+class LearnedScaleSettings:
+    """``[model.likelihood]`` of gaussian-learned: where the scale comes from, and its start."""
+
+    sigma: float = setting(0.1, "gaussian-learned: the starting scale", min=0.0,
+                           exclusive_min=True)
+    variance: str = setting("pixel", "gaussian-learned: one learned variance per pixel, or "
+                            "output by the decoder", choices=VARIANCES)
 
 
 def _range(x: torch.Tensor) -> str:
@@ -63,6 +85,17 @@ class Likelihood(nn.Module):
         """One from a model config (``sigma``, ``variance``) for data of size D; subclasses
         whose constructor takes settings override it."""
         return cls()
+
+    @classmethod
+    def parameter_count(cls, config, input_dim: int, buffers: bool = False) -> int:
+        """Its own parameters (and buffers) for data of size D (gaussian-learned "pixel": D
+        log-scales), counted on one built on the meta device (nothing allocated)."""
+        return meta_count(lambda: cls.build(config, input_dim), buffers)
+
+    @classmethod
+    def pixel_params(cls, config) -> int:
+        """K, the decoder's outputs per pixel, of the one ``config`` builds (meta device)."""
+        return int(on_meta(lambda: cls.build(config, 1)).params_per_pixel)
 
     def split(self, out: torch.Tensor) -> tuple[torch.Tensor, ...]:
         """The K per-pixel parameters of ``out`` [..., K*D], each [..., D] (K-major layout)."""
@@ -149,6 +182,7 @@ class GaussianLikelihood(Likelihood):
     """
 
     name = "gaussian"
+    settings = ScaleSettings
 
     def __init__(self, sigma: float):
         super().__init__()
@@ -190,6 +224,7 @@ class GaussianLearnedLikelihood(Likelihood):
     """
 
     name = "gaussian-learned"
+    settings = LearnedScaleSettings
 
     @classmethod
     def build(cls, config, input_dim):
@@ -199,9 +234,10 @@ class GaussianLearnedLikelihood(Likelihood):
                  min_scale: float = MIN_SCALE):
         super().__init__()
         if variance not in ("pixel", "decoder"):
-            raise ConfigError(f"model.variance = {variance!r} is not one of: pixel, decoder")
+            raise ConfigError(f"model.likelihood.variance = {variance!r} is not one of: pixel, "
+                              f"decoder")
         if not init_scale > min_scale:
-            raise ConfigError(f"model.sigma = {init_scale:g} (the starting scale of "
+            raise ConfigError(f"model.likelihood.sigma = {init_scale:g} (the starting scale of "
                               f"gaussian-learned) must be above the floor {min_scale:g}; raise it")
         self.variance = variance
         self.min_scale = float(min_scale)
@@ -245,6 +281,7 @@ class LaplaceLikelihood(Likelihood):
     """
 
     name = "laplace"
+    settings = ScaleSettings
 
     def __init__(self, scale: float):
         super().__init__()
@@ -313,8 +350,18 @@ class DiscretizedLogisticLikelihood(Likelihood):
 
 
 def make_likelihood(config, input_dim: int) -> Likelihood:
-    """The likelihood registered as ``config.likelihood`` (a model config) for data of size D
-    (kept as ``data_dim``: the D of bits per dimension)."""
-    likelihood = LIKELIHOODS.get(config.likelihood).build(config, input_dim)
+    """The likelihood ``config.likelihood`` chooses (a model config's LikelihoodConfig: the
+    name and its settings) for data of size D (kept as ``data_dim``: the D of bits per
+    dimension)."""
+    chosen = config.likelihood
+    likelihood = LIKELIHOODS.get(chosen.name).build(chosen, input_dim)
     likelihood.data_dim = int(input_dim)
     return likelihood
+
+
+def likelihood_size(config, input_dim: int, buffers: bool = False) -> tuple[int, int]:
+    """(K outputs per pixel, own parameters) of the likelihood :func:`make_likelihood` builds
+    for data of size D, asked of its class (nothing built but on the meta device)."""
+    chosen = config.likelihood
+    family = LIKELIHOODS.get(chosen.name)
+    return family.pixel_params(chosen), family.parameter_count(chosen, input_dim, buffers)

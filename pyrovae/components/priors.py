@@ -25,6 +25,7 @@ recorded parameters). Flow layers may read their parameters outside any module c
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from functools import partial
 
 import pyro.distributions as dist
@@ -39,6 +40,10 @@ from torch.nn import functional as F
 
 from pyrovae.runtime.errors import DataError
 from pyrovae.runtime.registry import PRIORS
+from pyrovae.runtime.sizes import made_count, meta_count
+from pyrovae.runtime.settings import setting
+
+FLOWS = ("spline", "affine")  # the flow prior's transforms
 
 _SOFTPLUS_INV_1 = math.log(math.e - 1.0)  # softplus(_SOFTPLUS_INV_1) = 1
 
@@ -78,6 +83,14 @@ class Prior(nn.Module):
     @classmethod
     def build(cls, config, latent_dim: int, encoder: nn.Module, input_shape) -> Prior:
         return cls(latent_dim)
+
+    @classmethod
+    def parameter_count(cls, config, latent_dim: int, input_shape, buffers: bool = False) -> int:
+        """Its learnable parameters (and buffers), counted on one built on the meta device
+        (nothing allocated) with a parameterless stand-in for the encoder: the encoder's
+        parameters are the networks'. Exact for any prior built without reading values."""
+        return meta_count(lambda: cls.build(config, latent_dim, nn.Identity(), input_shape),
+                          buffers)
 
     def forward(self) -> dist.TorchDistribution:
         raise NotImplementedError
@@ -128,6 +141,28 @@ class LearnableNormalPrior(Prior):
         return _diag_normal(self.loc, self.scale)
 
 
+@dataclass
+class MixtureSettings:
+    """``[model.prior]`` of mog: K components."""
+
+    components: int = setting(10, "mixture components K", min=1)
+
+
+@dataclass
+class PseudoInputSettings:
+    """``[model.prior]`` of vamp: K pseudo-inputs."""
+
+    components: int = setting(10, "pseudo-inputs K", min=1)
+
+
+@dataclass
+class FlowSettings:
+    """``[model.prior]`` of flow: its transforms."""
+
+    flow_layers: int = setting(4, "transforms of the flow prior", min=1)
+    flow_type: str = setting("spline", "transform of the flow prior", choices=FLOWS)
+
+
 @register_prior("mog")
 class MixtureOfGaussiansPrior(Prior):
     """p(z) = sum_k pi_k N(z; mu_k, diag(sigma_k^2)), k = 1..K.
@@ -136,6 +171,8 @@ class MixtureOfGaussiansPrior(Prior):
     draws from torch's generator, so repeatable under the run's seed) and the scales
     sigma_k = softplus(raw_scale_k) (init 1).
     """
+
+    settings = MixtureSettings
 
     def __init__(self, latent_dim: int, components: int):
         super().__init__()
@@ -176,6 +213,7 @@ class VampPrior(Prior):
 
     CLAMP = (0.02, 0.98)  # data rows are clamped to this before the logit
     uses_encoder = True
+    settings = PseudoInputSettings
 
     def __init__(self, latent_dim: int, components: int, encoder: nn.Module, input_shape):
         super().__init__()
@@ -319,6 +357,7 @@ class FlowPrior(Prior):
     """
 
     COUNT_BINS, BOUND = 8, 3.0
+    settings = FlowSettings
 
     def __init__(self, latent_dim: int, layers: int, flow_type: str = "spline"):
         super().__init__()
@@ -332,6 +371,21 @@ class FlowPrior(Prior):
     @classmethod
     def build(cls, config, latent_dim, encoder, input_shape):
         return cls(latent_dim, config.flow_layers, config.flow_type)
+
+    @classmethod
+    def parameter_count(cls, config, latent_dim, input_shape, buffers=False):
+        """By formula (Pyro's MADE reads values when built, so not on the meta device): per
+        layer a MADE [L, h, h, P L], h = max(32, 4L), P = 3K - 1 + K = 31 (spline; K = 8 bins)
+        or 2 (affine); for L = 1 an elementwise spline (31) or affine map (2); buffers: the
+        masks and permutations, and the base's loc and scale (2L)."""
+        k = cls.COUNT_BINS
+        per = 4 * k - 1 if config.flow_type == "spline" else 2
+        if latent_dim == 1:
+            layer = per
+        else:
+            h = max(32, 4 * latent_dim)
+            layer = made_count([latent_dim, h, h, per * latent_dim], latent_dim, buffers)
+        return config.flow_layers * layer + (2 * latent_dim if buffers else 0)
 
     def _layer(self, i: int) -> TransformModule:
         dim = self.latent_dim
@@ -375,3 +429,9 @@ def make_prior(config, latent_dim: int, encoder: nn.Module, input_shape) -> nn.M
     ``encoder`` and ``input_shape`` are for priors built from the encoder (VampPrior).
     """
     return PRIORS.get(config.name).build(config, latent_dim, encoder, input_shape)
+
+
+def prior_parameters(config, latent_dim: int, input_shape, buffers: bool = False) -> int:
+    """Parameters (and buffers) of the prior :func:`make_prior` builds, asked of its class
+    (:meth:`Prior.parameter_count`; the encoder's are not the prior's)."""
+    return PRIORS.get(config.name).parameter_count(config, latent_dim, input_shape, buffers)

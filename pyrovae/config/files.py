@@ -22,13 +22,27 @@ def parse_value(text: str) -> Any:
         return text
 
 
+def _fields_of(cls) -> dict[str, Any]:
+    """A config dataclass's field names -> types; of a component choice (``Choice``), the
+    settings of every registered component of its kind."""
+    if hasattr(cls, "field_types"):  # a section of several choices (``Choices``)
+        return cls.field_types()
+    if hasattr(cls, "class_for"):
+        out: dict[str, Any] = {}
+        for name in cls.section_class().registry:
+            made = cls.class_for(name)
+            for f in dataclasses.fields(made):
+                out.setdefault(f.name, _field_type(made, f.name))
+        return out
+    return {f.name: _field_type(cls, f.name) for f in dataclasses.fields(cls)}
+
+
 def _leaves(cls, prefix: str) -> dict[str, tuple[str, ...]]:
     """Every settable dotted key of a config dataclass -> its path; nested tables included."""
     keys = {}
-    for f in dataclasses.fields(cls):
-        full = f"{prefix}.{f.name}"
+    for name, annotation in _fields_of(cls).items():
+        full = f"{prefix}.{name}"
         keys[full] = tuple(full.split("."))
-        annotation = _field_type(cls, f.name)
         if dataclasses.is_dataclass(annotation):
             keys.update(_leaves(annotation, full))
     return keys
@@ -54,7 +68,7 @@ def _annotation(path: tuple[str, ...]):
             for name in path[1:]:
                 if cls is dict:  # a key inside a table field (model.args.hidden): any value
                     return None
-                cls = _field_type(cls, name)
+                cls = _fields_of(cls)[name]
             return cls
     raise KeyError(path)
 
@@ -86,6 +100,27 @@ def _non_defaults(model: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in model.items() if v != defaults.get(k)}
 
 
+def _check_choice_key(raw: dict[str, Any], path: tuple[str, ...]) -> None:
+    """Refuse ``--set`` of a setting the component chosen in ``raw`` does not take (say
+    ``prior.flow_layers`` with prior = "mog"); set the component's name first."""
+    if len(path) < 3 or path[-1] == "name":
+        return
+    section = _annotation(path[:-1])
+    table = raw
+    for name in path[:-1]:
+        table = table.get(name, {}) if isinstance(table, dict) else {}
+    if hasattr(section, "check_key"):  # a section of several choices (``Choices``)
+        section.check_key(table, path[-1], ".".join(path[:-1]))
+        return
+    if not hasattr(section, "class_for"):
+        return
+    chosen = table.get("name", section.default_name()) if isinstance(table, dict) else table
+    if chosen in section.registry:
+        made = section.class_for(chosen)
+        if path[-1] not in made.__dataclass_fields__:
+            raise ConfigError(section.stray_message(path[-1], chosen, ".".join(path[:-1])))
+
+
 def apply_overrides(config: RunConfig, assignments: list[str]) -> RunConfig:
     """Apply ``key=value`` edits; ``key`` is a dotted path (``model.kl.beta``) or an unambiguous
     tail of one (``kl.beta``, ``latent_dim``)."""
@@ -98,6 +133,7 @@ def apply_overrides(config: RunConfig, assignments: list[str]) -> RunConfig:
         path = _resolve_key(key, all_keys)
         value = parse_value(text)
         annotation = _annotation(path)
+        _check_choice_key(raw, path)
         if annotation is str and not isinstance(value, str):
             value = text  # e.g. data.path=2024 or data.name=inf: a name, not a number
         if path == ("model", "kind") and value != raw["model"].get("kind", "vae"):
@@ -106,7 +142,14 @@ def apply_overrides(config: RunConfig, assignments: list[str]) -> RunConfig:
         for name in path[:-1]:
             parent = parent.setdefault(name, {})
         if dataclasses.is_dataclass(annotation) and isinstance(value, str):
-            parent.setdefault(path[-1], {})["name"] = value  # prior=vamp keeps the other settings
+            table = parent.setdefault(path[-1], {})
+            if isinstance(table, str):
+                table = parent[path[-1]] = {"name": table}
+            table["name"] = value  # prior=vamp keeps the settings vamp takes too
+            if hasattr(annotation, "class_for") and value in annotation.registry:
+                own = {f.name for f in dataclasses.fields(annotation.class_for(value))}
+                for key in [k for k in table if k not in own]:
+                    del table[key]
         else:
             parent[path[-1]] = value
     return RunConfig.from_dict(raw)

@@ -13,6 +13,7 @@ import math
 from pyro.nn import PyroModule
 
 from pyrovae.runtime.errors import ConfigError
+from pyrovae.runtime.sizes import meta_count
 
 
 class KindModule(PyroModule):
@@ -31,3 +32,23 @@ class KindModule(PyroModule):
         self.config = config
         self.input_shape = tuple(int(s) for s in input_shape)
         self.input_dim = math.prod(self.input_shape)
+
+    # ---- sizes, before building (``pyrovae.runtime.memory`` asks them through MODEL_KINDS) ----
+
+    @classmethod
+    def parameter_count(cls, config, input_shape, buffers: bool = False) -> int:
+        """sum(p.numel() for p in parameters()) (and buffers) of ``cls(config, input_shape)``,
+        built on the meta device: exact, nothing allocated, torch's random state untouched."""
+        return meta_count(lambda: cls(config, input_shape), buffers)
+
+    @classmethod
+    def point_floats(cls, config, input_shape) -> int | None:
+        """Numbers one data point (one particle) produces through the networks and the
+        likelihood (activations); None: the memory checks ask a built model's
+        ``particle_bytes`` instead."""
+        return None
+
+    @classmethod
+    def size_fields(cls, config) -> tuple[str, ...]:
+        """The fields of ``config`` that size the model (named in memory refusals)."""
+        return tuple(k for k in ("latent_dim", "stochastic", "hidden") if hasattr(config, k))

@@ -38,8 +38,9 @@ import pyro.infer as infer
 from pyrovae.runtime.registry import OBJECTIVES
 from pyrovae.objectives import pyro_elbos  # noqa: F401  (registers trace, meanfield, tracegraph, enum)
 from pyrovae.objectives import bounds, tmc  # noqa: F401  (register the bounds)
-from pyrovae.config import check_pair
-from pyrovae.objectives.bound_objective import BoundObjective
+from pyrovae.objectives.pairs import check_pair
+from pyrovae.objectives.bound_objective import BoundObjective, chosen_settings, label_of
+from pyrovae.runtime.registry import BOUNDS, GRADIENTS
 from pyrovae.objectives.free_bits import FreeBitsMeanFieldELBO, JitFreeBitsMeanFieldELBO
 from pyrovae.objectives.iwae import IWAE_ELBO
 from pyrovae.objectives.jit import JitTraceELBO, JitTraceMeanFieldELBO
@@ -104,24 +105,28 @@ def objective_for(model_config, max_plate_nesting: int = 1, compiled: bool = Fal
                          per_site if per_site else (kl.free_bits if kl else 0.0),
                          max_plate_nesting)
     return BoundObjective(objective.bound, objective.gradient, model_config.num_particles,
-                          objective.groups, objective.renyi_alpha, objective.ciwae_beta,
-                          max_plate_nesting, biased=objective.biased)
+                          max_plate_nesting=max_plate_nesting, biased=objective.biased,
+                          **_settings(objective))
+
+
+def _settings(objective) -> dict:
+    """The settings of the chosen bound and estimator a ``[model.objective]`` section holds."""
+    settings = getattr(objective, "settings", None)
+    return dict(settings()) if callable(settings) else {}
 
 
 def objective_name(model_config, particles: bool = True) -> str:
     """A short label: ``meanfield``, ``iwae K=5``, ``iwae/dreg K=5``, ``miwae/reparam M=4 K=8``
-    (without `` K=..`` if not ``particles``)."""
+    (without `` K=..`` if not ``particles``); the bound's and the estimator's settings as
+    their ``label`` shows them."""
     objective = getattr(model_config, "objective", None)
     k = model_config.num_particles if particles else 1
     if objective is None or objective.default:
         return model_config.elbo if k == 1 else f"{model_config.elbo} K={k}"
     label = f"{objective.bound}/{objective.gradient}"
-    if objective.bound == "renyi":
-        label += f" a={objective.renyi_alpha:g}"
-    if objective.bound == "ciwae":
-        label += f" b={objective.ciwae_beta:g}"
-    if objective.bound in ("miwae", "piwae"):
-        label += f" M={objective.groups}"
+    bound, gradient = chosen_settings(objective.bound, objective.gradient, _settings(objective))
+    label += label_of(BOUNDS, objective.bound, bound)        # renyi: " a=0.5", miwae: " M=2"
+    label += label_of(GRADIENTS, objective.gradient, gradient)
     if objective.biased:
         label += " (biased)"
     return label if k == 1 else f"{label} K={k}"

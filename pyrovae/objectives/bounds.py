@@ -32,28 +32,83 @@ ELBO: e = 1/K (DReG is STL); MIWAE per group; CIWAE b/K + (1-b)((1-beta) w~ + be
 Renyi (c = softmax((1-a) log w)): c (1 - beta (1-a)(1 - c)). e may be negative for beta > 1.
 
 Every bound registers itself in :data:`pyrovae.runtime.registry.BOUNDS` with the gradient estimators it
-admits (capabilities dreg, rws, score, vimco: see ``gradients/``).
+admits (capabilities dreg, rws, score, vimco: see ``gradients/``) and declares its own settings
+(the registration's ``settings=`` capability, or a class attribute ``settings``: a dataclass of
+:func:`pyrovae.runtime.settings.setting` fields), which are its keys of ``[model.objective]``::
+
+    [model.objective]
+    bound = "renyi"
+    renyi_alpha = 0.3
+
+It is built from them as ``BOUNDS.get(name)(num_particles=K, **settings)`` and names them in
+the run's label (:meth:`Bound.label`: ``renyi/reparam a=0.3``).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
+from types import SimpleNamespace
 
 import torch
 
+from pyrovae.runtime.errors import ConfigError
 from pyrovae.runtime.registry import BOUNDS
+from pyrovae.runtime.settings import setting
+
+
+@dataclass
+class GroupSettings:
+    """``[model.objective]`` of miwae and piwae: M groups of K draws."""
+
+    groups: int = setting(1, "miwae, piwae: M groups of num_particles draws each", min=1)
+
+
+@dataclass
+class RenyiSettings:
+    """``[model.objective]`` of renyi: the order alpha."""
+
+    renyi_alpha: float = setting(0.5, "renyi: the order alpha != 1 (0 = iwae; -> 1 the elbo)")
+
+    def check(self):
+        where = getattr(self, "section", "model.objective")
+        if self.renyi_alpha == 1:
+            raise ConfigError(f"{where}.renyi_alpha = 1 is the ELBO's limit, where the Renyi "
+                              "bound is undefined; use bound = \"elbo\" or renyi_alpha != 1")
+        if self.renyi_alpha < 0:
+            raise ConfigError(f"{where}.renyi_alpha = {self.renyi_alpha:g} < 0 is not a "
+                              f"lower bound on log p(x) (it exceeds it as K grows); use "
+                              f"renyi_alpha >= 0 (0 is IWAE)")
+
+
+@dataclass
+class CIWAESettings:
+    """``[model.objective]`` of ciwae: the ELBO's share b."""
+
+    ciwae_beta: float = setting(0.5, "ciwae: the ELBO's share b of b*ELBO + (1-b)*IWAE",
+                                min=0.0, max=1.0)
 
 
 @dataclass(frozen=True)
 class BoundSettings:
-    """K = ``num_particles`` draws per group, M = ``groups``, Renyi's order ``renyi_alpha``,
-    CIWAE's ``ciwae_beta`` (the ELBO's share b)."""
+    """Release 0.1's settings of every built-in bound in one object (still accepted by the
+    bounds: ``IWAE(BoundSettings(5))``): K = ``num_particles`` draws per group, M = ``groups``,
+    Renyi's order ``renyi_alpha``, CIWAE's ``ciwae_beta`` (the ELBO's share b)."""
 
     num_particles: int = 1
     groups: int = 1
     renyi_alpha: float = 0.5
     ciwae_beta: float = 0.5
+
+
+def settings_label(settings) -> str:
+    """`` key=value`` per field of a settings dataclass (floats as ``:g``); "" for none: the
+    default :meth:`Bound.label` (and that of a gradient estimator)."""
+    if not dataclasses.is_dataclass(settings):
+        return ""
+    shown = ((f.name, getattr(settings, f.name)) for f in dataclasses.fields(settings))
+    return "".join(f" {k}={v:g}" if isinstance(v, float) else f" {k}={v}" for k, v in shown)
 
 
 def _log_normalized(log_w: torch.Tensor) -> torch.Tensor:
@@ -66,8 +121,19 @@ class Bound:
 
     separate_targets = False   # the guide's coefficients differ from the model's (log_d)
 
-    def __init__(self, settings: BoundSettings):
+    def __init__(self, settings=None, /, *, num_particles: int = 1, **values):
+        """``Bound(num_particles=K, **its settings)``; or one object holding ``num_particles``
+        and the settings as attributes (:class:`BoundSettings`). ``self.settings`` is that
+        object (K and the settings, read as attributes)."""
+        if settings is None:
+            settings = SimpleNamespace(num_particles=num_particles, **values)
         self.settings = settings
+
+    @classmethod
+    def label(cls, settings) -> str:
+        """What the run's label (``objective_name``) adds for the bound's ``settings`` (its
+        settings dataclass): by default `` key=value`` per setting; "" for a bound without."""
+        return settings_label(settings)
 
     @property
     def particles(self) -> int:
@@ -139,18 +205,24 @@ class IWAE(Bound):
         return 1 - _log_normalized(log_w.detach()).exp()
 
 
-@BOUNDS.register("renyi", dreg=True)
+@BOUNDS.register("renyi", dreg=True, settings=RenyiSettings)
 class Renyi(Bound):
     """1/(1-a) log (1/K) sum_k w_k^(1-a); c = softmax((1-a) log w)."""
 
-    def __init__(self, settings):
-        super().__init__(settings)
+    def __init__(self, settings=None, /, **values):
+        super().__init__(settings, **values)
+        settings = self.settings
+
         if settings.renyi_alpha == 1:
             raise ValueError("renyi: alpha = 1 is the ELBO's limit; use bound = \"elbo\"")
         if settings.renyi_alpha < 0:
             raise ValueError(f"renyi: alpha = {settings.renyi_alpha:g} < 0 is not a lower bound "
                              f"on log p(x); use alpha >= 0 (0 is IWAE)")
         self.a = 1.0 - settings.renyi_alpha
+
+    @classmethod
+    def label(cls, settings):
+        return f" a={settings.renyi_alpha:g}"
 
     def value(self, log_w):
         return (torch.logsumexp(self.a * log_w, dim=0) - math.log(log_w.shape[0])) / self.a
@@ -164,6 +236,10 @@ class Renyi(Bound):
 
 class _Grouped(Bound):
     """M groups of K consecutive particles: S = M * K."""
+
+    @classmethod
+    def label(cls, settings):
+        return f" M={settings.groups}"
 
     @property
     def particles(self) -> int:
@@ -188,7 +264,7 @@ class _Grouped(Bound):
         return 1 - (self.miwae_log_c(log_w) + math.log(self.settings.groups)).exp()
 
 
-@BOUNDS.register("miwae", dreg=True)
+@BOUNDS.register("miwae", dreg=True, settings=GroupSettings)
 class MIWAE(_Grouped):
     """(1/M) sum_m log (1/K) sum_k w_mk."""
 
@@ -202,7 +278,7 @@ class MIWAE(_Grouped):
         return self.miwae_dlog_c(log_w)
 
 
-@BOUNDS.register("piwae", dreg=True, targets="piwae")
+@BOUNDS.register("piwae", dreg=True, targets="piwae", settings=GroupSettings)
 class PIWAE(_Grouped):
     """The model's target IWAE(M*K), the guide's MIWAE(M, K), on the same M*K draws."""
 
@@ -224,9 +300,13 @@ class PIWAE(_Grouped):
         return self.miwae_dlog_c(log_w)
 
 
-@BOUNDS.register("ciwae", dreg=True)
+@BOUNDS.register("ciwae", dreg=True, settings=CIWAESettings)
 class CIWAE(Bound):
     """b * (1/K) sum_k log w_k + (1-b) * log (1/K) sum_k w_k."""
+
+    @classmethod
+    def label(cls, settings):
+        return f" b={settings.ciwae_beta:g}"
 
     def log_c(self, log_w):
         """log(b/K + (1-b) w~_k)."""

@@ -64,11 +64,12 @@ class RunFolderWarning(UserWarning):
 class Run:
     """A trained (or loaded) model with its config, per-epoch history and final metrics.
 
-    ``vae`` (also ``module``) is the PyroModule: a VAE, an SSVAE, or a user's own module.
-    ``data_sha256``: the fingerprint of the data it was trained on, as its checkpoint records
-    it (None for a run trained before fingerprints, or not read from a folder)."""
+    ``model`` (also ``module``; ``vae``, its old name, for one release) is the trained
+    PyroModule: a VAE, an SSVAE, or a user's own module. ``data_sha256``: the fingerprint of
+    the data it was trained on, as its checkpoint records it (None for a run trained before
+    fingerprints, or not read from a folder)."""
 
-    vae: torch.nn.Module
+    model: torch.nn.Module
     config: RunConfig
     path: Path | None = None
     history: list[dict] = field(default_factory=list)
@@ -77,7 +78,16 @@ class Run:
 
     @property
     def module(self) -> torch.nn.Module:
-        return self.vae
+        return self.model
+
+    @property
+    def vae(self) -> torch.nn.Module:
+        """The trained model: :attr:`model` (the old name, kept for one release)."""
+        return self.model
+
+    @vae.setter
+    def vae(self, module: torch.nn.Module) -> None:
+        self.model = module
 
     def __repr__(self):
         elbo = self.metrics.get("test_elbo")

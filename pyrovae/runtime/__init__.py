@@ -5,6 +5,7 @@
     interface.py     the model interface generic code relies on, and its capability checks
     traces.py        Pyro trace utilities below training and evaluation
     memory.py        memory and work budgets, checked before anything large is allocated
+    sizes.py         counting a module's numbers before building it (the meta device)
     files.py         atomic writes, writable folders
     rng.py           seeded random state
     distributed/     torchrun data-parallel context

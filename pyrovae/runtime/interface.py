@@ -39,7 +39,7 @@ is [B, D + C]). Every command that hands a run's data to its model goes through
 :func:`data_view`.
 
 Commands that need a capability call :func:`require`, which refuses in one line that names
-what is missing.
+what is missing. :func:`tempered_sample` draws from any model's ``prior()`` at a temperature.
 """
 
 from __future__ import annotations
@@ -47,9 +47,10 @@ from __future__ import annotations
 import inspect
 import math
 
+import pyro.distributions as dist
 import torch
 
-from pyrovae.runtime.errors import DataError, PyroVAEError
+from pyrovae.runtime.errors import ConfigError, DataError, PyroVAEError
 
 DATA_PLATE = "data"
 
@@ -192,6 +193,27 @@ def takes_condition(module) -> bool:
         return "condition" in inspect.signature(module.sample).parameters
     except (AttributeError, TypeError, ValueError):
         return False
+
+
+def tempered_sample(prior: dist.TorchDistribution, n: int, temperature: float = 1.0):
+    """n draws [n, L] from a prior at temperature T: z = mu + T * (z' - mu) for z' from the
+    prior's Gaussian part N(mu, diag(s^2)) -- the prior itself (normal, learnable-normal), the
+    chosen mixture component (mog, vamp), or the flow's base (then pushed through the flow)."""
+    if temperature == 1.0:
+        return prior.sample((n,))
+    if not temperature > 0:
+        raise ConfigError(f"temperature = {temperature} must be > 0 (1 = the prior itself)")
+    if isinstance(prior, dist.TransformedDistribution):
+        eps = tempered_sample(prior.base_dist, n, temperature)
+        for t in prior.transforms:
+            eps = t(eps)
+        return eps
+    if isinstance(prior, dist.MixtureSameFamily):
+        k = prior.mixture_distribution.sample((n,))                       # [n]
+        comp = prior.component_distribution                               # batch [K], event [L]
+        loc = comp.mean[k]
+        return loc + temperature * (comp.sample((n,))[torch.arange(n), k] - loc)
+    return prior.mean + temperature * (prior.sample((n,)) - prior.mean)
 
 
 def check_data(module, x: torch.Tensor, what: str) -> None:

@@ -29,12 +29,16 @@ x ``--ais-leapfrog`` x points: gradient evaluations of one point) is refused abo
 Estimates (float32, 4 bytes a number; within about 2x of what torch really allocates, and
 erring on the high side, so only sizes far beyond the machine are refused):
 
-    model_parameters(config, shape)   parameters of the networks, prior and likelihood that a
-                                      [model] config builds for inputs of ``shape``, before
-                                      building them (None for a kind it cannot read, e.g. a
-                                      module you wrote)
+    model_parameters(config, shape)   numbers (parameters and buffers) of the model a [model]
+                                      config builds for inputs of ``shape``, before building
+                                      it: asked of its kind in MODEL_KINDS
+                                      (``Kind.parameter_count``, exact: a meta-device build or
+                                      its components' own counts); None for a kind that cannot
+                                      say (a module you wrote)
     point_floats(config, shape)       numbers one data point (one particle) passes through the
-                                      decoder and the likelihood: activations per point
+                                      decoder and the likelihood, as its kind estimates them
+                                      (``Kind.point_floats``; else a built model's
+                                      ``particle_bytes``): activations per point
     training_bytes(...)               gradients and Adam's moments (3 x 4 bytes a parameter)
                                       + 2 x activations of batch x particles (forward and
                                       backward)
@@ -54,7 +58,7 @@ import os
 
 from pyrovae.runtime.errors import ConfigError
 from pyrovae.runtime.interface import input_dim
-from pyrovae.runtime.registry import POSTERIORS
+from pyrovae.runtime.registry import MODEL_KINDS
 
 PROC_STATUS, PROC_MOUNTS, PROC_CGROUP = "/proc/self/status", "/proc/mounts", "/proc/self/cgroup"
 FALLBACK_BYTES = 64 * 2**30  # when the machine does not say how much memory it has
@@ -285,136 +289,39 @@ def check_work(units: float, what: str, fix: str, unit: str = "gradient evaluati
 
 # ---- a model, from its config --------------------------------------------------------------------
 
-def _mlp_params(sizes) -> int:
-    return sum(a * b + b for a, b in zip(sizes[:-1], sizes[1:]))
-
-
-def _halved(size: int, layers: int) -> int:
-    for _ in range(layers):
-        size = (size + 1) // 2
-    return size
-
-
-def _conv_params(image, channels) -> tuple[int, int]:
-    """(parameters of the stride-2 3x3 convolutions, size of their flattened output)."""
-    c, h, w = image
-    n = 0
-    for c_out in channels:
-        n += c * c_out * 9 + c_out
-        c = c_out
-    return n, c * _halved(h, len(channels)) * _halved(w, len(channels))
-
-
-def _params_per_pixel(config) -> int:
-    likelihood = getattr(config, "likelihood", "")
-    if likelihood == "discretized-logistic":
-        return 2
-    if likelihood == "gaussian-learned" and getattr(config, "variance", "") == "decoder":
-        return 2
-    return 1
-
-
-def _readable(config, input_shape) -> bool:
-    """Whether the estimators understand this [model] config: the networks of the built-in
-    kinds (``latent_dim``, ``hidden``, ``network``), not a module you wrote."""
-    return all(hasattr(config, k) for k in ("latent_dim", "hidden", "network")) and all(
-        isinstance(s, int) and s >= 0 for s in input_shape)
-
-
-def _is_image(shape) -> bool:
-    return len(shape) == 3
-
-
-def _prior_params(config, latent: int, d: int) -> int:
-    prior = getattr(config, "prior", None)
-    name, k = getattr(prior, "name", "normal"), getattr(prior, "components", 0)
-    if name == "learnable-normal":
-        return 2 * latent
-    if name == "mog":
-        return k * (2 * latent + 1)
-    if name == "vamp":
-        return k * d
-    if name == "flow":
-        h = max(32, 4 * latent)
-        outputs = latent * (31 if getattr(prior, "flow_type", "spline") == "spline" else 2)
-        made = latent * h + h + h * h + h + h * outputs + outputs
-        return getattr(prior, "flow_layers", 1) * 2 * made  # weights and their masks
-    return 0
-
-
-def _posterior_sizes(config, latent: int) -> tuple[int, int]:
-    """(encoder outputs per point, the family's own parameters) of ``[model.posterior]``: the
-    diagonal Gaussian's (2L, 0) for a config without one or a family not (yet) registered."""
-    posterior = getattr(config, "posterior", None)
-    family = POSTERIORS.get(posterior.name) if getattr(posterior, "name", None) in POSTERIORS \
-        else None
-    if family is None or not hasattr(family, "outputs"):
-        return 2 * latent, 0
-    return family.outputs(posterior, latent), family.parameters_of(posterior, latent)
-
-
-def model_parameters(config, input_shape) -> int | None:
-    """Numbers a [model] config's networks, prior and likelihood hold for inputs of
-    ``input_shape`` (parameters and the buffers that scale like them), computed from the
-    config before anything is built; None for a config it cannot read."""
-    shape = tuple(int(s) for s in input_shape)
-    if not _readable(config, shape):
+def _kind(config, input_shape):
+    """(the class MODEL_KINDS has for ``config.kind``, the shape as ints), or None for a kind
+    not registered, a factory (a module you wrote: nothing is built to estimate it) or a
+    negative size."""
+    name = getattr(config, "kind", None)
+    try:
+        shape = tuple(int(s) for s in input_shape)
+    except (TypeError, ValueError):
         return None
-    d, latent, ppp = math.prod(shape), int(config.latent_dim), _params_per_pixel(config)
-    hidden = tuple(config.hidden)
-    classes = int(getattr(config, "num_classes", 0) or 0)
-    outputs, own = _posterior_sizes(config, latent)
-    if config.network == "conv" and _is_image(shape) and getattr(config, "channels", ()):
-        channels = tuple(config.channels)
-        enc, flat = _conv_params(shape, channels)
-        enc += flat * outputs + outputs
-        rev = channels[::-1]
-        start = rev[0] * _halved(shape[1], len(rev)) * _halved(shape[2], len(rev))
-        dec = latent * start + start
-        for i, c_in in enumerate(rev):
-            c_out = ppp * shape[0] if i == len(rev) - 1 else rev[i + 1]
-            dec += c_in * c_out * 9 + c_out
-        n = enc + dec
-    else:
-        n = _mlp_params([d, *hidden, outputs]) + _mlp_params([latent, *hidden[::-1], ppp * d])
-    n += own
-    if classes:  # a classifier q(y|x) and label embeddings beside the first layers
-        first = hidden[0] if hidden else 2 * latent
-        last = hidden[-1] if hidden else ppp * d
-        n += classes * (first + last)
-        head = tuple(getattr(config, "classifier", ()))
-        if getattr(config, "classifier_network", "mlp") == "conv" and _is_image(shape):
-            convs, flat = _conv_params(shape, tuple(config.channels))
-            n += convs + _mlp_params([flat, *head, classes])
-        else:
-            n += _mlp_params([d, *head, classes])
-    n += _prior_params(config, latent, d)
-    if getattr(config, "likelihood", "") == "gaussian-learned":
-        n += d
-    return n
+    if not isinstance(name, str) or name not in MODEL_KINDS or any(s < 0 for s in shape):
+        return None
+    kind = MODEL_KINDS.get(name)
+    return (kind, shape) if hasattr(kind, "parameter_count") else None
+
+
+def model_parameters(config, input_shape, buffers: bool = True) -> int | None:
+    """Numbers the model a [model] config builds for inputs of ``input_shape`` holds: its
+    parameters (sum p.numel()) and, with ``buffers``, its buffers (masks, index tables), as
+    its kind counts them before building (``Kind.parameter_count``: a meta-device build, or
+    each component's own count); None for a kind that cannot say (a module you wrote)."""
+    found = _kind(config, input_shape)
+    return None if found is None else int(found[0].parameter_count(config, found[1], buffers))
 
 
 def point_floats(config, input_shape) -> int | None:
     """Numbers one data point (one particle) produces on its way through the decoder and the
-    likelihood: each hidden layer before and after its activation, the decoder's output and
-    the likelihood's temporaries (times the classes, which enumeration sums over). None for a
-    config the estimators cannot read."""
-    shape = tuple(int(s) for s in input_shape)
-    if not _readable(config, shape):
-        return None
-    d, latent, ppp = math.prod(shape), int(config.latent_dim), _params_per_pixel(config)
-    if config.network == "conv" and _is_image(shape) and getattr(config, "channels", ()):
-        rev = tuple(config.channels)[::-1]
-        h, w = _halved(shape[1], len(rev)), _halved(shape[2], len(rev))
-        layers = [rev[0] * h * w]
-        for i, _ in enumerate(rev[:-1]):
-            h, w = 2 * h, 2 * w
-            layers.append(rev[i + 1] * h * w)
-        out = ppp * shape[0] * (2 * h) * (2 * w)
-    else:
-        layers, out = list(config.hidden), ppp * d
-    floats = latent + 2 * sum(layers) + out + 2 * d
-    return floats * max(1, int(getattr(config, "num_classes", 0) or 0))
+    likelihood (times the classes, which enumeration sums over), as its kind estimates them
+    (``Kind.point_floats``); None where it does not (then a built model's
+    ``particle_bytes``)."""
+    found = _kind(config, input_shape)
+    floats = getattr(found[0], "point_floats", None) if found is not None else None
+    n = floats(config, found[1]) if floats is not None else None
+    return None if n is None else int(n)
 
 
 def check_model(config, input_shape) -> None:
@@ -423,14 +330,18 @@ def check_model(config, input_shape) -> None:
     n = model_parameters(config, input_shape)
     if n is None:
         return
-    sizes = f"model.latent_dim = {config.latent_dim}"
-    if config.network == "conv":
-        sizes += f", channels = {list(config.channels)}"
-    else:
-        sizes += f", hidden = {list(config.hidden)}"
-    check_bytes(FLOAT * n, f"the model ({n:.3g} parameters: {sizes}, inputs of shape "
-                f"{tuple(int(s) for s in input_shape)})",
-                "make model.latent_dim, hidden or channels smaller")
+    kind, shape = _kind(config, input_shape)
+    named = getattr(kind, "size_fields", lambda c: ("latent_dim", "hidden"))(config)
+    fields = [f for f in named if hasattr(config, f)] or ["latent_dim"]
+    sizes = ", ".join(f"{f} = {_plain(getattr(config, f, '?'))}" for f in fields)
+    knobs = fields[0] if len(fields) == 1 else f"{', '.join(fields[:-1])} or {fields[-1]}"
+    check_bytes(FLOAT * n, f"the model ({n:.3g} parameters: model.{sizes}, inputs of shape "
+                f"{shape})", f"make model.{knobs} smaller")
+
+
+def _plain(value):
+    """Tuples (of tuples) as lists, as a config file writes them."""
+    return [_plain(v) for v in value] if isinstance(value, (list, tuple)) else value
 
 
 # ---- running a model -----------------------------------------------------------------------------

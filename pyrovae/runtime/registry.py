@@ -10,6 +10,9 @@ of component.
     BOUNDS        per-point bounds on log p(x)  dreg, rws, score, vimco (the gradients they admit)
     GRADIENTS     gradient estimators           needs (the bound capability), reparam, particles
     DATASETS      data sources (``data.name``)  path, images, binarize, layout (pyrovae/data)
+    ACTIVATIONS   hidden-layer nonlinearities   (pyrovae/components/nets/mlp.py)
+    KL_SCHEDULES  beta_t over steps             (pyrovae/objectives/schedules.py)
+    LR_SCHEDULES  lr_t over steps               (pyrovae/training/lr_schedule.py)
 
 A component registers itself where it is defined, with the decorator form::
 
@@ -156,6 +159,10 @@ POSTERIORS = Registry("posterior", "model.posterior.name")
 BOUNDS = Registry("bound", "model.objective.bound")
 GRADIENTS = Registry("gradient estimator", "model.objective.gradient")
 DATASETS = Registry("data set", "data.name")
+ACTIVATIONS = Registry("activation", "model.activation")
+KL_SCHEDULES = Registry("KL schedule", "model.kl.schedule")
+LR_SCHEDULES = Registry("learning-rate schedule", "train.lr_schedule")
 
 __all__ = ["Registry", "RegistryView", "RegistryError", "Entry", "PRIORS", "LIKELIHOODS", "OBJECTIVES",
-           "NETWORKS", "MODEL_KINDS", "POSTERIORS", "BOUNDS", "GRADIENTS", "DATASETS"]
+           "NETWORKS", "MODEL_KINDS", "POSTERIORS", "BOUNDS", "GRADIENTS", "DATASETS", "ACTIVATIONS",
+           "KL_SCHEDULES", "LR_SCHEDULES"]

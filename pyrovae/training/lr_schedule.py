@@ -14,14 +14,23 @@ from __future__ import annotations
 
 import math
 
-from pyrovae.config.sections import LR_SCHEDULES
+from pyrovae.runtime.registry import LR_SCHEDULES
+
+
+@LR_SCHEDULES.register("constant")
+def constant(lr: float, lr_min: float, step: int, total_steps: int) -> float:
+    """lr_t = lr."""
+    return lr
+
+
+@LR_SCHEDULES.register("cosine")
+def cosine(lr: float, lr_min: float, step: int, total_steps: int) -> float:
+    """lr_t = lr_min + (lr - lr_min) (1 + cos(pi t / T)) / 2."""
+    frac = min(step / max(total_steps, 1), 1.0)
+    return lr_min + (lr - lr_min) * 0.5 * (1.0 + math.cos(math.pi * frac))
 
 
 def lr_at(schedule: str, lr: float, lr_min: float, step: int, total_steps: int) -> float:
-    """lr_t of ``schedule`` at ``step`` of a run of ``total_steps`` steps."""
-    if schedule == "constant":
-        return lr
-    if schedule == "cosine":
-        frac = min(step / max(total_steps, 1), 1.0)
-        return lr_min + (lr - lr_min) * 0.5 * (1.0 + math.cos(math.pi * frac))
-    raise ValueError(f"unknown lr_schedule {schedule!r}; one of {', '.join(LR_SCHEDULES)}")
+    """lr_t of ``schedule`` (a name registered in LR_SCHEDULES) at ``step`` of a run of
+    ``total_steps`` steps."""
+    return LR_SCHEDULES.get(schedule)(lr, lr_min, step, total_steps)

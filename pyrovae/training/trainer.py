@@ -39,8 +39,6 @@ from pyrovae.runtime import distributed
 from pyrovae.config import RunConfig
 from pyrovae.data import Dataset
 from pyrovae.runtime.errors import CheckpointError, ConfigError
-from pyrovae.evaluation import evaluate_elbo
-from pyrovae.evaluation.bits import bpd_keys
 from pyrovae.runtime.traces import eval_mode, point_traces
 from pyrovae.data.fingerprint import data_fingerprint
 from pyrovae.runtime.files import WriteError, reason, write_csv
@@ -49,11 +47,11 @@ from pyrovae.objectives.schedules import beta_at
 from pyrovae.objectives import (BoundObjective, compiled_form, has_differentiable_loss,
                           objective_for, objective_name)
 from pyrovae.runtime.registry import MODEL_KINDS
-from pyrovae.reports.tensorboard import TensorBoard
 from pyrovae.runtime.rng import seed_everything, seeded
 from pyrovae.runs import CHECKPOINT_NAME, describe_device, make_model, save_checkpoint
 from pyrovae.runs.checkpoint import RESUME_FIELDS
 from pyrovae.training.averaging import WeightAverage
+from pyrovae.training.callbacks import Callbacks, default_callbacks
 from pyrovae.training.checks import check_compatible
 from pyrovae.training.global_params import GlobalParams
 from pyrovae.training.failures import nonfinite_refusal
@@ -61,7 +59,7 @@ from pyrovae.training.guards import FiniteWatch, TrainingInterrupted, silent_nan
 from pyrovae.training.lr_schedule import lr_at
 from pyrovae.training.programs import bind_programs
 from pyrovae.training.optimizer import make_adam
-from pyrovae.training.reports import versions, write_reports
+from pyrovae.training.metrics import loop_metrics
 from pyrovae.training.state import capture_rng, restore_rng
 
 _PERM_SEED_OFFSET = 7919  # the data order uses a stream apart from dynamic binarization
@@ -75,11 +73,17 @@ class Trainer:
     the per-run hooks ``setup_data``, ``make_objective``, ``prepare``, ``epoch_data``,
     ``train_step``, ``evaluate``, ``history_row``, ``metrics`` and ``write_reports``; the loop
     itself is shared.
+
+    ``callbacks`` (:class:`pyrovae.training.callbacks.Callbacks`) are its calls out: the
+    end-of-epoch evaluation, the TensorBoard writer and the end-of-run reports; ``pyrovae.api``
+    passes them (and installs them as the default, for a Trainer built without any).
+    ``model`` is the module being trained (``vae``: its old name, kept for one release).
     """
 
     def __init__(self, config: RunConfig, data: Dataset, out_dir: Path | None,
-                 module: torch.nn.Module | None = None):
+                 module: torch.nn.Module | None = None, callbacks: Callbacks | None = None):
         self.config, self.tc, self.out_dir = config, config.train, out_dir
+        self.callbacks = callbacks if callbacks is not None else default_callbacks()
         self.kind = MODEL_KINDS.entry(config.model.kind)
         self.dist = distributed.current()  # data-parallel hooks; the identity when alone
         self.device = self.dist.device_for(describe_device(self.tc.device))
@@ -88,19 +92,19 @@ class Trainer:
         try:
             built = module if module is not None else make_model(config.model, data.shape)
             check_interface(built)
-            self.vae = built.to(self.device)
+            self.model = built.to(self.device)
         except (RuntimeError, MemoryError) as err:  # e.g. latent_dim = 10**8
             if "memory" not in str(err).lower() and not isinstance(err, MemoryError):
                 raise
             raise ConfigError(f"the model does not fit in memory on {self.device} "
                               f"({str(err).splitlines()[0][:100]}); make model.latent_dim, "
                               f"hidden or channels smaller") from None
-        self.data = data_view(self.vae, data).to(self.device)  # as the model reads it
+        self.data = data_view(self.model, data).to(self.device)  # as the model reads it
         first_epoch = self.data.train_data(1, self.tc.seed)  # one draw, for both uses below
-        check_compatible(config, self.data, self.vae, first_epoch)
+        check_compatible(config, self.data, self.model, first_epoch)
         self._check_programs(first_epoch[:2])
         self.n = self.setup_data()
-        prior = getattr(self.vae, "prior", None)  # (an SSVAE has the fixed N(0, I))
+        prior = getattr(self.model, "prior", None)  # (an SSVAE has the fixed N(0, I))
         if hasattr(prior, "init_from_data"):  # e.g. VampPrior's pseudo-inputs
             prior.init_from_data(first_epoch, torch.Generator().manual_seed(self.tc.seed))
         kl = getattr(config.model, "kl", None)  # a kind without a KL weight takes no beta
@@ -113,7 +117,7 @@ class Trainer:
         # the fast path needs a loss tensor (TraceGraph_ELBO only gives loss_and_grads)
         self.fast = self.tc.fast and has_differentiable_loss(self.elbo)
         self.optimizer = make_adam(self.trained_parameters(), self.tc.lr, fused=self.fast)
-        self.average = (WeightAverage(self.vae, self.tc.ema, extra=self.global_params.named())
+        self.average = (WeightAverage(self.model, self.tc.ema, extra=self.global_params.named())
                         if self.tc.ema > 0 else None)
         self.bsz = self.tc.batch_size
         self.steps_per_epoch = self.n // self.bsz
@@ -122,27 +126,37 @@ class Trainer:
         self.loss_sum = torch.zeros((), device=self.device)
         self.watch = FiniteWatch(self.device)
         self._last_batch = self.data.train_x[:self.bsz]
-        self.board = TensorBoard(self.tc.tensorboard, out_dir)  # refuses a missing package now
+        # the per-step/epoch writer (TensorBoard: refuses a missing package now)
+        self.board = self.callbacks.board(self.tc.tensorboard, out_dir)
+
+    @property
+    def vae(self) -> torch.nn.Module:
+        """The module being trained: :attr:`model` (the old name, kept for one release)."""
+        return self.model
+
+    @vae.setter
+    def vae(self, module: torch.nn.Module) -> None:
+        self.model = module
 
     def _check_programs(self, x: torch.Tensor) -> None:
         """Run the guide and the model once on two rows, outside the run's random stream and
         in eval mode, so a module that breaks the interface (a site outside the data plate, no
         observed site) is refused before anything is written or trained; the same run finds
         and claims the programs' global pyro.param sites (``self.global_params``)."""
-        with seeded(0), eval_mode(self.vae):
+        with seeded(0), eval_mode(self.model):
             self.global_params = GlobalParams.found_by(
-                self.vae, lambda: point_traces(self.vae, x, enumerate="none"), self.device)
+                self.model, lambda: point_traces(self.model, x, enumerate="none"), self.device)
         self._store_names = set(pyro.get_param_store().keys())  # for check_complete
         self._complete = False  # (checked after this process's first step)
 
     def trained_parameters(self) -> list[torch.Tensor]:
         """Every tensor Adam steps: the module's parameters, then the global pyro.param
         sites' unconstrained values."""
-        return [*self.vae.parameters(), *self.global_params.tensors]
+        return [*self.model.parameters(), *self.global_params.tensors]
 
     def _check_global_params(self) -> None:
         """Refuse a pyro.param that appeared after the run was set up (it is not trained)."""
-        self.global_params.check_complete(self._store_names, self.vae)
+        self.global_params.check_complete(self._store_names, self.model)
         self._complete = True
 
     def _check_objective(self, x: torch.Tensor) -> None:
@@ -150,8 +164,8 @@ class Trainer:
         estimator the model cannot serve (a pathwise gradient for a sampled discrete site) is
         refused before the run folder is written."""
         if isinstance(self.elbo, BoundObjective):
-            with seeded(0), eval_mode(self.vae), torch.no_grad():
-                self.elbo.draw(self.vae.model, self.vae.guide, x)
+            with seeded(0), eval_mode(self.model), torch.no_grad():
+                self.elbo.draw(self.model.model, self.model.guide, x)
 
     def setup_data(self) -> int:
         """Number of training rows one epoch passes over (here: all of them)."""
@@ -162,7 +176,7 @@ class Trainer:
         kinds that allow compiling)."""
         config = self.config.model
         compiles = self.tc.fast and self.kind.capabilities.get("compile", False)
-        elbo = objective_for(config, max_plate_nesting(self.vae), compiled=compiles)
+        elbo = objective_for(config, max_plate_nesting(self.model), compiled=compiles)
         self.objective = objective_name(config, False) if isinstance(elbo, BoundObjective) else (
             compiled_form(config.elbo) if compiles else config.elbo)
         return elbo
@@ -185,9 +199,9 @@ class Trainer:
             self.data_fingerprint = data_fingerprint(self.data)
         path = self.out_dir / CHECKPOINT_NAME
         with self._disk_errors(path):
-            weights = ({"model": self.vae.state_dict()} if self.average is None else
-                       {"model": self.average.averaged_state_dict(self.vae),  # what is read
-                        "train_model": self.vae.state_dict()})  # what training continues
+            weights = ({"model": self.model.state_dict()} if self.average is None else
+                       {"model": self.average.averaged_state_dict(self.model),  # what is read
+                        "train_model": self.model.state_dict()})  # what training continues
             save_checkpoint(path, {
                 "config": self.config.to_dict(), "input_shape": list(self.data.shape),
                 **weights, **self.global_params.checkpoint_entries(self.average),
@@ -199,7 +213,7 @@ class Trainer:
 
     def _check_finite(self) -> None:
         has_checkpoint = self.out_dir is not None and (self.out_dir / CHECKPOINT_NAME).exists()
-        self.watch.check(self.vae, self._last_batch, self.tc.lr, has_checkpoint,
+        self.watch.check(self.model, self._last_batch, self.tc.lr, has_checkpoint,
                          extra=self.global_params.named())
 
     @contextlib.contextmanager
@@ -226,7 +240,7 @@ class Trainer:
             raise CheckpointError(f"the checkpoint lacks '{missing[0]}', which resuming needs; "
                                   f"it is incomplete or corrupt")
         try:  # an averaged run trains on from "train_model" (averaging.py)
-            self.vae.load_state_dict(payload.get("train_model", payload["model"]))
+            self.model.load_state_dict(payload.get("train_model", payload["model"]))
             self.global_params.load(payload.get("train_pyro_params",
                                                 payload.get("pyro_params", {})))
             self.optimizer.load_state_dict(payload["optimizer"])
@@ -257,7 +271,7 @@ class Trainer:
             with seeded(0):
                 x0 = self.dist.shard(self.data.train_x[:self.bsz])  # the shape and support
                 x0 = x0 if self.data.binarize == "none" else x0.round()
-                self.elbo.differentiable_loss(self.model, self.guide, *self.step_args(x0),
+                self.elbo.differentiable_loss(self.model_fn, self.guide_fn, *self.step_args(x0),
                                               n_data=self.n)
 
     def beta_tensor(self) -> torch.Tensor | None:
@@ -290,13 +304,13 @@ class Trainer:
         with pyro.validation_enabled(not (self._validated and self.fast)):
             self.optimizer.zero_grad(set_to_none=True)
             if self.differentiable:
-                loss = self.elbo.differentiable_loss(self.model, self.guide, *args,
+                loss = self.elbo.differentiable_loss(self.model_fn, self.guide_fn, *args,
                                                      n_data=self.n)
                 loss.backward()
                 loss = loss.detach()
             else:
-                loss = torch.as_tensor(self.elbo.loss_and_grads(self.model, self.guide, *args,
-                                                                n_data=self.n))
+                loss = torch.as_tensor(self.elbo.loss_and_grads(self.model_fn, self.guide_fn,
+                                                                *args, n_data=self.n))
         self._validated = True
         self.optimizer_step()
         return loss
@@ -305,7 +319,7 @@ class Trainer:
         """:meth:`train_step`, where a distribution refusing NaN/inf parameters under Pyro's
         validation (the first step validates) is the NaN guard's error, not a traceback."""
         try:
-            with distributed.draws():  # (for kinds whose step bypasses self.guide)
+            with distributed.draws():  # (for kinds whose step bypasses self.guide_fn)
                 return self.train_step(xb)
         except ValueError as err:
             if not nonfinite_refusal(err):
@@ -348,10 +362,10 @@ class Trainer:
         return test
 
     def evaluate(self) -> dict:
-        """Test-set numbers after an epoch: ``evaluate_elbo``'s dict."""
-        # analytic KL where one exists: the same expectation as every objective, less variance
-        return evaluate_elbo(self.vae, self.data.test_data(), self.tc.eval_batch_size,
-                             seed=self.tc.seed)
+        """Test-set numbers after an epoch: the evaluation callback's dict (``elbo``,
+        ``elbo_se``, ``log_px_z``, ``kl``, ``kl_estimator``)."""
+        return self.callbacks.evaluate(self.model, self.data.test_data(),
+                                       self.tc.eval_batch_size, seed=self.tc.seed)
 
     def history_row(self, train_elbo: float, test: dict, epoch_seconds: float) -> dict:
         row = {"epoch": self.epoch, "step": self.step, "train_elbo": train_elbo,
@@ -362,16 +376,17 @@ class Trainer:
         return {**row, "seconds": epoch_seconds}
 
     def prepare(self) -> None:
-        """Bind the model and guide once (JIT objectives key on their ids) and compile."""
-        model, guide = bind_programs(self.vae)
-        self.model, self.guide = model, distributed.draws(guide)  # draws independent of ranks
+        """Bind the model and guide programs once, as ``model_fn`` and ``guide_fn`` (JIT
+        objectives key on their ids), and compile."""
+        model, guide = bind_programs(self.model)
+        self.model_fn, self.guide_fn = model, distributed.draws(guide)  # draws independent of ranks
         self.differentiable = has_differentiable_loss(self.elbo)
         self._compile()
 
     def run(self) -> dict:
         """Train from the current position to the last epoch; returns the final test numbers."""
         self.prepare()
-        self.dist.broadcast_module(self.vae)  # every rank starts from rank 0's parameters
+        self.dist.broadcast_module(self.model)  # every rank starts from rank 0's parameters
         if self.average is not None and self.step == 0:
             self.average.reset()  # theta_bar_0: the (broadcast) starting weights
         tc, test = self.tc, None
@@ -386,7 +401,7 @@ class Trainer:
                 x_epoch = self.epoch_data(self.epoch)
                 gen = torch.Generator().manual_seed(tc.seed * _PERM_SEED_OFFSET + self.epoch)
                 order = torch.randperm(self.n, generator=gen).to(self.device)
-                self.vae.train()
+                self.model.train()
                 while self.batch < self.steps_per_epoch:
                     i = self.batch
                     xb = x_epoch[self.dist.shard(order[i * self.bsz:(i + 1) * self.bsz])]
@@ -429,24 +444,12 @@ class Trainer:
                                   f"{self.epoch}); {where}", signum)
 
     def write_reports(self, run) -> None:
-        write_reports(run, self.data)
+        """The finished run's files, by the reports callback."""
+        self.callbacks.reports(run, self.data)
 
     def metrics(self, test: dict) -> dict:
-        return {
-            "train_elbo": self.history[-1]["train_elbo"], "test_elbo": test["elbo"],
-            "test_elbo_se": test["elbo_se"], **bpd_keys(self.vae, test_bpd=-test["elbo"]),
-            "test_log_px_z": test["log_px_z"],
-            "test_kl": test["kl"], "epochs": self.tc.epochs, "steps": self.step,
-            "seconds": self.seconds,
-            "train_samples_per_second": self.step * self.bsz / max(self.seconds, 1e-9),
-            "objective": objective_name(self.config.model, particles=False), "fast": self.fast,
-            "num_particles": self.config.model.num_particles,
-            "objective_run": type(self.elbo).__name__,
-            "optimizer": type(self.optimizer).__name__ + (" (fused)" if self.fast else ""),
-            "test_kl_estimator": test["kl_estimator"],
-            "num_train": self.n, "num_test": int(self.data.test_x.shape[0]),
-            "device": str(self.device), "versions": versions(), **self.dist.metrics(),
-        }
+        """metrics.json's numbers from the final test numbers (training/metrics.py)."""
+        return loop_metrics(self, test)
 
 
 def trainer_class(config: RunConfig) -> type[Trainer]:

@@ -143,7 +143,6 @@ BAD_VALUES = [
     (TrainConfig, "lr", 0.0, "train.lr", ["> 0"]),
     (TrainConfig, "batch_size", 0, "train.batch_size", [">= 1"]),
     (TrainConfig, "epochs", 0, "train.epochs", [">= 1"]),
-    (VAEConfig, "sigma", 0.0, "model.sigma", ["> 0"]),
     (KLConfig, "beta", -0.5, "model.kl.beta", [">= 0"]),
     (VAEConfig, "num_particles", 0, "model.num_particles", [">= 1"]),
     (DataConfig, "train_size", -1, "data.train_size", [">= 0"]),
@@ -171,9 +170,22 @@ BAD_VALUES = [
     (TrainConfig, "lr", float("nan"), "train.lr", ["finite"]),
     (TrainConfig, "lr", float("inf"), "train.lr", ["finite"]),
     (KLConfig, "beta", float("nan"), "model.kl.beta", ["finite"]),
-    (VAEConfig, "sigma", float("inf"), "model.sigma", ["finite"]),
     (DataConfig, "name", 3, "data.name", ["string"]),
 ]
+
+
+@pytest.mark.parametrize("value, allowed", [(0.0, "> 0"), (float("inf"), "finite")])
+def test_a_likelihood_setting_is_checked_where_it_lives(tmp_path, value, allowed):
+    """sigma is the gaussian likelihood's own setting: [model.likelihood], checked there; the
+    flat model.sigma of release 0.1 is folded into it and checked the same way."""
+    for build in (lambda: VAEConfig(likelihood={"name": "gaussian", "sigma": value}),
+                  lambda: VAEConfig(likelihood="gaussian", sigma=value),
+                  lambda: load_config(write(tmp_path / "bad.toml", f"[model.likelihood]\nname = "
+                                            f"\"gaussian\"\nsigma = {_toml_value(value)}\n"))):
+        with pytest.raises(ConfigError) as err:
+            build()
+        message = first_line(err)
+        assert message.startswith("model.likelihood.sigma") and allowed in message, message
 
 
 @pytest.mark.parametrize("cls,name,value,key,allowed", BAD_VALUES,

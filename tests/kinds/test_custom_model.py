@@ -29,33 +29,13 @@ TRAIN = {"batch_size": 32, "lr": 3e-3, "progress": False}
 SMALL = {"hidden": [16, 8], "latent": [4, 2]}  # TwoLayerVAE's arguments, tiny
 
 # Modules a config names by import path: written to a file in the work folder (a class defined
-# inside a test function cannot be recorded).
+# inside a test function cannot be recorded); "usermods:TinyVAE" is tests/support's TinyVAE.
 USERMODS = '''
 import pyro, pyro.distributions as dist, torch
 from pyro.nn import PyroModule
 from torch import nn
 
-
-class TinyVAE(PyroModule):
-    def __init__(self, input_shape, latent=4, hidden=16):
-        super().__init__()
-        self.input_shape, self.latent, self.hidden = tuple(input_shape), latent, hidden
-        d = 64
-        self.enc = nn.Sequential(nn.Linear(d, hidden), nn.Tanh(), nn.Linear(hidden, 2 * latent))
-        self.dec = nn.Sequential(nn.Linear(latent, hidden), nn.Tanh(), nn.Linear(hidden, d))
-
-    def _plate(self, x, n_data):
-        return pyro.plate("data", n_data or x.shape[0], subsample=torch.arange(x.shape[0]))
-
-    def model(self, x, n_data=None):
-        with self._plate(x, n_data):
-            z = pyro.sample("z", dist.Normal(x.new_zeros(self.latent), 1.0).to_event(1))
-            pyro.sample("x", dist.Bernoulli(logits=self.dec(z)).to_event(1), obs=x)
-
-    def guide(self, x, n_data=None):
-        with self._plate(x, n_data):
-            loc, s = self.enc(x).chunk(2, -1)
-            pyro.sample("z", dist.Normal(loc, nn.functional.softplus(s) + 1e-4).to_event(1))
+from tests.support.tiny_models import TinyVAE  # (latent=4, hidden=16): the shared one
 
 
 class PixVAE(TinyVAE):

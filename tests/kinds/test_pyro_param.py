@@ -24,7 +24,7 @@ from pyrovae.runtime.interface import InterfaceError
 from pyrovae.runs import load_checkpoint
 from pyrovae.runs.param_store import constraint_from_spec, constraint_spec
 from pyrovae.training.guards import NonFiniteError
-from pyrovae.training.train import resolve_config
+from pyrovae.api import resolve_config
 from pyrovae.training.trainer import Trainer
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # conftest.py

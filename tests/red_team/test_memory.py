@@ -151,10 +151,10 @@ def test_budget_takes_the_cgroup_limit_into_account(version, tmp_path, monkeypat
                                          "4:memory:/workers/job\n1:cpu:/\n")
     kind, options = ("cgroup2", "rw") if version == "v2" else ("cgroup", "rw,memory")
     (tmp_path / "mounts.txt").write_text(f"{kind} {mount} {kind} {options} 0 0\n")
-    monkeypatch.setattr(limits, "PROC_CGROUP", str(tmp_path / "cgroup.txt"))
-    monkeypatch.setattr(limits, "PROC_MOUNTS", str(tmp_path / "mounts.txt"))
-    monkeypatch.setattr(limits, "_rlimit_available", lambda: None)
-    monkeypatch.setattr(limits, "_meminfo_available", lambda: 64 * 2**30)
+    monkeypatch.setattr(memory, "PROC_CGROUP", str(tmp_path / "cgroup.txt"))
+    monkeypatch.setattr(memory, "PROC_MOUNTS", str(tmp_path / "mounts.txt"))
+    monkeypatch.setattr(memory, "_rlimit_available", lambda: None)
+    monkeypatch.setattr(memory, "_meminfo_available", lambda: 64 * 2**30)
     assert memory.available_bytes() == 2 * 2**30  # 3 GiB - (1.5 GiB - 0.5 GiB of cache)
     with pytest.raises(ConfigError, match=rf"^the thing needs about 3\.0 GiB of memory, more "
                                           rf"than the 2\.0 GiB available \(the cgroup's "

@@ -344,7 +344,7 @@ def sigterm_is_a_failure():
 @pytest.mark.parametrize("signals", [1, 2])
 def test_sigterm_during_the_reports_is_one_line_and_leaves_a_usable_folder(
         signals, sigterm_is_a_failure, tmp_path, monkeypatch, capsys):
-    import pyrovae.training.trainer as trainer_module
+    import pyrovae.api as trainer_module  # (write_reports: the reports callback)
 
     real = trainer_module.write_reports
 

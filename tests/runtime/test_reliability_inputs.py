@@ -363,11 +363,11 @@ def test_array_file_too_large_for_memory_is_refused_from_its_header(tmp_path, ca
 def test_memory_check_reads_the_machine_and_names_size_and_fix(monkeypatch):
     assert memory.available_bytes() > 0
     # (the process's own limits, RLIMIT_AS and the cgroup's, are tests/red_team/test_memory.py's)
-    monkeypatch.setattr(limits, "_rlimit_available", lambda: None)
-    monkeypatch.setattr(limits, "_cgroup_available", lambda: None)
-    monkeypatch.setattr(limits, "_meminfo_available", lambda: None)
+    monkeypatch.setattr(memory, "_rlimit_available", lambda: None)
+    monkeypatch.setattr(memory, "_cgroup_available", lambda: None)
+    monkeypatch.setattr(memory, "_meminfo_available", lambda: None)
     assert memory.available_bytes() > 0  # os.sysconf
-    monkeypatch.setattr(limits, "_sysconf_available", lambda: None)
+    monkeypatch.setattr(memory, "_sysconf_available", lambda: None)
     assert memory.available_bytes() == memory.FALLBACK_BYTES
     memory.check_bytes(memory.FALLBACK_BYTES, "exactly all", "nothing")
     with pytest.raises(ConfigError, match=r"^the thing needs about 64\.0 GiB of memory, more "

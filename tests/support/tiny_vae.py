@@ -35,7 +35,7 @@ def by_hand(vae, x, z):
     if vae.config.likelihood == "bernoulli":
         log_px_z = (x * out - F.softplus(out)).sum(-1)
     else:
-        s = vae.config.sigma
+        s = vae.config.likelihood.sigma
         log_px_z = (-0.5 * ((x - out) / s) ** 2 - math.log(s) - 0.5 * math.log(2 * math.pi)).sum(-1)
     log_pz = (-0.5 * z ** 2 - 0.5 * math.log(2 * math.pi)).sum(-1)
     log_qz = (-0.5 * ((z - loc) / scale) ** 2 - scale.log() - 0.5 * math.log(2 * math.pi)).sum(-1)

@@ -17,14 +17,15 @@ import sys
 import time
 from pathlib import Path
 
-import pyro
-import pyro.distributions as dist
 import torch
-from pyro.nn import PyroModule
-from torch import nn
 
-from pyrovae import VAEConfig, load_dataset
-from pyrovae.config import load_config
+ROOT = Path(__file__).resolve().parents[2]
+if str(ROOT) not in sys.path:  # run as a script (torchrun): tests.support from the root
+    sys.path.insert(0, str(ROOT))
+
+from pyrovae import VAEConfig, load_dataset  # noqa: E402
+from pyrovae.config import load_config  # noqa: E402
+from tests.support.tiny_models import TinyVAE  # noqa: E402  (a user's module, kind "module")
 
 OBJECTIVES = ("meanfield", "trace", "iwae")
 TRAIN = dict(epochs=2, batch_size=32, lr=3e-3, seed=1, progress=False)
@@ -32,8 +33,7 @@ STOP_AT, KILL_AT = 5, 3  # the step (1-based) at which rank 1 is signalled / kil
 NLL = dict(num_samples=20, batch_size=7, seed=3)
 POINTS = 40
 
-
-ROOT = Path(__file__).resolve().parents[2]
+MODULE = dict(latent=3)  # TinyVAE's arguments here
 SMALL = ["epochs=1", "progress=false", "train.seed=1", "data.train_size=512", "data.test_size=64"]
 # every model kind through the generic loop: config file, overrides, one process's draws exact?
 KINDS = {
@@ -48,29 +48,6 @@ KINDS = {
 def kind_config(name: str):
     path, overrides, _ = KINDS[name]
     return load_config(ROOT / "configs" / path, SMALL + overrides)
-
-
-class TinyVAE(PyroModule):
-    """A user's own module (kind "module"), as in docs/custom_models.md."""
-
-    def __init__(self, input_shape=(1, 8, 8), latent=3, hidden=16):
-        super().__init__()
-        self.input_shape, self.latent, self.hidden = tuple(input_shape), latent, hidden
-        self.enc = nn.Sequential(nn.Linear(64, hidden), nn.Tanh(), nn.Linear(hidden, 2 * latent))
-        self.dec = nn.Sequential(nn.Linear(latent, hidden), nn.Tanh(), nn.Linear(hidden, 64))
-
-    def _plate(self, x, n_data):
-        return pyro.plate("data", n_data or x.shape[0], subsample=torch.arange(x.shape[0]))
-
-    def model(self, x, n_data=None):
-        with self._plate(x, n_data):
-            z = pyro.sample("z", dist.Normal(x.new_zeros(self.latent), 1.0).to_event(1))
-            pyro.sample("x", dist.Bernoulli(logits=self.dec(z)).to_event(1), obs=x)
-
-    def guide(self, x, n_data=None):
-        with self._plate(x, n_data):
-            loc, s = self.enc(x).chunk(2, -1)
-            pyro.sample("z", dist.Normal(loc, nn.functional.softplus(s) + 1e-4).to_event(1))
 
 
 def data():
@@ -143,7 +120,7 @@ def main(out: Path) -> None:
         cfg = kind_config(name)
         shared[name] = params(train(cfg, load_dataset(cfg.data)).vae)
     torch.manual_seed(rank)  # rank 1's module starts elsewhere: train() takes rank 0's
-    shared["module"] = params(train(TinyVAE(), ds, **TRAIN).vae)
+    shared["module"] = params(train(TinyVAE(**MODULE), ds, **TRAIN).vae)
 
     # resume a one-process checkpoint (epoch 1 of 2, written by the test) on two processes
     train(config("meanfield"), ds, out=out / "resumed", resume=True, **TRAIN)
@@ -179,8 +156,8 @@ def main(out: Path) -> None:
     (out / f"rank{rank}-killed.json").write_text(json.dumps(lost))
 
 
-if __name__ == "__main__":  # run as the module distributed_worker, so that TinyVAE has an
-    sys.path.insert(0, str(Path(__file__).resolve().parent))  # import path (kind "module")
+if __name__ == "__main__":  # run as the module distributed_worker (the one the test imports)
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
     import distributed_worker
 
     distributed_worker.main(Path(sys.argv[1]))

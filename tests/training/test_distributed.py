@@ -121,7 +121,7 @@ def test_every_model_kind_trains_data_parallel(job, kind):
     out, _ = job
     if kind == "module":
         torch.manual_seed(0)
-        mine = W.params(train(W.TinyVAE(), W.data(), **W.TRAIN).vae)
+        mine = W.params(train(W.TinyVAE(**W.MODULE), W.data(), **W.TRAIN).vae)
         exact = True
     else:
         cfg = W.kind_config(kind)

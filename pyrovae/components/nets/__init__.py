@@ -9,12 +9,19 @@ entry is an object with ``encoder(config, input_shape, outputs=None)`` and
 ``decoder(config, input_shape, params_per_pixel)``. ``make_encoder``/``make_decoder`` build
 the one a config names; ``outputs`` is passed only when the guide's family
 (``pyrovae.components.posteriors``) wants a raw output instead of the Gaussian head.
+
+For the memory checks an entry may also give ``activation_floats(config, input_shape,
+params_per_pixel)`` (numbers per point through the decoder) and ``size_fields`` (the config
+fields that size it); its parameters are counted by building it on the meta device.
 """
+
+import math
 
 from pyrovae.runtime.errors import ConfigError
 from pyrovae.runtime.registry import NETWORKS
-from pyrovae.components.nets.conv import ConvDecoder, ConvEncoder
-from pyrovae.components.nets.mlp import MLPDecoder, MLPEncoder, activation
+from pyrovae.runtime.sizes import meta_count
+from pyrovae.components.nets.conv import ConvDecoder, ConvEncoder, conv_decoder_floats
+from pyrovae.components.nets.mlp import MLPDecoder, MLPEncoder, activation, mlp_decoder_floats
 
 
 def _image_shape(shape):
@@ -29,6 +36,8 @@ def _image_shape(shape):
 class MLPNetworks:
     """Fully connected: ``model.hidden`` layers (the decoder mirrors them)."""
 
+    size_fields = ("hidden",)  # the config's sizes that set the networks' (memory messages)
+
     @staticmethod
     def encoder(config, input_shape, outputs=None):
         return MLPEncoder(input_shape, config.hidden, config.latent_dim, config.activation,
@@ -39,10 +48,16 @@ class MLPNetworks:
         return MLPDecoder(input_shape, config.hidden, config.latent_dim, config.activation,
                           params_per_pixel)
 
+    @staticmethod
+    def activation_floats(config, input_shape, params_per_pixel=1):
+        return mlp_decoder_floats(config.hidden, math.prod(input_shape), params_per_pixel)
+
 
 @NETWORKS.register("conv")
 class ConvNetworks:
     """Stride-2 convolutions with ``model.channels`` (images only); transposed ones back."""
+
+    size_fields = ("channels",)
 
     @staticmethod
     def encoder(config, input_shape, outputs=None):
@@ -53,6 +68,10 @@ class ConvNetworks:
     def decoder(config, input_shape, params_per_pixel=1):
         return ConvDecoder(_image_shape(input_shape), config.channels, config.latent_dim,
                            config.activation, params_per_pixel)
+
+    @staticmethod
+    def activation_floats(config, input_shape, params_per_pixel=1):
+        return conv_decoder_floats(_image_shape(input_shape), config.channels, params_per_pixel)
 
 
 def make_encoder(config, input_shape, outputs: int | None = None):
@@ -69,5 +88,21 @@ def make_decoder(config, input_shape, params_per_pixel=1):
     return NETWORKS.get(config.network).decoder(config, input_shape, params_per_pixel)
 
 
+def network_parameters(config, input_shape, outputs: int | None = None, params_per_pixel=1,
+                       buffers: bool = False) -> int:
+    """Parameters (and buffers) of :func:`make_encoder` + :func:`make_decoder`, built on the
+    meta device (nothing allocated): exact for any registered architecture."""
+    return (meta_count(lambda: make_encoder(config, input_shape, outputs), buffers)
+            + meta_count(lambda: make_decoder(config, input_shape, params_per_pixel), buffers))
+
+
+def activation_floats(config, input_shape, params_per_pixel=1) -> int | None:
+    """Numbers one point produces through the decoder (hidden layers before and after their
+    activation, and the K D outputs), as the architecture says (its ``activation_floats``);
+    None for one that does not say."""
+    floats = getattr(NETWORKS.get(config.network), "activation_floats", None)
+    return None if floats is None else int(floats(config, input_shape, params_per_pixel))
+
+
 __all__ = ["MLPEncoder", "MLPDecoder", "ConvEncoder", "ConvDecoder", "make_encoder",
-           "make_decoder", "activation"]
+           "make_decoder", "activation", "network_parameters", "activation_floats"]

@@ -77,3 +77,17 @@ class ConvDecoder(nn.Module):
         _, height, width = self.image_shape
         out = self.deconvs(h)[..., :height, :width]
         return out.reshape(*batch, -1)
+
+
+def conv_decoder_floats(image_shape, channels, params_per_pixel: int = 1) -> int:
+    """Numbers one point (one particle) produces through :class:`ConvDecoder`: each feature
+    map before and after its activation (c_n h_n w_n from the linear layer, then each
+    transposed convolution's, h and w doubling) and the uncropped output K C (2h)(2w)."""
+    c, height, width = image_shape
+    rev = tuple(channels)[::-1]
+    h, w = _downsampled(height, len(rev)), _downsampled(width, len(rev))
+    maps = [rev[0] * h * w]
+    for c_out in rev[1:]:
+        h, w = 2 * h, 2 * w
+        maps.append(c_out * h * w)
+    return 2 * sum(maps) + params_per_pixel * c * (2 * h) * (2 * w)

@@ -8,8 +8,11 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-_ACTIVATIONS = {"relu": nn.ReLU, "softplus": nn.Softplus, "tanh": nn.Tanh, "elu": nn.ELU,
-                "leaky_relu": nn.LeakyReLU, "gelu": nn.GELU}
+from pyrovae.runtime.registry import ACTIVATIONS
+
+for _name, _module in (("relu", nn.ReLU), ("softplus", nn.Softplus), ("tanh", nn.Tanh),
+                       ("elu", nn.ELU), ("leaky_relu", nn.LeakyReLU), ("gelu", nn.GELU)):
+    ACTIVATIONS.register(_name, _module)  # model.activation's choices
 
 MIN_SCALE = 1e-4  # floor on the encoder's standard deviation, keeps log q(z|x) finite
 
@@ -21,7 +24,7 @@ INITS = ("torch", "glorot")
 
 def activation(name: str) -> nn.Module:
     """A fresh activation module called ``name``."""
-    return _ACTIVATIONS[name]()
+    return ACTIVATIONS.get(name)()
 
 
 def mlp(sizes: list[int], act: str, init: str = "torch") -> nn.Sequential:
@@ -73,3 +76,9 @@ class MLPDecoder(nn.Module):
 
     def forward(self, z):
         return self.net(z)
+
+
+def mlp_decoder_floats(hidden, input_dim: int, params_per_pixel: int = 1) -> int:
+    """Numbers one point (one particle) produces through :class:`MLPDecoder`: each hidden
+    layer before and after its activation, 2 sum(hidden), and the output K D."""
+    return 2 * sum(hidden) + params_per_pixel * input_dim

@@ -23,6 +23,7 @@ import torch
 from torch import nn
 
 from pyrovae.runtime.registry import POSTERIORS
+from pyrovae.runtime.sizes import meta_count
 
 
 def register_posterior(name: str):
@@ -63,9 +64,11 @@ class Posterior(nn.Module):
         ConfigError), when the config is read."""
 
     @classmethod
-    def parameters_of(cls, config, latent_dim: int) -> int:
-        """Numbers the family itself holds (parameters and masks), for the memory checks."""
-        return 0
+    def parameter_count(cls, config, latent_dim: int, buffers: bool = False) -> int:
+        """Parameters (and buffers) the family holds beside the encoder, counted on one built
+        on the meta device (nothing allocated): exact for any family built without reading
+        values; 0 for the Gaussian ones."""
+        return meta_count(lambda: cls.build(config, latent_dim), buffers)
 
     def particle_floats(self) -> int:
         """Numbers one draw of z produces beside z itself (the flow's hidden layers), per point."""

@@ -30,6 +30,8 @@ from __future__ import annotations
 
 import warnings
 
+from dataclasses import dataclass
+
 import pyro.distributions as dist
 import pyro.distributions.transforms as T
 import torch
@@ -39,7 +41,21 @@ from torch import nn
 from pyrovae.runtime.errors import ConfigError
 from pyrovae.components.nets.mlp import gaussian_head
 from pyrovae.runtime.rng import seeded
+from pyrovae.runtime.sizes import made_count
 from pyrovae.components.posteriors.base import Posterior, register_posterior
+from pyrovae.runtime.settings import setting
+
+
+@dataclass
+class IAFSettings:
+    """``[model.posterior]`` of iaf: T steps, the context size C, each step's MADE layers."""
+
+    flows: int = setting(2, "iaf: autoregressive steps T", min=1)
+    context: int = setting(32, "iaf: size C of the context vector the encoder gives the steps",
+                           min=1)
+    flow_hidden: tuple[int, ...] = setting((), "iaf: hidden layers of each step's MADE network, "
+                                           "each >= latent_dim ([] = two of max(32, 4 * "
+                                           "latent_dim))", min=1)
 
 MOMENT_DRAWS = 256      # draws per point behind ``moments``
 MOMENT_CHUNK = 64       # draws at once (memory: chunk x B x hidden floats)
@@ -70,6 +86,8 @@ class _Conditioned:
 class IAFPosterior(Posterior):
     """An amortized IAF guide (module docstring)."""
 
+    settings = IAFSettings
+
     def __init__(self, latent_dim: int, flows: int, context: int, hidden=()):
         super().__init__(latent_dim)
         self.context, self.hidden = context, tuple(hidden) or default_hidden(latent_dim)
@@ -99,11 +117,12 @@ class IAFPosterior(Posterior):
         return 2 * latent_dim + config.context
 
     @classmethod
-    def parameters_of(cls, config, latent_dim):
+    def parameter_count(cls, config, latent_dim, buffers=False):
+        """By formula (Pyro's MADE reads values when built, so not on the meta device): T
+        MADEs [L + C, *flow_hidden, 2L], with their masks and permutations as buffers."""
         sizes = [latent_dim + config.context, *(tuple(config.flow_hidden)
                                                or default_hidden(latent_dim)), 2 * latent_dim]
-        weights = sum(a * b for a, b in zip(sizes[:-1], sizes[1:]))
-        return config.flows * (2 * weights + sum(sizes[1:]))  # weights, their masks, biases
+        return config.flows * made_count(sizes, latent_dim, buffers)
 
     def particle_floats(self) -> int:
         dim = self.latent_dim

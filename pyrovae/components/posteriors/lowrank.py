@@ -12,6 +12,8 @@ diagonal Gaussian prior is registered with torch (posteriors/kl.py).
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import pyro.distributions as dist
 import torch
 from torch.nn import functional as F
@@ -19,6 +21,14 @@ from torch.nn import functional as F
 from pyrovae.runtime.errors import ConfigError
 from pyrovae.components.nets.mlp import MIN_SCALE
 from pyrovae.components.posteriors.base import Posterior, register_posterior
+from pyrovae.runtime.settings import setting
+
+
+@dataclass
+class LowRankSettings:
+    """``[model.posterior]`` of lowrank: the rank r of W."""
+
+    rank: int = setting(2, "lowrank: rank r of W in W W^T + diag(d) (at most latent_dim)", min=1)
 
 
 @register_posterior("lowrank")
@@ -26,6 +36,7 @@ class LowRankPosterior(Posterior):
     """N(mu, W W^T + diag(d)) with W [L, r] and d from the encoder (module docstring)."""
 
     analytic_kl = True
+    settings = LowRankSettings
 
     def __init__(self, latent_dim: int, rank: int):
         super().__init__(latent_dim)

@@ -10,14 +10,14 @@ those of Pyro's ``examples/cvae`` (latent 200, two hidden layers of 500, ReLU).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import InitVar, dataclass
 
 from pyrovae.config.fields import CLASSES_NOTE, MAX_CLASSES, check_fields
-from pyrovae.config.sections import (ACTIVATIONS, ObjectiveConfig, _check_objective, _f,
+from pyrovae.config.sections import (kind_field, ObjectiveConfig, _check_objective, _f,
                                likelihood_field, objective_field, particles_field, sigma_field,
-                               variance_field)
+                               variance_field, LikelihoodConfig, fold_likelihood_keys)
 from pyrovae.runtime.errors import ConfigError
-from pyrovae.runtime.registry import MODEL_KINDS, OBJECTIVES
+from pyrovae.runtime.registry import ACTIVATIONS, MODEL_KINDS, OBJECTIVES
 
 CONDITIONS = ("quadrants", "label")
 #: Pyro estimators of a model with one continuous latent site, run without compiling
@@ -29,8 +29,7 @@ class CVAEConfig:
     """A conditional VAE (Sohn et al. 2015): prior network p(z|x_in), generation network
     p(x_out|x_in, z), recognition network q(z|x_in, x_out)."""
 
-    kind: str = _f("cvae", "model: vae, ssvae, module, or cvae (conditional VAE, CVAEConfig)",
-                   choices=MODEL_KINDS)
+    kind: str = kind_field("cvae")
     condition: str = _f("quadrants", "what the model is conditioned on: quadrants (x_in = the "
                         "visible quadrants, x_out = the hidden ones) or label (x_in = the "
                         "one-hot class, x_out = the image)", choices=CONDITIONS)
@@ -41,16 +40,17 @@ class CVAEConfig:
     latent_dim: int = _f(200, "dimension L of the latent z", min=1)
     hidden: tuple[int, ...] = _f((500, 500), "hidden layers of each of the three MLPs", min=1)
     activation: str = _f("relu", "nonlinearity of hidden layers", choices=ACTIVATIONS)
-    likelihood: str = likelihood_field("p(x_out | x_in, z)")
-    sigma: float = sigma_field()
-    variance: str = variance_field()
+    likelihood: LikelihoodConfig = likelihood_field("p(x_out | x_in, z)")
+    sigma: InitVar[float | None] = sigma_field()      # 0.1's flat keys, folded into
+    variance: InitVar[str | None] = variance_field()  # [model.likelihood]
     elbo: str = _f("meanfield", "the ELBO's Pyro estimator (meanfield: closed-form KL between "
                    "q(z|x_in,x_out) and p(z|x_in); trace: Monte Carlo KL)",
                    choices=CVAE_OBJECTIVES)
     num_particles: int = particles_field()
     objective: ObjectiveConfig = objective_field()
 
-    def __post_init__(self):
+    def __post_init__(self, sigma=None, variance=None):
+        fold_likelihood_keys(self, sigma, variance)
         check_fields(self, "model")
         if self.kind != "cvae":
             raise ConfigError(f"CVAEConfig is kind = \"cvae\", not {self.kind!r}; use the "

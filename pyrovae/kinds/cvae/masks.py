@@ -34,11 +34,14 @@ def visible_mask(image_shape, visible: int) -> torch.Tensor:
     if h < 2 or w < 2:
         raise ConfigError(f"model.condition = \"quadrants\" needs images of at least 2 x 2 "
                           f"pixels, not {h} x {w}")
-    top, left = torch.zeros(h, w, dtype=torch.bool), torch.zeros(h, w, dtype=torch.bool)
+    # on the CPU even under torch.device("meta") (the memory checks' build): the CVAE indexes
+    # with mask.nonzero(), which needs values
+    cpu = dict(dtype=torch.bool, device="cpu")
+    top, left = torch.zeros(h, w, **cpu), torch.zeros(h, w, **cpu)
     top[:h // 2], left[:, :w // 2] = True, True
     parts = {"top-left": top & left, "top-right": top & ~left,
              "bottom-left": ~top & left, "bottom-right": ~top & ~left}
-    mask = torch.zeros(h, w, dtype=torch.bool)
+    mask = torch.zeros(h, w, **cpu)
     for name in QUADRANTS[visible]:
         mask |= parts[name]
     return mask.expand(c, h, w).reshape(-1)

@@ -21,12 +21,12 @@ class CVAETrainer(Trainer):
         mc = self.config.model
         return {**super().metrics(test), "condition": mc.condition,
                 "visible": mc.visible if mc.condition == "quadrants" else None,
-                "input_dim": self.vae.in_dim, "output_dim": self.vae.out_dim}
+                "input_dim": self.model.in_dim, "output_dim": self.model.out_dim}
 
     def write_reports(self, run) -> None:
         out = run.path
         write_json(out / "metrics.json", run.metrics)
         write_csv(out / "history.csv", run.history)
-        save_run_pictures(run.vae, self.data.test_data(), out, seed=self.tc.seed)
+        save_run_pictures(run.model, self.data.test_data(), out, seed=self.tc.seed)
         save_elbo_curves(run.history, out / "elbo.png")
         write_json(out / "metrics.json", run.metrics)

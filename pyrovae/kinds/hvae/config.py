@@ -15,15 +15,15 @@ model-wide ``[model.kl]`` beta (and its schedule) multiplies every layer's weigh
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import InitVar, dataclass, field
 
 from pyrovae.config.fields import check_fields
-from pyrovae.config.sections import (ACTIVATIONS, OBJECTIVES, KLConfig, ObjectiveConfig,
+from pyrovae.config.sections import (kind_field, OBJECTIVES, KLConfig, ObjectiveConfig,
                                _check_objective, _f, likelihood_field, objective_field,
-                               particles_field, sigma_field, variance_field)
+                               particles_field, sigma_field, variance_field, LikelihoodConfig, fold_likelihood_keys)
 from pyrovae.runtime.errors import ConfigError
 from pyrovae.components.nets.mlp import INITS
-from pyrovae.runtime.registry import GRADIENTS, MODEL_KINDS, OBJECTIVES as ALL_OBJECTIVES
+from pyrovae.runtime.registry import ACTIVATIONS, GRADIENTS, MODEL_KINDS, OBJECTIVES as ALL_OBJECTIVES
 
 
 def site_names(layers: int) -> tuple[str, ...]:
@@ -40,8 +40,7 @@ class HVAEConfig:
     """A hierarchical VAE p(z_L) p(z_{L-1}|z_L) ... p(x|z_1) with the guide q(z_1|x)
     q(z_2|z_1) ... q(z_L|z_{L-1}); every conditional a diagonal Gaussian from its own MLP."""
 
-    kind: str = _f("hvae", "model: vae, ssvae, hvae (several stochastic layers), module",
-                   choices=MODEL_KINDS)
+    kind: str = kind_field("hvae")
     stochastic: tuple[int, ...] = _f((100, 50), "sizes of the stochastic layers z1, z2, ..., "
                                      "bottom (next to x) to top", min=1)
     hidden: tuple[tuple[int, ...], ...] = _f(((200, 200), (100, 100)),
@@ -49,9 +48,9 @@ class HVAEConfig:
                                              "stochastic layer: hidden[l] is in q(z_l+1|z_l) "
                                              "and, mirrored, in p(z_l|z_l+1) (z_0 = x)", min=1)
     activation: str = _f("tanh", "nonlinearity of the hidden layers", choices=ACTIVATIONS)
-    likelihood: str = likelihood_field("p(x|z1)")
-    sigma: float = sigma_field()
-    variance: str = variance_field()
+    likelihood: LikelihoodConfig = likelihood_field("p(x|z1)")
+    sigma: InitVar[float | None] = sigma_field()      # 0.1's flat keys, folded into
+    variance: InitVar[str | None] = variance_field()  # [model.likelihood]
     elbo: str = _f("meanfield", "the ELBO's Pyro estimator (meanfield: closed-form KL where it "
                    "is exact, the top layer's; trace: Monte Carlo KL); [model.objective] "
                    "chooses other bounds", choices=OBJECTIVES)
@@ -68,7 +67,8 @@ class HVAEConfig:
     init: str = _f("torch", "weights of every network: torch (PyTorch's default) or glorot "
                    "(Glorot & Bengio 2010, zero biases: Burda et al.'s)", choices=INITS)
 
-    def __post_init__(self):
+    def __post_init__(self, sigma=None, variance=None):
+        fold_likelihood_keys(self, sigma, variance)
         flat = [h for h in _sizes(self.hidden) if not isinstance(h, (list, tuple))]
         if flat:
             raise ConfigError(f"model.hidden = {list(_sizes(self.hidden))} must hold one list "

@@ -44,7 +44,7 @@ import sys
 
 import torch
 
-from pyrovae.config import ModuleConfig
+from pyrovae.kinds.module.config import ModuleConfig
 from pyrovae.runtime.errors import ConfigError
 from pyrovae.runtime.registry import MODEL_KINDS
 from pyrovae.runs.trust import consented

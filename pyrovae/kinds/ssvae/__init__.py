@@ -9,7 +9,7 @@
     sampling.py   the by-class grid (one row per class, one style per column)
 """
 
-from pyrovae.config import SSVAEConfig
+from pyrovae.kinds.ssvae.config import SSVAEConfig
 from pyrovae.runtime.registry import MODEL_KINDS
 from pyrovae.kinds.ssvae.evaluate import accuracy, evaluate_ssvae
 from pyrovae.kinds.ssvae.labels import LabelSplit, split_labels
@@ -19,7 +19,7 @@ from pyrovae.kinds.ssvae.sampling import sample_by_class, save_by_class
 from pyrovae.kinds.ssvae.trainer import SSVAETrainer
 
 MODEL_KINDS.register("ssvae", SSVAE, config=SSVAEConfig, trainer=SSVAETrainer,
-                     latents="sampled")
+                     latents="sampled", pictures={"by_class": save_by_class})
 
 __all__ = ["SSVAE", "SSVAEConfig", "LabelSplit", "split_labels", "make_ss_elbo", "ss_loss", "SSVAETrainer",
            "accuracy", "evaluate_ssvae", "sample_by_class", "save_by_class"]

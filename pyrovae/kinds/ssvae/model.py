@@ -36,12 +36,12 @@ from pyro import poutine
 import torch
 from pyro.poutine.runtime import get_plates
 
-from pyrovae.config import SSVAEConfig
+from pyrovae.kinds.ssvae.config import SSVAEConfig
 from pyrovae.runtime import memory
 from pyrovae.runtime.errors import ConfigError
 from pyrovae.kinds.base import KindModule
-from pyrovae.components.likelihoods import make_likelihood
-from pyrovae.components.nets.mlp import gaussian_head, mlp
+from pyrovae.components.likelihoods import likelihood_size, make_likelihood
+from pyrovae.components.nets.mlp import gaussian_head, mlp, mlp_decoder_floats
 from pyrovae.components.priors import StandardNormalPrior
 from pyrovae.runtime.rng import seeded
 from pyrovae.kinds.ssvae.nets import ConditionalMLP, ConvClassifier
@@ -201,8 +201,18 @@ class SSVAE(KindModule):
 
     def particle_bytes(self, batch: int) -> int:
         """Memory of one importance draw per point for B points, y summed out over C classes:
-        the estimate the memory checks use (``memory.point_floats``, classes included)."""
-        return memory.FLOAT * memory.point_floats(self.config, self.input_shape) * batch
+        the estimate the memory checks use (:meth:`point_floats`, classes included)."""
+        return memory.FLOAT * self.point_floats(self.config, self.input_shape) * batch
+
+    @classmethod
+    def point_floats(cls, config, input_shape):
+        """C (L + 2 sum(hidden) + K D + 2 D): per class (enumeration sums over the C classes)
+        z, the decoder's hidden layers before and after their activation, its K D outputs
+        and the likelihood's temporaries."""
+        d = math.prod(int(s) for s in input_shape)
+        ppp = likelihood_size(config, d)[0]
+        floats = config.latent_dim + mlp_decoder_floats(config.hidden, d, ppp) + 2 * d
+        return floats * config.num_classes
 
     @torch.no_grad()
     def sample(self, n: int, seed: int | None = None, temperature: float = 1.0) -> torch.Tensor:

@@ -6,6 +6,10 @@ Column j decodes one draw z_j ~ N(0, I) with every class y = 0..C-1 (row y), so 
 shows the digits 0-9 in one style and a row one digit in many styles. With ``x`` given, the
 styles are inferred instead: z_j = the mean of q(z | x_j, y_j), y_j = argmax q(y|x_j) (the
 analogies of Kingma et al.'s figure).
+
+The kind declares :func:`save_by_class` as its ``pictures["by_class"]`` (the registration in
+``__init__``), which ``pyrovae sample --by-class`` reaches through the registry
+(``pyrovae.applications.generation.by_class``).
 """
 
 from __future__ import annotations
@@ -14,14 +18,9 @@ from pathlib import Path
 
 import torch
 
-from pyrovae.config.fields import SEED, Rule, check_number
 from pyrovae.runtime.traces import eval_mode
-from pyrovae.runtime.memory import MAX_GRID_SIDE
 from pyrovae.reports.plots import save_image_grid
 from pyrovae.runtime.rng import seeded
-
-#: columns of the by-class picture (``pyrovae sample --by-class COLUMNS`` uses the same rule)
-COLUMNS = Rule(int, 1, max=MAX_GRID_SIDE, note="the number of columns, one style each")
 
 
 @torch.no_grad()
@@ -49,25 +48,3 @@ def save_by_class(ssvae, path: str | Path, n_columns: int = 10, seed: int = 0,
     if x is not None:
         grid = torch.cat([x[:n_columns].to(grid.device).reshape(-1, grid.shape[-1]), grid])
     save_image_grid(grid, ssvae.input_shape, path, nrow=n_columns)
-
-
-def by_class(run, out=None, n_columns: int = 10, seed: int = 0) -> dict:
-    """``pyrovae sample RUN --by-class``: write by_class.png (:func:`save_by_class`) and
-    by_class.json for a semi-supervised run (a :class:`pyrovae.Run` or its folder)."""
-    from pyrovae.applications.runs import as_run, output_dir
-    from pyrovae.runtime.errors import ConfigError
-    from pyrovae.runtime.files import write_json
-    from pyrovae.kinds.ssvae.model import SSVAE
-
-    n_columns = check_number(n_columns, "n_columns", COLUMNS)
-    seed = check_number(seed, "seed", SEED)
-    run = as_run(run)
-    if not isinstance(run.vae, SSVAE):
-        raise ConfigError(f"--by-class needs a semi-supervised run (model.kind = \"ssvae\"), "
-                          f"but '{run.path}' holds a {type(run.vae).__name__}")
-    folder = output_dir(run, out)
-    save_by_class(run.vae, folder / "by_class.png", n_columns, seed)
-    result = {"classes": run.vae.num_classes, "columns": n_columns, "seed": seed,
-              "png": str(folder / "by_class.png")}
-    write_json(folder / "by_class.json", result)
-    return result

@@ -60,7 +60,7 @@ class SSVAETrainer(Trainer):
         return objective_for(config)
 
     def prepare(self) -> None:
-        self.model, self.guide = self.vae.model, self.vae.guide
+        self.model_fn, self.guide_fn = self.model.model, self.model.guide
         self.differentiable = True
 
     def epoch_data(self, epoch: int) -> torch.Tensor:
@@ -86,7 +86,7 @@ class SSVAETrainer(Trainer):
         x_l, y_l = self.labelled_batch()
         with pyro.validation_enabled(not (self._validated and self.fast)):
             self.optimizer.zero_grad(set_to_none=True)
-            loss, unlabelled = ss_loss(self.elbo, self.vae, xb, x_l, y_l, self.n,
+            loss, unlabelled = ss_loss(self.elbo, self.model, xb, x_l, y_l, self.n,
                                        self.n_labelled, self.config.model.alpha)
             loss.backward()
         self._validated = True
@@ -94,9 +94,10 @@ class SSVAETrainer(Trainer):
         return unlabelled.detach()
 
     def evaluate(self) -> dict:
-        test = evaluate_ssvae(self.vae, self.data.test_data(), self.data.test_y,
+        test = evaluate_ssvae(self.model, self.data.test_data(), self.data.test_y,
                               self.tc.eval_batch_size, seed=self.tc.seed)
-        test["val_accuracy"] = (accuracy(self.vae, self.x_val, self.y_val, self.tc.eval_batch_size)
+        test["val_accuracy"] = (accuracy(self.model, self.x_val, self.y_val,
+                                         self.tc.eval_batch_size)
                                 if self.x_val.shape[0] else float("nan"))
         return test
 
@@ -122,6 +123,6 @@ class SSVAETrainer(Trainer):
 
     def write_reports(self, run) -> None:
         super().write_reports(run)
-        save_by_class(run.vae, run.path / "by_class.png", n_columns=10, seed=self.tc.seed)
-        save_by_class(run.vae, run.path / "analogies.png", n_columns=10,
+        save_by_class(run.model, run.path / "by_class.png", n_columns=10, seed=self.tc.seed)
+        save_by_class(run.model, run.path / "analogies.png", n_columns=10,
                       x=self.data.test_data()[:10])

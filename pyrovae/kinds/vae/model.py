@@ -25,21 +25,22 @@ and TraceMeanField_ELBO's analytic -beta*KL are both exactly beta times the KL t
 from __future__ import annotations
 
 import itertools
+import math
 
 import pyro
-import pyro.distributions as dist
 import torch
 from pyro import poutine
 from pyro.nn.module import to_pyro_module_
 
-from pyrovae.config import VAEConfig
-from pyrovae.runtime.errors import ConfigError
+from pyrovae.kinds.vae.config import VAEConfig
 from pyrovae.kinds.base import KindModule
-from pyrovae.components.likelihoods import make_likelihood
-from pyrovae.components.nets import make_decoder, make_encoder
+from pyrovae.components.likelihoods import likelihood_size, make_likelihood
+from pyrovae.components.nets import (activation_floats, make_decoder, make_encoder,
+                                     network_parameters)
 from pyrovae.components.posteriors import posterior_class
-from pyrovae.components.priors import make_prior
-from pyrovae.runtime.registry import MODEL_KINDS
+from pyrovae.components.priors import make_prior, prior_parameters
+from pyrovae.runtime.registry import MODEL_KINDS, NETWORKS
+from pyrovae.runtime.interface import tempered_sample
 from pyrovae.runtime.rng import seeded
 
 _instance_ids = itertools.count()
@@ -116,6 +117,36 @@ class VAE(KindModule):
                  + 4 * self.config.latent_dim + self.posterior.particle_floats())
         return 4 * batch * width * 3
 
+    # ---- sizes, before building (the memory checks ask them through MODEL_KINDS) ------------
+
+    @classmethod
+    def parameter_count(cls, config, input_shape, buffers=False):
+        """The sum of what each part says of itself: the networks, the likelihood, the prior
+        and the posterior family (meta-device builds, or a formula where a part reads values
+        when built: the flows' MADEs); equal to the built model's."""
+        shape = tuple(int(s) for s in input_shape)
+        latent = config.latent_dim
+        ppp, own = likelihood_size(config, math.prod(shape), buffers)
+        family = posterior_class(config.posterior)
+        outputs = None if family.gaussian_head else family.outputs(config.posterior, latent)
+        return (own + network_parameters(config, shape, outputs, ppp, buffers)
+                + prior_parameters(config.prior, latent, shape, buffers)
+                + family.parameter_count(config.posterior, latent, buffers))
+
+    @classmethod
+    def point_floats(cls, config, input_shape):
+        """L (z) + the decoder's activations (its architecture's ``activation_floats``: hidden
+        layers before and after their activation, K D outputs) + 2 D (the likelihood's
+        temporaries); None for an architecture that does not say."""
+        shape = tuple(int(s) for s in input_shape)
+        d = math.prod(shape)
+        decoder = activation_floats(config, shape, likelihood_size(config, d)[0])
+        return None if decoder is None else config.latent_dim + decoder + 2 * d
+
+    @classmethod
+    def size_fields(cls, config):
+        return ("latent_dim", *getattr(NETWORKS.get(config.network), "size_fields", ()))
+
     # ---- deterministic helpers for using a trained model (no Pyro effects) -------------------
 
     @torch.no_grad()
@@ -146,27 +177,6 @@ class VAE(KindModule):
             return self.decode(tempered_sample(self.prior(), n, temperature))
         with seeded(seed):
             return self.decode(tempered_sample(self.prior(), n, temperature))
-
-
-def tempered_sample(prior: dist.TorchDistribution, n: int, temperature: float = 1.0):
-    """n draws [n, L] from a prior at temperature T: z = mu + T * (z' - mu) for z' from the
-    prior's Gaussian part N(mu, diag(s^2)) -- the prior itself (normal, learnable-normal), the
-    chosen mixture component (mog, vamp), or the flow's base (then pushed through the flow)."""
-    if temperature == 1.0:
-        return prior.sample((n,))
-    if not temperature > 0:
-        raise ConfigError(f"temperature = {temperature} must be > 0 (1 = the prior itself)")
-    if isinstance(prior, dist.TransformedDistribution):
-        eps = tempered_sample(prior.base_dist, n, temperature)
-        for t in prior.transforms:
-            eps = t(eps)
-        return eps
-    if isinstance(prior, dist.MixtureSameFamily):
-        k = prior.mixture_distribution.sample((n,))                       # [n]
-        comp = prior.component_distribution                               # batch [K], event [L]
-        loc = comp.mean[k]
-        return loc + temperature * (comp.sample((n,))[torch.arange(n), k] - loc)
-    return prior.mean + temperature * (prior.sample((n,)) - prior.mean)
 
 
 MODEL_KINDS.register("vae", VAE, config=VAEConfig, beta=True, compile=True, latents="reparameterised")

@@ -10,18 +10,36 @@ asks of the bound (``needs``: a capability in BOUNDS, e.g. ``dreg``), whether ev
 must be reparameterised (``reparameterised``) and its least number of particles
 (``min_particles``); the class says which gradient paths the draw keeps (``plan``: values
 "sample" / "detach" / "scaled", and whether log q at fixed values is needed).
+
+An estimator with settings declares them as a bound does (the registration's ``settings=``
+capability or a class attribute ``settings``: a dataclass of
+:func:`pyrovae.runtime.settings.setting` fields); they are its keys of ``[model.objective]``
+and it is built as ``GRADIENTS.get(name)(**settings)`` (read back as ``self.settings.key``).
+The built-in estimators have none.
 """
 
 from __future__ import annotations
+
+from types import SimpleNamespace
 
 import torch
 
 from pyrovae.runtime.interface import InterfaceError
 from pyrovae.runtime.registry import GRADIENTS
+from pyrovae.objectives.bounds import settings_label
 
 
 class GradientEstimator:
     """Base class (module docstring)."""
+
+    def __init__(self, **settings):
+        self.settings = SimpleNamespace(**settings)
+
+    @classmethod
+    def label(cls, settings) -> str:
+        """What the run's label adds for the estimator's ``settings`` (its settings
+        dataclass): by default `` key=value`` per setting; "" for an estimator without."""
+        return settings_label(settings)
 
     def plan(self, bound) -> tuple[str, bool]:
         """(values, fixed) for :func:`pyrovae.objectives.particles.draw`."""

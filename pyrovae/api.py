@@ -1,6 +1,12 @@
-"""``train()``: above the SVI loop. It resolves the config (a model config of any kind, a
-RunConfig, or a user's module), checks the run folder, builds the kind's Trainer, resumes
-from a checkpoint, runs the loop and writes the reports."""
+"""The public face above the SVI loop: ``train()`` resolves the config (a model config of any
+kind, a RunConfig, or a user's module), checks the run folder, builds the kind's Trainer with
+its callbacks, resumes from a checkpoint, runs the loop and writes the reports.
+
+The wiring lives here, not in the loop: :class:`RunCallbacks` hands the Trainer the
+end-of-epoch evaluation (``pyrovae.evaluation``), the TensorBoard writer and the end-of-run
+pictures (``pyrovae.reports``); a user's module becomes its ``ModuleConfig`` here
+(:func:`resolve_config`). ``pyrovae.train`` and ``pyrovae.training.train`` are :func:`train`.
+"""
 
 from __future__ import annotations
 
@@ -10,26 +16,68 @@ from pathlib import Path
 
 import torch
 
-from pyrovae.runtime import distributed
 from pyrovae.config import DataConfig, RunConfig, TrainConfig
 from pyrovae.data import Dataset
 from pyrovae.data.fingerprint import data_fingerprint
-from pyrovae.runtime.errors import ConfigError
-from pyrovae.runtime.files import atomic_write
-from pyrovae.runtime.registry import MODEL_KINDS
+from pyrovae.evaluation import evaluate_elbo
+from pyrovae.evaluation.bits import bpd_keys
+from pyrovae.kinds.module.model import module_config
+from pyrovae.reports import save_elbo_curves, save_reconstructions, save_samples
+from pyrovae.reports.tensorboard import TensorBoard
 from pyrovae.runs import (CHECKPOINT_NAME, Run, check_run_dir, config_text, create_run_dir,
-                    load_checkpoint)
+                          load_checkpoint)
 from pyrovae.runs.checkpoint import checkpoint_config, unsaved_run_error
 from pyrovae.runs.folder import clean_temp_files, discard_unsaved_run, missing_folders
 from pyrovae.runs.load import given_model, refuse_unimportable
-from pyrovae.kinds.module.model import module_config
+from pyrovae.runtime import distributed
+from pyrovae.runtime.errors import ConfigError
+from pyrovae.runtime.files import atomic_write, write_csv, write_json
+from pyrovae.runtime.interface import has
+from pyrovae.runtime.registry import MODEL_KINDS
+import pyrovae.training
 from pyrovae.training import failures
+from pyrovae.training.callbacks import Callbacks, install_default
 from pyrovae.training.checks import check_data_plate, check_resumable, check_same_data
 from pyrovae.training.failures import activity
 from pyrovae.training.guards import TrainingInterrupted, stop_on_signals
 from pyrovae.training.trainer import Trainer, trainer_class
 
-__all__ = ["train", "resolve_config", "Trainer"]
+__all__ = ["train", "resolve_config", "Trainer", "RunCallbacks", "write_reports"]
+
+
+class RunCallbacks(Callbacks):
+    """The loop's calls out for a real run: the test ELBO (``evaluate_elbo``: analytic KL
+    where one exists, the same expectation as every objective with less variance), bits per
+    dimension, TensorBoard (``train.tensorboard``) and :func:`write_reports`."""
+
+    evaluate = staticmethod(evaluate_elbo)
+    bits = staticmethod(bpd_keys)
+    board = TensorBoard
+
+    def reports(self, run: Run, data: Dataset) -> None:
+        write_reports(run, data)
+
+
+install_default(RunCallbacks)  # for a Trainer built without callbacks
+
+
+def write_reports(run: Run, data: Dataset) -> None:
+    """metrics.json, history.csv and the PNGs of a finished run (samples and reconstructions
+    when the model has those capabilities).
+
+    metrics.json is written first, so a run stopped while the pictures are drawn still has
+    its numbers, and again at the end with the numbers the pictures add; history.csv is
+    rewritten from the history (the checkpoint's), so resuming a finished run repairs it."""
+    out, module = run.path, run.model
+    write_json(out / "metrics.json", run.metrics)
+    write_csv(out / "history.csv", run.history)
+    if has(module, "sample") and hasattr(module, "input_shape"):
+        save_samples(module, out / "samples.png", seed=run.config.train.seed)
+    if has(module, "reconstruct") and hasattr(module, "input_shape"):
+        run.metrics["reconstruction_mse"] = save_reconstructions(module, data.test_data(),
+                                                                 out / "reconstructions.png")
+    save_elbo_curves(run.history, out / "elbo.png")
+    write_json(out / "metrics.json", run.metrics)
 
 
 def resolve_config(config, data: Dataset, overrides: dict, strict: bool = True) -> RunConfig:
@@ -115,10 +163,11 @@ def train(config, data: Dataset, out: str | Path | None = None, force: bool = Fa
         else:
             out_dir = None
         try:
+            # (checks the device, the data and the model)
             trainer = trainer_class(run_config)(run_config, data, out_dir if writer else None,
-                                                module)  # checks device, data, model
+                                                module, callbacks=RunCallbacks())
             if run_config.model.kind == "module":  # a plate that ignores n_data: one line
-                check_data_plate(trainer.vae,
+                check_data_plate(trainer.model,
                                  trainer.data.train_data(1, run_config.train.seed)[:2], trainer.n)
         except Exception as err:  # the user's module failing: one line naming it and where
             raise_module_failure(err, run_config, module)
@@ -140,12 +189,12 @@ def train(config, data: Dataset, out: str | Path | None = None, force: bool = Fa
             atomic_write(out_dir / "config.toml", config_text(config))
         test = trainer.run()
         if out_dir is None or not writer:
-            return Run(trainer.vae.eval(), config, None, trainer.history, trainer.metrics(test))
+            return Run(trainer.model.eval(), config, None, trainer.history, trainer.metrics(test))
         return _finish(trainer, config, out_dir, test, fingerprint)
     except BaseException as err:
         failed = None
         if trainer is not None and isinstance(err, Exception):
-            failed = module_failure(err, config, trainer.vae, trainer)
+            failed = module_failure(err, config, trainer.model, trainer)
         if made and created is not None:  # a folder of this call without a checkpoint
             discard_unsaved_run(Path(out), created)
         if failed is None:
@@ -207,7 +256,7 @@ def _finish(trainer: Trainer, config: RunConfig, out_dir: Path, test: dict,
     already whole), then training ends with the interrupted message and status 128+N."""
     where = f"(step {trainer.step}, epoch {config.train.epochs})"
     with stop_on_signals() as stop:
-        run = Run(trainer.vae.eval(), config, out_dir, trainer.history, trainer.metrics(test))
+        run = Run(trainer.model.eval(), config, out_dir, trainer.history, trainer.metrics(test))
         if fingerprint is not None:
             run.metrics["data_sha256"] = fingerprint
         try:
@@ -223,3 +272,9 @@ def _finish(trainer: Trainer, config: RunConfig, out_dir: Path, test: dict,
             f"training interrupted while writing the end-of-run reports {where}; they were "
             f"finished first: the run in {out_dir} is complete", stop.signum)
     return run
+
+
+# ``pyrovae.training.train`` is :func:`train` for one release: set from here, so the loop's
+# package does not import this layer above it
+pyrovae.training.train = train
+pyrovae.training.resolve_config = resolve_config
