@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import gc
 import importlib
+import os
 import re
 import signal
 import sys
@@ -55,10 +56,19 @@ _SIZE = (re.compile(r"tried to allocate (\d+) bytes", re.I),
          re.compile(r"unable to allocate ([\d.]+ ?[KMGTP]i?B)", re.I))
 
 
+#: the environment variable naming plug-in modules to import, comma-separated (as --plugin)
+PLUGINS_ENV = "PYROVAE_PLUGINS"
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="pyrovae", description="Variational autoencoders "
                                      "as Pyro programs.")
     parser.add_argument("--debug", action="store_true", help="show tracebacks of input errors")
+    parser.add_argument("--plugin", action="append", default=[], metavar="MODULE",
+                        help=f"import MODULE (a Python import path; the current folder is "
+                             f"searched too) before the command, so the components it "
+                             f"registers are valid choices; repeatable; also "
+                             f"{PLUGINS_ENV}=mod1,mod2 (docs/plugins.md)")
     sub = parser.add_subparsers(dest="command", required=True)
     for name in COMMANDS:
         importlib.import_module(f"{__package__}.{name}").add_parser(sub)
@@ -159,7 +169,49 @@ def _catch_sigterm():
     return None
 
 
+def plugin_names(argv: list[str]) -> list[str]:
+    """The modules to import: those of ``PYROVAE_PLUGINS`` (comma-separated), then each
+    ``--plugin MODULE`` among the global options (those before the command)."""
+    names = [n.strip() for n in os.environ.get(PLUGINS_ENV, "").split(",") if n.strip()]
+    i = 0
+    while i < len(argv) and argv[i].startswith("-"):
+        if argv[i] == "--plugin" and i + 1 < len(argv):
+            names.append(argv[i + 1])
+            i += 1
+        elif argv[i].startswith("--plugin="):
+            names.append(argv[i].partition("=")[2])
+        i += 1
+    return list(dict.fromkeys(names))
+
+
+def load_plugins(names: list[str]) -> None:
+    """Import each plug-in module (its components register themselves as it is imported), the
+    current folder on ``sys.path`` as ``python -m`` has it; a module that cannot be imported is
+    a one-line ConfigError naming it."""
+    cwd = os.getcwd()
+    if names and cwd not in sys.path:
+        sys.path.insert(0, cwd)
+    for name in names:
+        try:
+            importlib.import_module(name)
+        except ImportError as err:
+            raise ConfigError(f"--plugin {name}: cannot import it ({err}); give a Python "
+                              f"import path (package.module) of an installed module or of a "
+                              f"file in the current folder") from err
+        except Exception as err:  # the plug-in's own code failed as it was imported
+            raise ConfigError(f"--plugin {name}: importing it failed ({type(err).__name__}: "
+                              f"{' '.join(str(err).split())}); --debug shows where") from err
+
+
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    try:
+        load_plugins(plugin_names(argv))  # before the parser: its help lists their settings
+    except ConfigError as err:
+        if "--debug" in argv:
+            raise
+        print(f"pyrovae: error: {err}", file=sys.stderr)
+        return 2
     args = build_parser().parse_args(argv)
     previous = _catch_sigterm()
     try:

@@ -23,17 +23,10 @@ def parse_value(text: str) -> Any:
 
 
 def _fields_of(cls) -> dict[str, Any]:
-    """A config dataclass's field names -> types; of a component choice (``Choice``), the
-    settings of every registered component of its kind."""
-    if hasattr(cls, "field_types"):  # a section of several choices (``Choices``)
+    """A config dataclass's field names -> types; of a section choosing components
+    (``pyrovae.runtime.settings.Choices``), also the settings of every registered one."""
+    if hasattr(cls, "field_types"):
         return cls.field_types()
-    if hasattr(cls, "class_for"):
-        out: dict[str, Any] = {}
-        for name in cls.section_class().registry:
-            made = cls.class_for(name)
-            for f in dataclasses.fields(made):
-                out.setdefault(f.name, _field_type(made, f.name))
-        return out
     return {f.name: _field_type(cls, f.name) for f in dataclasses.fields(cls)}
 
 
@@ -109,16 +102,8 @@ def _check_choice_key(raw: dict[str, Any], path: tuple[str, ...]) -> None:
     table = raw
     for name in path[:-1]:
         table = table.get(name, {}) if isinstance(table, dict) else {}
-    if hasattr(section, "check_key"):  # a section of several choices (``Choices``)
+    if hasattr(section, "check_key"):  # a section choosing components (``Choices``)
         section.check_key(table, path[-1], ".".join(path[:-1]))
-        return
-    if not hasattr(section, "class_for"):
-        return
-    chosen = table.get("name", section.default_name()) if isinstance(table, dict) else table
-    if chosen in section.registry:
-        made = section.class_for(chosen)
-        if path[-1] not in made.__dataclass_fields__:
-            raise ConfigError(section.stray_message(path[-1], chosen, ".".join(path[:-1])))
 
 
 def apply_overrides(config: RunConfig, assignments: list[str]) -> RunConfig:
@@ -146,7 +131,7 @@ def apply_overrides(config: RunConfig, assignments: list[str]) -> RunConfig:
             if isinstance(table, str):
                 table = parent[path[-1]] = {"name": table}
             table["name"] = value  # prior=vamp keeps the settings vamp takes too
-            if hasattr(annotation, "class_for") and value in annotation.registry:
+            if hasattr(annotation, "registry") and value in annotation.registry:  # a Choice
                 own = {f.name for f in dataclasses.fields(annotation.class_for(value))}
                 for key in [k for k in table if k not in own]:
                     del table[key]

@@ -20,7 +20,7 @@ from dataclasses import InitVar, dataclass, field
 from typing import Any, ClassVar
 
 from pyrovae.runtime.errors import ConfigError
-from pyrovae.runtime.registry import (ACTIVATIONS, BOUNDS, GRADIENTS, KL_SCHEDULES, LIKELIHOODS,
+from pyrovae.runtime.registry import (PLUGIN_HINT, ACTIVATIONS, BOUNDS, GRADIENTS, KL_SCHEDULES, LIKELIHOODS,
                                       LR_SCHEDULES, MODEL_KINDS, NETWORKS,
                                       OBJECTIVES as ALL_OBJECTIVES, POSTERIORS, PRIORS)
 from pyrovae.config.fields import (CLASSES_NOTE, MAX_CLASSES, SEED_MAX, _unknown_message, check_fields,
@@ -89,9 +89,15 @@ def fold_likelihood_keys(config, sigma, variance) -> None:
 
 
 @dataclass
-class KLConfig:
-    """The KL term: ``[model.kl]``. The loss uses beta_t * KL, beta_t from the schedule."""
+class KLConfig(Choices):
+    """The KL term: ``[model.kl]``. The loss uses beta_t * KL, beta_t from the schedule.
 
+    Besides the keys below the table holds the settings the chosen schedule declares (its
+    registration's ``settings=`` dataclass, pyrovae/objectives/schedules.py), so a plug-in's
+    schedule is configured in ``[model.kl]`` like the built-in ones."""
+
+    choosers: ClassVar = {"schedule": KL_SCHEDULES}
+    section: ClassVar = "model.kl"
     beta: float = _f(1.0, "weight of the KL term (beta-VAE); the schedule's top value", min=0.0)
     schedule: str = _f("constant", "beta_t over steps", choices=KL_SCHEDULES)
     warmup: int = _f(0, "linear: steps from 0 to beta", min=0)
@@ -100,8 +106,7 @@ class KLConfig:
                      min=0.0, exclusive_min=True)
     free_bits: float = _f(0.0, "floor lambda (nats) on each dimension's KL in the loss", min=0.0)
 
-    def __post_init__(self):
-        check_fields(self, "model.kl")
+    def check(self):  # (run after the fields' own checks, by Choices)
         if self.ramp > 1:
             raise ConfigError(f"model.kl.ramp = {self.ramp!r} is out of range: it must be <= 1")
 
@@ -226,7 +231,8 @@ def model_class(body: dict[str, Any]) -> type:
     """The [model] dataclass for a raw table: chosen by its ``kind`` (default "vae")."""
     kind = body.get("kind", "vae")
     if kind not in MODEL_KINDS:
-        raise ConfigError(f"model.kind = {kind!r} is not one of: {', '.join(MODEL_KINDS)}")
+        raise ConfigError(f"model.kind = {kind!r} is not one of: {', '.join(MODEL_KINDS)}"
+                          f"{PLUGIN_HINT}")
     classes = model_classes()
     cls = classes[kind]
     own = set(cls.__dataclass_fields__)  # fields and InitVars (0.1's flat keys)

@@ -101,9 +101,9 @@ def given_model(model, config, input_shape, where: str):
     pyrovae rebuilds itself."""
     build = MODEL_KINDS.capability(config.kind, "given_model")
     if build is None:
-        raise ConfigError(f"model= is for runs of a model you wrote (model.kind = \"module\"); "
-                          f"{where} is a {config.kind!r} run, which pyrovae rebuilds itself: "
-                          f"drop model=")
+        raise ConfigError(f"model= is for runs of a model you wrote (a kind that is given its "
+                          f"class); {where} is a {config.kind!r} run, which pyrovae rebuilds "
+                          f"itself: drop model=")
     return build(model, config, input_shape, where)
 
 

@@ -192,4 +192,7 @@ def section_from_dict(section_cls, body: dict[str, Any], section: str):
     for key in body:
         if key not in names:
             raise ConfigError(_unknown_message(f"{section}.{key}", [f"{section}.{n}" for n in names]))
-    return section_cls(**body)
+    made = section_cls(**body)
+    if not hasattr(section_cls, "__post_init__"):  # (a plug-in kind's config that does not
+        check_fields(made, section)                # validate itself: its settings' metadata)
+    return made

@@ -39,6 +39,11 @@ from typing import Any
 from pyrovae.runtime.errors import ConfigError
 
 
+#: appended to the refusal of a name no component has registered: it may be a plug-in's
+PLUGIN_HINT = ("; if a plug-in registers it, import the plug-in first: pyrovae --plugin MODULE "
+               "(or PYROVAE_PLUGINS=MODULE; in Python, import MODULE)")
+
+
 class RegistryError(LookupError):
     """An unknown name, or a name registered twice (a bug in the registering code)."""
 
@@ -85,7 +90,7 @@ class Registry:
             return self._entries[name]
         except KeyError:
             raise ConfigError(f"{self.config_key} = {name!r} is not a registered {self.kind} "
-                              f"(valid: {', '.join(self)})") from None
+                              f"(valid: {', '.join(self)}){PLUGIN_HINT}") from None
 
     def get(self, name: str) -> Any:
         """The registered object (class or factory) called ``name``."""
@@ -163,6 +168,6 @@ ACTIVATIONS = Registry("activation", "model.activation")
 KL_SCHEDULES = Registry("KL schedule", "model.kl.schedule")
 LR_SCHEDULES = Registry("learning-rate schedule", "train.lr_schedule")
 
-__all__ = ["Registry", "RegistryView", "RegistryError", "Entry", "PRIORS", "LIKELIHOODS", "OBJECTIVES",
+__all__ = ["PLUGIN_HINT", "Registry", "RegistryView", "RegistryError", "Entry", "PRIORS", "LIKELIHOODS", "OBJECTIVES",
            "NETWORKS", "MODEL_KINDS", "POSTERIORS", "BOUNDS", "GRADIENTS", "DATASETS", "ACTIVATIONS",
            "KL_SCHEDULES", "LR_SCHEDULES"]

@@ -35,6 +35,7 @@ from typing import Any, ClassVar
 
 from pyrovae.runtime.errors import ConfigError
 from pyrovae.runtime.fields import check_fields
+from pyrovae.runtime.registry import PLUGIN_HINT
 
 
 def setting(default, help: str, **meta):
@@ -66,137 +67,6 @@ def settings_of(registry, name: str) -> type:
 
 def _rebuild(base: type, values: dict[str, Any]):
     return base(**values)
-
-
-class Choice:
-    """A config section that names a registered component and holds its settings.
-
-    Subclasses are dataclasses with one field, ``name``, and the class variables
-    ``registry`` (the component kind's registry) and ``section`` (the dotted config key, for
-    messages); ``legacy`` lists release 0.1's shared keys."""
-
-    registry: ClassVar[Any]
-    section: ClassVar[str]
-    legacy: ClassVar[frozenset] = frozenset()
-    chosen: ClassVar[str | None] = None      # set on a made class: the name it was made for
-    base: ClassVar[type | None] = None       # set on a made class: the section it belongs to
-    _made: ClassVar[dict]
-
-    def __new__(cls, *args, **kwargs):
-        name = kwargs.get("name", args[0] if args else None)
-        if name is None:
-            name = cls.chosen or cls.default_name()
-        return object.__new__(cls.class_for(name))
-
-    @classmethod
-    def section_class(cls) -> type:
-        """The section itself (``PriorConfig``), also when called on a made class."""
-        return cls.base or cls
-
-    @classmethod
-    def default_name(cls) -> str:
-        return cls.section_class().__dataclass_fields__["name"].default
-
-    @classmethod
-    def class_for(cls, name) -> type:
-        """The dataclass of the section with ``name`` chosen (made once per settings class)."""
-        section = cls.section_class()
-        if not isinstance(name, str) or name not in section.registry:
-            valid = ", ".join(section.registry)
-            raise ConfigError(f"{section.section}.name = {name!r} is not one of: {valid}")
-        settings = settings_of(section.registry, name)
-        made = section.__dict__.get("_made")
-        if made is None:
-            made = section._made = {}
-        key = (name, settings)
-        if key not in made:
-            made[key] = _make(section, name, settings)
-        return made[key]
-
-    @classmethod
-    def all_fields(cls) -> dict[str, list[str]]:
-        """Every setting of every registered component -> the names of those that take it."""
-        section = cls.section_class()
-        out: dict[str, list[str]] = {}
-        for name in section.registry:
-            for f in dataclasses.fields(section.class_for(name)):
-                out.setdefault(f.name, []).append(name)
-        return out
-
-    @classmethod
-    def from_table(cls, body: dict[str, Any], where: str):
-        """Build from a config table: its ``name`` (or the default) and its settings."""
-        section = cls.section_class()
-        return section.class_for(body.get("name", section.default_name()))(**body)
-
-    @classmethod
-    def stray_message(cls, key: str, name: str, where: str) -> str:
-        section = cls.section_class()
-        takers = section.all_fields().get(key, [])
-        own = [f.name for f in dataclasses.fields(section.class_for(name)) if f.name != "name"]
-        kind = section.registry.kind
-        if takers:
-            return (f"{where}.{key} is a setting of {kind} {' / '.join(takers)}, not of "
-                    f"\"{name}\" (its settings: {', '.join(own) or 'none'}); drop the key or "
-                    f"set {where}.name")
-        return (f"unknown config key '{where}.{key}': {kind} \"{name}\" takes "
-                f"{', '.join(own) or 'no settings'}")
-
-    def settings(self) -> dict[str, Any]:
-        """The component's settings (every field but ``name``) as a dict."""
-        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)
-                if f.name != "name"}
-
-    def __eq__(self, other):
-        """Equal to the same choice with the same settings, and to its name: release 0.1's
-        ``config.likelihood == "bernoulli"`` (a string then) still reads true."""
-        if isinstance(other, str):
-            return self.name == other
-        if not isinstance(other, Choice) or self.section_class() is not other.section_class():
-            return NotImplemented
-        return type(self) is type(other) and all(
-            getattr(self, f.name) == getattr(other, f.name) for f in dataclasses.fields(self))
-
-    __hash__ = None
-
-    def __reduce__(self):  # copy, deepcopy and pickle rebuild through the section
-        return _rebuild, (self.section_class(), {f.name: getattr(self, f.name)
-                                                 for f in dataclasses.fields(self)})
-
-
-def _make(section: type, name: str, settings: type) -> type:
-    """The dataclass of ``section`` with component ``name`` chosen: fields ``name`` (its
-    default the chosen name) and the settings' fields, validated after ``__init__``."""
-    name_field = section.__dataclass_fields__["name"]
-    fields = [("name", str, field(default=name, metadata=name_field.metadata))]
-
-    def __post_init__(self):
-        check_fields(self, section.section)
-        if self.name != name:
-            raise ConfigError(f"{section.section}.name = {self.name!r} was given to the "
-                              f"settings of \"{name}\"; build {section.__name__}(name=...) anew")
-        check = getattr(settings, "check", None)
-        if check is not None:
-            check(self)
-
-    made = dataclasses.make_dataclass(
-        section.__name__, fields, bases=(settings, section), eq=False,
-        namespace={"__post_init__": __post_init__, "chosen": name, "base": section,
-                   "__eq__": Choice.__eq__, "__hash__": None,
-                   "__module__": section.__module__, "__qualname__": section.__qualname__,
-                   "__doc__": f"{section.__doc__ or ''}\n\n{name}: {settings.__doc__ or ''}"})
-    init, own = made.__init__, {f.name for f in dataclasses.fields(made)}
-
-    def __init__(self, *args, **kwargs):
-        """The dataclass's, after dropping legacy keys and refusing other strays."""
-        for key in [k for k in kwargs if k not in own]:
-            if key not in section.legacy:
-                raise ConfigError(section.stray_message(key, name, section.section))
-            del kwargs[key]
-        init(self, *args, **kwargs)
-
-    made.__init__ = __init__
-    return made
 
 
 class Choices:
@@ -254,7 +124,7 @@ class Choices:
         for (key, registry), name in zip(section.choosers.items(), names):
             if not isinstance(name, str) or name not in registry:
                 raise ConfigError(f"{section.section}.{key} = {name!r} is not one of: "
-                                  f"{', '.join(registry)}")
+                                  f"{', '.join(registry)}{PLUGIN_HINT}")
         settings = tuple(settings_of(registry, name)
                          for registry, name in zip(section.choosers.values(), names))
         made = section.__dict__.get("_made")
@@ -329,6 +199,18 @@ class Choices:
         return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)
                 if f.name not in own}
 
+    def __eq__(self, other):
+        """Equal to the same section with the same choices and settings; a one-chooser
+        section also to its chosen name (a string)."""
+        if isinstance(other, str):
+            return len(self.choosers) == 1 and getattr(self, next(iter(self.choosers))) == other
+        if not isinstance(other, Choices) or self.section_class() is not other.section_class():
+            return NotImplemented
+        return type(self) is type(other) and all(
+            getattr(self, f.name) == getattr(other, f.name) for f in dataclasses.fields(self))
+
+    __hash__ = None
+
     def __reduce__(self):  # copy, deepcopy and pickle rebuild through the section
         return _rebuild, (self.section_class(), {f.name: getattr(self, f.name)
                                                  for f in dataclasses.fields(self)})
@@ -349,6 +231,8 @@ def _make_choices(section: type, names: tuple, settings: tuple) -> type:
               for key, name in zip(section.choosers, names)]
     bases = tuple(dict.fromkeys(s for s in reversed(settings))) + (section,)
     checks = [s.check for s in dict.fromkeys(settings) if callable(getattr(s, "check", None))]
+    if callable(section.__dict__.get("check")):  # the section's own rules (KLConfig's ramp)
+        checks.append(section.check)
 
     def __post_init__(self):
         check_fields(self, where)
@@ -361,9 +245,10 @@ def _make_choices(section: type, names: tuple, settings: tuple) -> type:
 
     made = dataclasses.make_dataclass(
         section.__name__, fields, bases=bases,
-        namespace={"__post_init__": __post_init__, "chosen": names, "base": section,
-                   "__module__": section.__module__, "__qualname__": section.__qualname__,
-                   "__doc__": section.__doc__})
+        eq=False, namespace={"__post_init__": __post_init__, "chosen": names, "base": section,
+                             "__eq__": Choices.__eq__, "__hash__": None,
+                             "__module__": section.__module__,
+                             "__qualname__": section.__qualname__, "__doc__": section.__doc__})
     init, own = made.__init__, {f.name for f in dataclasses.fields(made)}
 
     def __init__(self, *args, **kwargs):
@@ -376,6 +261,24 @@ def _make_choices(section: type, names: tuple, settings: tuple) -> type:
 
     made.__init__ = __init__
     return made
+
+
+class Choice(Choices):
+    """A section with one chooser, ``name``: the component of the class variable ``registry``
+    (``PriorConfig``, ``PosteriorConfig``, ``LikelihoodConfig``); equal to its name as a string
+    too, so release 0.1's ``config.likelihood == "bernoulli"`` (a string then) still reads
+    true."""
+
+    registry: ClassVar[Any]
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        if "registry" in cls.__dict__:
+            cls.choosers = {"name": cls.registry}
+
+    @classmethod
+    def default_name(cls) -> str:
+        return cls.default_names()[0]
 
 
 __all__ = ["setting", "Choice", "Choices", "NoSettings", "settings_of"]

@@ -132,9 +132,6 @@ def test_no_import_cycles_between_modules():
     assert find_cycle(import_graph()) is None
 
 
-@pytest.mark.xfail(strict=False, reason="issue 29, in progress: pyrovae.training.__getattr__ "
-                   "imports pyrovae.api (train, for one release), which imports pyrovae.kinds, "
-                   "which imports pyrovae.training: training -> api -> kinds -> training")
 def test_no_import_cycles_between_folders():
     """pyrovae.X (a sub-package or top-level module) -> pyrovae.Y edges form no cycle; the
     package root (the public API, importing everything) is left out."""
@@ -229,10 +226,6 @@ GENERIC = ("cli", "applications", "training", "evaluation", "reports", "runs", "
 #: kind leaks found while their fixes land: folder -> reason of the xfail; empty when none
 XFAIL_LEAKS: dict[str, str] = {
     "cli": "issue 29, in progress: cli/common.py:8 TRUST_HELP says model.kind = \"module\"",
-    "applications": "issue 29, in progress: applications/generation.py:163 the --by-class "
-                    "refusal names model.kind = \"ssvae\"",
-    "runs": "issue 29, in progress: runs/load.py:104 the model= refusal names "
-            "model.kind = \"module\"",
 }
 
 
