@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 
 TRUST_HELP = ("consent to import and run the Python class that a run folder's model.target "
-              "names (a model you wrote, model.kind = \"module\"); a run folder is data, so "
+              "names (a model you wrote); a run folder is data, so "
               "without this flag no code it names is imported: give it only for runs from "
               "someone whose code you would run")
 

@@ -160,8 +160,9 @@ def point_traces(module, x: torch.Tensor, *args, particles: int = 0, enumerate: 
     in_guide = {n for n, s in _sample_sites(guide_tr) if not s["is_observed"]}
     enumerated = [n for n, s in _sample_sites(guide_tr)
                   if n in in_guide and s["infer"].get("_enumerate_dim") is not None]
-    sampled = [n for n in in_guide if n not in enumerated]
-    missing = [n for n in in_guide if n not in lp_model]
+    ordered = [n for n, s in _sample_sites(guide_tr) if n in in_guide]  # trace order: the
+    sampled = [n for n in ordered if n not in enumerated]  # log-densities sum in a fixed order
+    missing = [n for n in ordered if n not in lp_model]
     if missing:
         raise InterfaceError(f"guide site '{missing[0]}' has no site of that name in the model")
     prior_only = [n for n, s in _sample_sites(model_tr)

@@ -6,11 +6,9 @@ TOML config file, ``pyrovae train``, ``--set`` of the setting, a bad value refus
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
-import textwrap
 from dataclasses import dataclass
 
 import pyro
@@ -328,3 +326,83 @@ def test_set_and_a_bad_value_of_the_kinds_setting(kind_run, tmp_path, capsys):
                  "model.latent=0"]) == 2
     line = assert_one_line_error(capsys.readouterr().err)
     assert "model.latent" in line, line
+
+
+# ---- plug-ins in another process: pyrovae --plugin MODULE ---------------------------------------
+
+PLUGIN_MODULE = '''
+from dataclasses import dataclass
+
+import pyro.distributions as dist
+import torch
+
+from pyrovae.components.priors import Prior, register_prior
+from pyrovae.runtime.settings import setting
+
+
+@dataclass
+class WideSettings:
+    width: float = setting(1.0, "the prior's standard deviation", min=0.0, exclusive_min=True)
+
+
+@register_prior("test-wide")
+class WidePrior(Prior):
+    settings = WideSettings
+
+    def __init__(self, latent_dim, width):
+        super().__init__()
+        self.latent_dim, self.width = latent_dim, width
+        self.register_buffer("loc", torch.zeros(latent_dim))
+
+    @classmethod
+    def build(cls, config, latent_dim, encoder, input_shape):
+        return cls(latent_dim, config.width)
+
+    def forward(self):
+        return dist.Normal(self.loc, self.width).to_event(1)
+'''
+
+
+def test_plugin_option_in_a_separate_process(tmp_path, capsys):
+    (tmp_path / "plugin_mod.py").write_text(PLUGIN_MODULE)
+    config = tmp_path / "wide.toml"
+    config.write_text(TINY + '\n[model]\nlatent_dim = 2\nhidden = [8]\nelbo = "trace"\n\n'
+                      '[model.prior]\nname = "test-wide"\nwidth = 2.0\n')
+    done = subprocess.run([sys.executable, "-m", "pyrovae", "--plugin", "plugin_mod", "train",
+                           "wide.toml", "--out", "run", "--set", "model.prior.width=3.0"],
+                          cwd=tmp_path, capture_output=True, text=True, timeout=300,
+                          env={**os.environ, "PYROVAE_PLUGINS": ""})
+    assert done.returncode == 0, done.stderr
+    assert 'width = 3.0' in (tmp_path / "run" / "config.toml").read_text()
+    # opened later without the plug-in: one line naming the component and --plugin
+    assert "test-wide" not in PRIORS
+    assert main(["evaluate", str(tmp_path / "run"), "--quiet"]) == 2
+    line = assert_one_line_error(capsys.readouterr().err)
+    assert "'test-wide'" in line and "--plugin" in line, line
+
+
+def test_a_plugin_that_cannot_be_imported_is_one_line(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(sys, "path", list(sys.path))  # (main puts the current folder on it)
+    assert main(["--plugin", "no_such_plugin_mod", "evaluate", "nowhere"]) == 2
+    line = assert_one_line_error(capsys.readouterr().err)
+    assert "--plugin no_such_plugin_mod" in line and "No module named" in line, line
+    (tmp_path / "broken_plugin_mod.py").write_text("raise ValueError('bad\\nplug-in')\n")
+    assert main(["--plugin", "broken_plugin_mod", "evaluate", "nowhere"]) == 2
+    line = assert_one_line_error(capsys.readouterr().err)
+    assert "broken_plugin_mod" in line and "ValueError: bad plug-in" in line, line
+
+
+def test_plugins_from_the_environment(tmp_path, capsys, monkeypatch):
+    (tmp_path / "env_plugin_mod.py").write_text(
+        "from pyrovae.runtime.registry import KL_SCHEDULES\n"
+        "KL_SCHEDULES.register('test-env', lambda kl, step: kl.beta)\n")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("PYROVAE_PLUGINS", " env_plugin_mod , ")
+    monkeypatch.setattr(sys, "path", list(sys.path))
+    try:
+        assert main(["evaluate", "nowhere"]) == 2  # (the command fails; the plug-in loaded)
+        assert "test-env" in KL_SCHEDULES
+    finally:
+        KL_SCHEDULES.unregister("test-env")
+        sys.modules.pop("env_plugin_mod", None)
