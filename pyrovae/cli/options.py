@@ -1,6 +1,6 @@
 """The commands' numeric options (and ``--device``), checked by the config's own field rules.
 
-Each option's ``type=`` is a :class:`Number` built from a :class:`pyrovae.config.fields.Rule`
+Each option's ``type=`` is a :class:`Number` built from a :class:`pyrovae.runtime.fields.Rule`
 (``SEED``, ``COUNT``, ``SIZE``, ``POSITIVE``, or a rule of the Python function behind the
 command, e.g. ``pyrovae.applications.latent.STEPS``), so a flag, a config key and an API
 argument accept the same values and refuse the rest with the same message::

@@ -1,7 +1,8 @@
 """The components a model kind is built from, each registered under the name a config
 chooses (``pyrovae.runtime.registry``):
 
-    priors.py        p(z): normal, learnable-normal, mog, vamp, flow         (PRIORS)
+    priors.py        p(z): normal, learnable-normal, mog, vamp               (PRIORS)
+    flow_prior.py    p(z): flow, a MAF over N(0, I)                          (PRIORS)
     likelihoods.py   p(x|z): bernoulli, gaussian, laplace, discretized ...   (LIKELIHOODS)
     posteriors/      q(z|x): diagonal, full, lowrank, iaf                    (POSTERIORS)
     nets/            encoder/decoder networks: mlp, conv                     (NETWORKS)
@@ -10,3 +11,5 @@ chooses (``pyrovae.runtime.registry``):
 Components know nothing of the config module or of training: each takes its settings as a
 small dataclass it declares itself (``settings=`` of its registration).
 """
+
+from pyrovae.components import flow_prior  # noqa: F401,E402  (registers prior "flow")

@@ -16,15 +16,14 @@ sections above; ``--set key=value`` on the command line edits the same fields.
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import InitVar, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 from pyrovae.runtime.errors import ConfigError
-from pyrovae.runtime.registry import (PLUGIN_HINT, ACTIVATIONS, BOUNDS, GRADIENTS, KL_SCHEDULES, LIKELIHOODS,
-                                      LR_SCHEDULES, MODEL_KINDS, NETWORKS,
-                                      OBJECTIVES as ALL_OBJECTIVES, POSTERIORS, PRIORS)
-from pyrovae.config.fields import (CLASSES_NOTE, MAX_CLASSES, SEED_MAX, _unknown_message, check_fields,
-                     section_from_dict)
+from pyrovae.runtime.registry import (PLUGIN_HINT, BOUNDS, GRADIENTS, KL_SCHEDULES, LIKELIHOODS,
+                                      LR_SCHEDULES, MODEL_KINDS, OBJECTIVES as ALL_OBJECTIVES,
+                                      POSTERIORS, PRIORS)
+from pyrovae.config.fields import SEED_MAX, _unknown_message, check_fields, section_from_dict
 from pyrovae.runtime.settings import Choice, Choices, setting
 from pyrovae.objectives.pairs import check_pair  # noqa: F401  (pyrovae.config.check_pair too)
 

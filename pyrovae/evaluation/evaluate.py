@@ -32,7 +32,6 @@ import math
 import resource
 import sys
 import time
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -41,7 +40,7 @@ from pyrovae.runtime import memory
 from pyrovae.config.fields import COUNT, SEED, Rule, check_number
 from pyrovae.data import Dataset
 from pyrovae.data.fingerprint import check_fingerprint, data_fingerprint
-from pyrovae.runtime.errors import CheckpointError, ConfigError, DataError
+from pyrovae.runtime.errors import ConfigError, DataError
 from pyrovae.runtime.interface import data_view, has, input_dim
 from pyrovae.evaluation import diagnostics
 from pyrovae.evaluation.bits import bpd_keys

@@ -38,19 +38,18 @@ from tqdm.auto import tqdm
 from pyrovae.runtime import distributed
 from pyrovae.config import RunConfig
 from pyrovae.data import Dataset
-from pyrovae.runtime.errors import CheckpointError, ConfigError
+from pyrovae.runtime.errors import ConfigError
 from pyrovae.runtime.traces import eval_mode, point_traces
-from pyrovae.data.fingerprint import data_fingerprint
-from pyrovae.runtime.files import WriteError, reason, write_csv
+from pyrovae.runtime.files import write_csv
 from pyrovae.runtime.interface import check_interface, data_view, max_plate_nesting
 from pyrovae.objectives.schedules import beta_at
 from pyrovae.objectives import (BoundObjective, compiled_form, has_differentiable_loss,
                           objective_for, objective_name)
 from pyrovae.runtime.registry import MODEL_KINDS
 from pyrovae.runtime.rng import seed_everything, seeded
-from pyrovae.runs import CHECKPOINT_NAME, describe_device, make_model, save_checkpoint
-from pyrovae.runs.checkpoint import RESUME_FIELDS
+from pyrovae.runs import describe_device, make_model
 from pyrovae.training.averaging import WeightAverage
+from pyrovae.training.checkpointing import Checkpointing
 from pyrovae.training.callbacks import Callbacks, default_callbacks
 from pyrovae.training.checks import check_compatible
 from pyrovae.training.global_params import GlobalParams
@@ -60,12 +59,11 @@ from pyrovae.training.lr_schedule import lr_at
 from pyrovae.training.programs import bind_programs
 from pyrovae.training.optimizer import make_adam
 from pyrovae.training.metrics import loop_metrics
-from pyrovae.training.state import capture_rng, restore_rng
 
 _PERM_SEED_OFFSET = 7919  # the data order uses a stream apart from dynamic binarization
 
 
-class Trainer:
+class Trainer(Checkpointing):
     """The SVI loop of one run; :func:`train` is its public face. It knows no model kind.
 
     A model kind that needs more than one ELBO step per minibatch registers a subclass as its
@@ -184,83 +182,6 @@ class Trainer:
     def epoch_data(self, epoch: int) -> torch.Tensor:
         """The [n, D] rows that ``epoch`` shuffles into minibatches."""
         return self.data.train_data(epoch, self.tc.seed)
-
-    # ---- checkpoints ------------------------------------------------------------------------
-
-    def save(self) -> None:
-        """Checkpoint the current position, unless a non-finite value got in."""
-        self.loss_sum = self.dist.mean(self.loss_sum)  # (every rank saves; rank 0 writes)
-        self._check_global_params()  # (e.g. one the epoch's evaluation made)
-        if self.out_dir is None:
-            return
-        self._check_finite()
-        self.board.flush()  # the TensorBoard events up to the checkpoint are on disk first
-        if getattr(self, "data_fingerprint", None) is None:  # (train() sets it; computed once)
-            self.data_fingerprint = data_fingerprint(self.data)
-        path = self.out_dir / CHECKPOINT_NAME
-        with self._disk_errors(path):
-            weights = ({"model": self.model.state_dict()} if self.average is None else
-                       {"model": self.average.averaged_state_dict(self.model),  # what is read
-                        "train_model": self.model.state_dict()})  # what training continues
-            save_checkpoint(path, {
-                "config": self.config.to_dict(), "input_shape": list(self.data.shape),
-                **weights, **self.global_params.checkpoint_entries(self.average),
-                "optimizer": self.optimizer.state_dict(),
-                "epoch": self.epoch, "batch": self.batch, "step": self.step,
-                "loss_sum": self.loss_sum.detach().cpu(), "seconds": self.seconds,
-                "history": self.history, "rng": capture_rng(),
-                "data_sha256": self.data_fingerprint})
-
-    def _check_finite(self) -> None:
-        has_checkpoint = self.out_dir is not None and (self.out_dir / CHECKPOINT_NAME).exists()
-        self.watch.check(self.model, self._last_batch, self.tc.lr, has_checkpoint,
-                         extra=self.global_params.named())
-
-    @contextlib.contextmanager
-    def _disk_errors(self, path: Path):
-        """Turn a failed write (disk full, permissions) into a clear error; the atomic writes
-        leave the previous file as it was."""
-        try:
-            yield
-        except OSError as err:
-            kept = (self.out_dir / CHECKPOINT_NAME).exists()
-            if isinstance(err, WriteError):  # names the very file (e.g. one of the PNGs)
-                path = err.filename
-            # (a run without a checkpoint is taken back by train(): nothing to resume)
-            then = ("the previous checkpoint is intact: free space or fix permissions, then "
-                    "resume with --resume" if kept else "no checkpoint was written yet: free "
-                    "space or fix permissions, then train again")
-            raise CheckpointError(f"could not write '{path}' at step {self.step} "
-                                  f"({reason(err)}); {then}") from None
-
-    def restore(self, payload: dict) -> None:
-        """Continue from a checkpoint written by :meth:`save`."""
-        missing = [key for key in RESUME_FIELDS if key not in payload]
-        if missing:
-            raise CheckpointError(f"the checkpoint lacks '{missing[0]}', which resuming needs; "
-                                  f"it is incomplete or corrupt")
-        try:  # an averaged run trains on from "train_model" (averaging.py)
-            self.model.load_state_dict(payload.get("train_model", payload["model"]))
-            self.global_params.load(payload.get("train_pyro_params",
-                                                payload.get("pyro_params", {})))
-            self.optimizer.load_state_dict(payload["optimizer"])
-            if self.average is not None and "train_model" in payload:
-                self.average.load_state_dict(payload["model"], payload.get("pyro_params"))
-            elif self.average is not None:  # averaging switched on at a resume: from here
-                self.average.reset()
-        except (RuntimeError, ValueError, KeyError, TypeError, AttributeError, IndexError) as err:
-            first = str(err).splitlines()[0] if str(err) else type(err).__name__
-            raise CheckpointError(f"the checkpoint does not fit its config ({first})") from None
-        self.epoch, self.batch, self.step = payload["epoch"], payload["batch"], payload["step"]
-        self.loss_sum = payload["loss_sum"].to(self.device)
-        self.seconds, self.history = payload["seconds"], list(payload["history"])
-        try:
-            restore_rng(payload["rng"])
-        except (KeyError, TypeError, ValueError, RuntimeError, AttributeError, IndexError) as err:
-            raise CheckpointError(f"the checkpoint's 'rng' is not a random state this run can "
-                                  f"continue ({type(err).__name__}: "
-                                  f"{str(err).splitlines()[0][:100] if str(err) else ''}); "
-                                  f"it is damaged or crafted") from None
 
     # ---- the loop ---------------------------------------------------------------------------
 

@@ -16,8 +16,8 @@ from pyrovae.config import ANALYTIC_KL_PRIORS, PRIORS
 from pyrovae.runtime.errors import ConfigError, DataError
 from pyrovae.components.nets import MLPEncoder
 from pyrovae.objectives import make_elbo
-from pyrovae.components.priors import (FlowPrior, LearnableNormalPrior, StandardNormalPrior,
-                            make_prior)
+from pyrovae.components.flow_prior import FlowPrior
+from pyrovae.components.priors import LearnableNormalPrior, StandardNormalPrior, make_prior
 
 L, SHAPE, D, K = 3, (1, 8, 8), 64, 5
 LOG_2PI = math.log(2 * math.pi)

@@ -17,7 +17,7 @@ from pyrovae.config.sections import (kind_field, ObjectiveConfig, _check_objecti
                                likelihood_field, objective_field, particles_field, sigma_field,
                                variance_field, LikelihoodConfig, fold_likelihood_keys)
 from pyrovae.runtime.errors import ConfigError
-from pyrovae.runtime.registry import ACTIVATIONS, MODEL_KINDS, OBJECTIVES
+from pyrovae.runtime.registry import ACTIVATIONS, OBJECTIVES
 
 CONDITIONS = ("quadrants", "label")
 #: Pyro estimators of a model with one continuous latent site, run without compiling

@@ -23,7 +23,7 @@ from pyrovae.config.sections import (kind_field, OBJECTIVES, KLConfig, Objective
                                particles_field, sigma_field, variance_field, LikelihoodConfig, fold_likelihood_keys)
 from pyrovae.runtime.errors import ConfigError
 from pyrovae.components.nets.mlp import INITS
-from pyrovae.runtime.registry import ACTIVATIONS, GRADIENTS, MODEL_KINDS, OBJECTIVES as ALL_OBJECTIVES
+from pyrovae.runtime.registry import ACTIVATIONS, GRADIENTS, OBJECTIVES as ALL_OBJECTIVES
 
 
 def site_names(layers: int) -> tuple[str, ...]:

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from dataclasses import InitVar, dataclass, field
+from dataclasses import dataclass, field
 
 from pyrovae.config.sections import (ObjectiveConfig, _check_objective, kind_field,
                                      objective_field, particles_field, setting as _f)
 from pyrovae.runtime.errors import ConfigError
 from pyrovae.runtime.fields import check_fields
-from pyrovae.runtime.registry import MODEL_KINDS, OBJECTIVES as ALL_OBJECTIVES
+from pyrovae.runtime.registry import OBJECTIVES as ALL_OBJECTIVES
 
 
 def _plain(value, where: str):

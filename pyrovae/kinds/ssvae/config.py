@@ -3,13 +3,13 @@ VAE choices M2 does not take refused in one line."""
 
 from __future__ import annotations
 
-from dataclasses import InitVar, dataclass, field
+from dataclasses import dataclass
 
 from pyrovae.config.sections import kind_field, setting as _f
 from pyrovae.kinds.vae.config import VAEConfig
 from pyrovae.runtime.errors import ConfigError
 from pyrovae.runtime.fields import CLASSES_NOTE, MAX_CLASSES
-from pyrovae.runtime.registry import GRADIENTS, MODEL_KINDS, NETWORKS
+from pyrovae.runtime.registry import GRADIENTS, NETWORKS
 
 SS_OBJECTIVES = ("enum", "trace")  # y summed out (TraceEnum_ELBO) or sampled (Trace_ELBO)
 ENUMERATION = ("parallel", "sequential")
