@@ -49,7 +49,7 @@ from pyrovae import PyroVAEError, load, load_config, load_dataset, train
 #: M1, on top of --m1-config: Kingma et al.'s two hidden layers of 600 softplus units, z = 50
 M1_SETS = ["model.hidden=[600, 600]", "model.latent_dim=50", "model.activation=\"softplus\""]
 #: M2 on the features, on top of --m2-config (the measured recipe, docs/m1_m2.md)
-M2_SETS = ["data.binarize=\"none\"", "model.likelihood=\"gaussian-learned\"", "model.sigma=0.5",
+M2_SETS = ["data.binarize=\"none\"", "model.likelihood=\"gaussian-learned\"", "model.likelihood.sigma=0.5",
            "model.classifier_network=\"mlp\"", "model.classifier=[500]", "model.hidden=[500]",
            "model.latent_dim=50", "model.activation=\"relu\"", "model.alpha=500.0",
            "train.lr=3e-3", "train.batch_size=1000"]

@@ -4,6 +4,8 @@ naming the new path), the module object being the new one, so a registration mad
 an old path is the same registry entry.
 
     MOVED   old dotted path -> new dotted path (a package's submodules follow it)
+
+and attributes renamed for a release (``Run.vae`` -> ``Run.model``): :func:`renamed`.
 """
 
 from __future__ import annotations
@@ -36,6 +38,12 @@ MOVED: dict[str, str] = {
     "pyrovae.distributed": "pyrovae.runtime.distributed",
     "pyrovae.evaluation.traces": "pyrovae.runtime.traces",
 }
+
+
+def renamed(new: str) -> property:
+    """A property that reads and writes attribute ``new``: its old name, kept for a release."""
+    return property(lambda self: getattr(self, new), lambda self, value: setattr(self, new, value),
+                    doc=f"The old name of :attr:`{new}`, kept for one release.")
 
 
 def new_name(old: str) -> str | None:

@@ -66,9 +66,15 @@ def _annotation(path: tuple[str, ...]):
     raise KeyError(path)
 
 
+#: ``--set`` keys of release 0.1 that moved into a component's table: old -> new
+MOVED_KEYS = {"model.sigma": "model.likelihood.sigma",
+              "model.variance": "model.likelihood.variance"}
+
+
 def _resolve_key(key: str, all_keys: dict[str, tuple[str, ...]]) -> tuple[str, ...]:
     """``model.prior.name``, or any unambiguous tail of it: ``prior.name``, ``components``;
     also a key inside a table-valued field: ``args.hidden`` sets ``model.args.hidden``."""
+    key = MOVED_KEYS.get(key, key)
     if key in all_keys:
         return all_keys[key]
     matches = [full for full in all_keys if full.endswith("." + key)]

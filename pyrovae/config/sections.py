@@ -37,7 +37,6 @@ BINARIZE = ("none", "static", "dynamic")
 DEVICES = ("cpu", "cuda")
 
 
-_f = setting  # a field with a default, a help text and validation metadata
 
 
 @dataclass
@@ -48,7 +47,7 @@ class PriorConfig(Choice):
     registry: ClassVar = PRIORS
     section: ClassVar = "model.prior"
     legacy: ClassVar = frozenset({"components", "flow_layers", "flow_type"})  # 0.1's table
-    name: str = _f("normal", "prior p(z)", choices=PRIORS)
+    name: str = setting("normal", "prior p(z)", choices=PRIORS)
 
 
 @dataclass
@@ -59,7 +58,7 @@ class PosteriorConfig(Choice):
     registry: ClassVar = POSTERIORS
     section: ClassVar = "model.posterior"
     legacy: ClassVar = frozenset({"rank", "flows", "context", "flow_hidden"})
-    name: str = _f("diagonal", "guide family q(z|x)", choices=POSTERIORS)
+    name: str = setting("diagonal", "guide family q(z|x)", choices=POSTERIORS)
 
 
 @dataclass
@@ -69,7 +68,7 @@ class LikelihoodConfig(Choice):
 
     registry: ClassVar = LIKELIHOODS
     section: ClassVar = "model.likelihood"
-    name: str = _f("bernoulli", "likelihood p(x|z) of the decoder", choices=LIKELIHOODS)
+    name: str = setting("bernoulli", "likelihood p(x|z) of the decoder", choices=LIKELIHOODS)
 
 
 def fold_likelihood_keys(config, sigma, variance) -> None:
@@ -97,13 +96,13 @@ class KLConfig(Choices):
 
     choosers: ClassVar = {"schedule": KL_SCHEDULES}
     section: ClassVar = "model.kl"
-    beta: float = _f(1.0, "weight of the KL term (beta-VAE); the schedule's top value", min=0.0)
-    schedule: str = _f("constant", "beta_t over steps", choices=KL_SCHEDULES)
-    warmup: int = _f(0, "linear: steps from 0 to beta", min=0)
-    period: int = _f(1000, "cyclical: steps per cycle", min=1)
-    ramp: float = _f(0.5, "cyclical: fraction of a cycle spent rising from 0 to beta",
+    beta: float = setting(1.0, "weight of the KL term (beta-VAE); the schedule's top value", min=0.0)
+    schedule: str = setting("constant", "beta_t over steps", choices=KL_SCHEDULES)
+    warmup: int = setting(0, "linear: steps from 0 to beta", min=0)
+    period: int = setting(1000, "cyclical: steps per cycle", min=1)
+    ramp: float = setting(0.5, "cyclical: fraction of a cycle spent rising from 0 to beta",
                      min=0.0, exclusive_min=True)
-    free_bits: float = _f(0.0, "floor lambda (nats) on each dimension's KL in the loss", min=0.0)
+    free_bits: float = setting(0.0, "floor lambda (nats) on each dimension's KL in the loss", min=0.0)
 
     def check(self):  # (run after the fields' own checks, by Choices)
         if self.ramp > 1:
@@ -125,9 +124,9 @@ class ObjectiveConfig(Choices):
     choosers: ClassVar = {"bound": BOUNDS, "gradient": GRADIENTS}
     section: ClassVar = "model.objective"
     legacy: ClassVar = frozenset({"groups", "renyi_alpha", "ciwae_beta"})  # 0.1's table
-    bound: str = _f("elbo", "bound on log p(x), per data point", choices=BOUNDS)
-    gradient: str = _f("reparam", "gradient estimator of the bound", choices=GRADIENTS)
-    biased: bool = _f(False, "accept a gradient estimator that is biased for this bound (stl on "
+    bound: str = setting("elbo", "bound on log p(x), per data point", choices=BOUNDS)
+    gradient: str = setting("reparam", "gradient estimator of the bound", choices=GRADIENTS)
+    biased: bool = setting(False, "accept a gradient estimator that is biased for this bound (stl on "
                       "a multi-sample bound), to study it; refused otherwise")
 
     @property
@@ -154,13 +153,13 @@ def variance_field():
 def kind_field(name: str):
     """The ``kind`` key of a kind's [model] dataclass: its own name, any registered kind
     accepted (a config picks its dataclass by it, :func:`model_class`)."""
-    return _f(name, "the model kind: a name registered in MODEL_KINDS (the built-in vae, "
+    return setting(name, "the model kind: a name registered in MODEL_KINDS (the built-in vae, "
               "ssvae, hvae, cvae and module, or a plug-in's)", choices=MODEL_KINDS)
 
 
 def particles_field():
     """The ``num_particles`` key: K draws of the latents per data point and step."""
-    return _f(1, "Monte Carlo samples of the latents per data point and step", min=1)
+    return setting(1, "Monte Carlo samples of the latents per data point and step", min=1)
 
 
 def objective_field():
@@ -169,7 +168,7 @@ def objective_field():
                  metadata={"help": "bound and gradient estimator"})
 
 
-def _check_objective(config) -> None:
+def check_objective(config) -> None:
     """The [model.objective] rules shared by every kind: a valid pair, an estimator the kind's
     latents admit (MODEL_KINDS capability ``latents``), and no clash with ``model.elbo`` (which
     chooses the KL form of the ELBO bound) or free bits."""
@@ -196,7 +195,7 @@ def _check_objective(config) -> None:
                           f"\"meanfield\", not bound = \"{objective.bound}\"; set free_bits = 0")
 
 
-def _check_posterior(config) -> None:
+def check_posterior(config) -> None:
     """What the guide family ``[model.posterior]`` cannot serve, refused in one line."""
     post, name = config.posterior, config.posterior.name
     trains_elbo = config.objective.default  # (else model.elbo is not what is trained)
@@ -248,21 +247,21 @@ def model_class(body: dict[str, Any]) -> type:
 class DataConfig:
     """Where the data come from and how they are preprocessed."""
 
-    name: str = _f("mnist", "a registered data set (pyrovae.runtime.registry.DATASETS: mnist, images, "
+    name: str = setting("mnist", "a registered data set (pyrovae.runtime.registry.DATASETS: mnist, images, "
                    "cifar10, ...), a .npy/.npz file or a folder of images")
-    path: str = _f("", "where the data set's files are: the image folder (images), the "
+    path: str = setting("", "where the data set's files are: the image folder (images), the "
                    "torchvision root (fashion-mnist, cifar10, ...; optional for mnist)")
-    binarize: str = _f("dynamic", "none | static (one fixed draw) | dynamic (new draw each epoch)",
+    binarize: str = setting("dynamic", "none | static (one fixed draw) | dynamic (new draw each epoch)",
                        choices=BINARIZE)
-    train_size: int = _f(0, "use only the first N training images (0 = all)", min=0)
-    test_size: int = _f(0, "use only the first N test images (0 = all)", min=0)
-    seed: int = _f(0, "seed of static binarization, the test binarization and splits", min=0,
+    train_size: int = setting(0, "use only the first N training images (0 = all)", min=0)
+    test_size: int = setting(0, "use only the first N test images (0 = all)", min=0)
+    seed: int = setting(0, "seed of static binarization, the test binarization and splits", min=0,
                    max=SEED_MAX)
-    classes: tuple[int, ...] = _f((), "keep only these labels in train and test ([] = all)",
+    classes: tuple[int, ...] = setting((), "keep only these labels in train and test ([] = all)",
                                   min=0)
-    image_size: tuple[int, ...] = _f((), "image sources: resize every image to [H, W] (or [S] "
+    image_size: tuple[int, ...] = setting((), "image sources: resize every image to [H, W] (or [S] "
                                      "for S x S); [] = keep the stored size", min=1)
-    image_channels: int = _f(0, "image sources: 1 = greyscale, 3 = RGB, 0 = as stored (RGB "
+    image_channels: int = setting(0, "image sources: 1 = greyscale, 3 = RGB, 0 = as stored (RGB "
                              "when any image is in colour)", min=0)
 
     def __post_init__(self):
@@ -283,26 +282,26 @@ class DataConfig:
 class TrainConfig:
     """The optimization: Adam on minibatches, with a test ELBO after each epoch."""
 
-    epochs: int = _f(10, "passes over the training set", min=1)
-    batch_size: int = _f(128, "minibatch size", min=1)
-    lr: float = _f(1e-3, "Adam learning rate (the schedule's starting value)", min=0.0,
+    epochs: int = setting(10, "passes over the training set", min=1)
+    batch_size: int = setting(128, "minibatch size", min=1)
+    lr: float = setting(1e-3, "Adam learning rate (the schedule's starting value)", min=0.0,
                    exclusive_min=True)
-    lr_schedule: str = _f("constant", "learning rate over the run's steps: constant, or cosine "
+    lr_schedule: str = setting("constant", "learning rate over the run's steps: constant, or cosine "
                           "(from lr down to lr_min)", choices=LR_SCHEDULES)
-    lr_min: float = _f(0.0, "cosine: the learning rate at the last step", min=0.0)
-    seed: int = _f(0, "seed of parameters, data order, dynamic binarization and z draws", min=0,
+    lr_min: float = setting(0.0, "cosine: the learning rate at the last step", min=0.0)
+    seed: int = setting(0, "seed of parameters, data order, dynamic binarization and z draws", min=0,
                    max=SEED_MAX)
-    device: str = _f("cpu", "cpu | cuda", choices=DEVICES)
-    eval_batch_size: int = _f(1000, "batch size when evaluating", min=1)
-    log_every: int = _f(50, "steps between progress-bar loss updates (each one syncs)", min=1)
-    progress: bool = _f(True, "show a tqdm progress bar")
-    fast: bool = _f(True, "fast path: compiled (JIT) objective, fused Adam, Pyro's checks and "
+    device: str = setting("cpu", "cpu | cuda", choices=DEVICES)
+    eval_batch_size: int = setting(1000, "batch size when evaluating", min=1)
+    log_every: int = setting(50, "steps between progress-bar loss updates (each one syncs)", min=1)
+    progress: bool = setting(True, "show a tqdm progress bar")
+    fast: bool = setting(True, "fast path: compiled (JIT) objective, fused Adam, Pyro's checks and "
                           "host syncs off after step 1")
-    checkpoint_every: int = _f(0, "also checkpoint every N steps (0 = at epoch ends only)", min=0)
-    clip_norm: float = _f(0.0, "clip the gradient norm to this value (0 = no clipping)", min=0.0)
-    tensorboard: bool = _f(False, "also write TensorBoard events to RUN/tensorboard/ (needs "
+    checkpoint_every: int = setting(0, "also checkpoint every N steps (0 = at epoch ends only)", min=0)
+    clip_norm: float = setting(0.0, "clip the gradient norm to this value (0 = no clipping)", min=0.0)
+    tensorboard: bool = setting(False, "also write TensorBoard events to RUN/tensorboard/ (needs "
                            "pip install 'pyrovae[tensorboard]')")
-    ema: float = _f(0.0, "Polyak averaging: decay of the exponential moving average of the "
+    ema: float = setting(0.0, "Polyak averaging: decay of the exponential moving average of the "
                          "weights per step, e.g. 0.999 (0 = off); the run keeps the average",
                     min=0.0, max=1.0)
 

@@ -26,6 +26,7 @@ from pyrovae.config import RunConfig, to_toml
 from pyrovae.runtime.errors import CheckpointError, DeviceError
 from pyrovae.runtime.files import TEMP_PATTERN, WriteError, reason, stale_temp_files, writable_dir
 from pyrovae.runs.checkpoint import CHECKPOINT_NAME, missing_device
+from pyrovae._moved import renamed
 
 #: the files that make a folder a run (a folder holding any of them is refused without force)
 RUN_FILES = ("config.toml", CHECKPOINT_NAME, "metrics.json", "history.csv")
@@ -80,14 +81,7 @@ class Run:
     def module(self) -> torch.nn.Module:
         return self.model
 
-    @property
-    def vae(self) -> torch.nn.Module:
-        """The trained model: :attr:`model` (the old name, kept for one release)."""
-        return self.model
-
-    @vae.setter
-    def vae(self, module: torch.nn.Module) -> None:
-        self.model = module
+    vae = renamed("model")  # the old name of the trained module, kept for one release
 
     def __repr__(self):
         elbo = self.metrics.get("test_elbo")

@@ -59,6 +59,7 @@ from pyrovae.training.lr_schedule import lr_at
 from pyrovae.training.programs import bind_programs
 from pyrovae.training.optimizer import make_adam
 from pyrovae.training.metrics import loop_metrics
+from pyrovae._moved import renamed
 
 _PERM_SEED_OFFSET = 7919  # the data order uses a stream apart from dynamic binarization
 
@@ -127,14 +128,7 @@ class Trainer(Checkpointing):
         # the per-step/epoch writer (TensorBoard: refuses a missing package now)
         self.board = self.callbacks.board(self.tc.tensorboard, out_dir)
 
-    @property
-    def vae(self) -> torch.nn.Module:
-        """The module being trained: :attr:`model` (the old name, kept for one release)."""
-        return self.model
-
-    @vae.setter
-    def vae(self, module: torch.nn.Module) -> None:
-        self.model = module
+    vae = renamed("model")  # the old name of the trained module, kept for one release
 
     def _check_programs(self, x: torch.Tensor) -> None:
         """Run the guide and the model once on two rows, outside the run's random stream and

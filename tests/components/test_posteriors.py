@@ -420,7 +420,7 @@ def test_iaf_resume_is_bit_exact(tmp_path, monkeypatch):
     the run that never stopped."""
     import shutil
 
-    import pyrovae.training.trainer as trainer
+    import pyrovae.training.checkpointing as trainer  # (where the Trainer saves)
 
     real_save = trainer.save_checkpoint
 

@@ -54,8 +54,7 @@ class LaplaceSettings:
     scale: float = setting(1.0, "scale b of every dimension", min=0.0, exclusive_min=True)
 
 
-@register_prior("test-laplace")  # analytic_kl = False: the ELBO takes a Monte Carlo KL
-class LaplacePrior(Prior):
+class LaplacePrior(Prior):  # analytic_kl = False: the ELBO takes a Monte Carlo KL
     settings = LaplaceSettings
 
     def __init__(self, latent_dim: int, scale: float):
@@ -81,7 +80,6 @@ class GainSettings:
     gain: float = setting(1.0, "multiplies the decoder's logits", min=0.0, exclusive_min=True)
 
 
-@LIKELIHOODS.register("test-tempered-bernoulli", discrete=True)
 class TemperedBernoulli(BernoulliLikelihood):
     name = "test-tempered-bernoulli"
     settings = GainSettings
@@ -111,7 +109,6 @@ class TemperatureSettings:
                                  exclusive_min=True)
 
 
-@register_posterior("test-tempered")
 class TemperedPosterior(Posterior):
     analytic_kl = diagonal = gaussian_head = True
     settings = TemperatureSettings
@@ -148,7 +145,6 @@ class PowerSettings:
 SCHEDULE_CALLS: list = []
 
 
-@KL_SCHEDULES.register("test-power", settings=PowerSettings)
 def power_schedule(kl, step):
     SCHEDULE_CALLS.append((kl.power, step))
     return kl.beta * min(1.0, step / 4) ** kl.power
@@ -198,7 +194,14 @@ def tiny_kind():
 
 
 @pytest.fixture(scope="module", autouse=True)
-def unregister_after():
+def plugins():
+    """Register this file's components for its tests only (a plug-in module would register
+    them with the decorators at import: ``@register_prior("test-laplace")`` and the like; here
+    that would leak them into the registries every other test file reads at collection)."""
+    register_prior("test-laplace")(LaplacePrior)
+    LIKELIHOODS.register("test-tempered-bernoulli", TemperedBernoulli, discrete=True)
+    register_posterior("test-tempered")(TemperedPosterior)
+    KL_SCHEDULES.register("test-power", power_schedule, settings=PowerSettings)
     yield
     PRIORS.unregister("test-laplace")
     LIKELIHOODS.unregister("test-tempered-bernoulli")

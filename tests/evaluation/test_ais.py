@@ -138,7 +138,7 @@ def test_ais_on_a_two_layer_hvae_agrees_with_importance_sampling():
 
 def test_chains_are_chunked_to_the_memory_budget(monkeypatch):
     m, x, exact = one_layer_data(5)
-    monkeypatch.setattr(ais_module.limits, "inference_bytes", lambda module, points: 2**30)
+    monkeypatch.setattr(ais_module.memory, "inference_bytes", lambda module, points: 2**30)
     assert ais_module.chain_chunk(m, 5, 4, memory_mb=1) == 1
     r = ais_log_likelihood(m, x, AISOptions(steps=10, chains=4, init="prior", leapfrog=2),
                            batch_size=2, memory_mb=1)

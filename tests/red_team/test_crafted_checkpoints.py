@@ -24,7 +24,7 @@ import torch
 
 import pyrovae
 from pyrovae.cli import main
-from pyrovae.runtime.errors import CheckpointError
+from pyrovae.errors import CheckpointError
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # conftest.py
 

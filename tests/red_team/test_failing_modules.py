@@ -27,7 +27,7 @@ import pytest
 
 import pyrovae
 from pyrovae.cli import main
-from pyrovae.runtime.errors import CheckpointError, PyroVAEError
+from pyrovae.errors import CheckpointError, PyroVAEError
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # conftest.py
 

@@ -26,7 +26,7 @@ from pyrovae.cli import main
 from pyrovae.config import load_config
 from pyrovae.data import load_dataset
 from pyrovae.data.fingerprint import data_fingerprint
-from pyrovae.runtime.errors import DataError
+from pyrovae.errors import DataError
 from pyrovae.reproduce import REPRODUCTIONS, Recipe
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py

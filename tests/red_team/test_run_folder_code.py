@@ -28,10 +28,10 @@ import pytest
 import torch
 
 import pyrovae
-from pyrovae.kinds.module import model as user_model
+from pyrovae import user_model
 from pyrovae.cli import main
 from pyrovae.config import RunConfig
-from pyrovae.runtime.errors import ConfigError
+from pyrovae.errors import ConfigError
 from pyrovae.runs import config_text
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # conftest.py

@@ -27,7 +27,7 @@ import torch
 from pyrovae import load_dataset, train
 from pyrovae.cli import main
 from pyrovae.config import DataConfig, RunConfig, SSVAEConfig, TrainConfig
-from pyrovae.runtime.errors import DataError
+from pyrovae.errors import DataError
 
 ROOT = Path(__file__).resolve().parents[2]
 DIGITS = str(ROOT / "configs" / "digits.toml")
@@ -159,8 +159,8 @@ def test_a_cvae_too_large_for_memory_names_num_classes(tmp_path, capsys):
 
 
 def test_one_hot_classes_too_large_for_memory_name_num_classes(monkeypatch):
-    from pyrovae.runtime import memory
-    from pyrovae.kinds.cvae import with_labels
+    from pyrovae import limits  # (the 0.1 path: these cases also run against 0.1)
+    from pyrovae.conditional import with_labels  # (the 0.1 path)
 
     digits = load_dataset("digits")
     budget = 100 * 2**20  # a machine of 100 MiB (memory.memory_budget where there is one)
@@ -193,7 +193,7 @@ def refused_negative(err: Exception) -> None:
 
 
 def test_a_negative_label_is_refused_by_the_label_split():
-    from pyrovae.kinds.ssvae import split_labels
+    from pyrovae.semisupervised import split_labels  # (the 0.1 path)
 
     y = torch.arange(300) % 10
     y[5] = -1
@@ -207,7 +207,7 @@ def test_a_negative_label_is_refused_by_the_label_split():
 
 @pytest.mark.parametrize("split", ["train", "test"])
 def test_a_negative_label_is_refused_by_a_label_conditioned_cvae(split):
-    from pyrovae.kinds.cvae import with_labels
+    from pyrovae.conditional import with_labels  # (the 0.1 path)
 
     data = digits_with(train_label=-1) if split == "train" else digits_with(test_label=-1)
     with pytest.raises(DataError) as caught:

@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import InitVar, dataclass
 
 from pyrovae.config.fields import CLASSES_NOTE, MAX_CLASSES, check_fields
-from pyrovae.config.sections import (kind_field, ObjectiveConfig, _check_objective, _f,
+from pyrovae.config.sections import (kind_field, ObjectiveConfig, check_objective, setting,
                                likelihood_field, objective_field, particles_field, sigma_field,
                                variance_field, LikelihoodConfig, fold_likelihood_keys)
 from pyrovae.runtime.errors import ConfigError
@@ -30,20 +30,20 @@ class CVAEConfig:
     p(x_out|x_in, z), recognition network q(z|x_in, x_out)."""
 
     kind: str = kind_field("cvae")
-    condition: str = _f("quadrants", "what the model is conditioned on: quadrants (x_in = the "
+    condition: str = setting("quadrants", "what the model is conditioned on: quadrants (x_in = the "
                         "visible quadrants, x_out = the hidden ones) or label (x_in = the "
                         "one-hot class, x_out = the image)", choices=CONDITIONS)
-    visible: int = _f(2, "quadrants: visible quadrants, as in Pyro's examples/cvae: 1 = bottom-"
+    visible: int = setting(2, "quadrants: visible quadrants, as in Pyro's examples/cvae: 1 = bottom-"
                       "left, 2 = left half, 3 = all but bottom-right", min=1, max=3)
-    num_classes: int = _f(10, "label: number of classes C (labels 0..C-1)", min=2,
+    num_classes: int = setting(10, "label: number of classes C (labels 0..C-1)", min=2,
                           max=MAX_CLASSES, note=CLASSES_NOTE)
-    latent_dim: int = _f(200, "dimension L of the latent z", min=1)
-    hidden: tuple[int, ...] = _f((500, 500), "hidden layers of each of the three MLPs", min=1)
-    activation: str = _f("relu", "nonlinearity of hidden layers", choices=ACTIVATIONS)
+    latent_dim: int = setting(200, "dimension L of the latent z", min=1)
+    hidden: tuple[int, ...] = setting((500, 500), "hidden layers of each of the three MLPs", min=1)
+    activation: str = setting("relu", "nonlinearity of hidden layers", choices=ACTIVATIONS)
     likelihood: LikelihoodConfig = likelihood_field("p(x_out | x_in, z)")
     sigma: InitVar[float | None] = sigma_field()      # 0.1's flat keys, folded into
     variance: InitVar[str | None] = variance_field()  # [model.likelihood]
-    elbo: str = _f("meanfield", "the ELBO's Pyro estimator (meanfield: closed-form KL between "
+    elbo: str = setting("meanfield", "the ELBO's Pyro estimator (meanfield: closed-form KL between "
                    "q(z|x_in,x_out) and p(z|x_in); trace: Monte Carlo KL)",
                    choices=CVAE_OBJECTIVES)
     num_particles: int = particles_field()
@@ -55,4 +55,4 @@ class CVAEConfig:
         if self.kind != "cvae":
             raise ConfigError(f"CVAEConfig is kind = \"cvae\", not {self.kind!r}; use the "
                               f"config class of kind {self.kind!r}")
-        _check_objective(self)
+        check_objective(self)

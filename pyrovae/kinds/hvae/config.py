@@ -19,7 +19,7 @@ from dataclasses import InitVar, dataclass, field
 
 from pyrovae.config.fields import check_fields
 from pyrovae.config.sections import (kind_field, OBJECTIVES, KLConfig, ObjectiveConfig,
-                               _check_objective, _f, likelihood_field, objective_field,
+                               check_objective, setting, likelihood_field, objective_field,
                                particles_field, sigma_field, variance_field, LikelihoodConfig, fold_likelihood_keys)
 from pyrovae.runtime.errors import ConfigError
 from pyrovae.components.nets.mlp import INITS
@@ -41,30 +41,30 @@ class HVAEConfig:
     q(z_2|z_1) ... q(z_L|z_{L-1}); every conditional a diagonal Gaussian from its own MLP."""
 
     kind: str = kind_field("hvae")
-    stochastic: tuple[int, ...] = _f((100, 50), "sizes of the stochastic layers z1, z2, ..., "
+    stochastic: tuple[int, ...] = setting((100, 50), "sizes of the stochastic layers z1, z2, ..., "
                                      "bottom (next to x) to top", min=1)
-    hidden: tuple[tuple[int, ...], ...] = _f(((200, 200), (100, 100)),
+    hidden: tuple[tuple[int, ...], ...] = setting(((200, 200), (100, 100)),
                                              "one list of deterministic layer sizes per "
                                              "stochastic layer: hidden[l] is in q(z_l+1|z_l) "
                                              "and, mirrored, in p(z_l|z_l+1) (z_0 = x)", min=1)
-    activation: str = _f("tanh", "nonlinearity of the hidden layers", choices=ACTIVATIONS)
+    activation: str = setting("tanh", "nonlinearity of the hidden layers", choices=ACTIVATIONS)
     likelihood: LikelihoodConfig = likelihood_field("p(x|z1)")
     sigma: InitVar[float | None] = sigma_field()      # 0.1's flat keys, folded into
     variance: InitVar[str | None] = variance_field()  # [model.likelihood]
-    elbo: str = _f("meanfield", "the ELBO's Pyro estimator (meanfield: closed-form KL where it "
+    elbo: str = setting("meanfield", "the ELBO's Pyro estimator (meanfield: closed-form KL where it "
                    "is exact, the top layer's; trace: Monte Carlo KL); [model.objective] "
                    "chooses other bounds", choices=OBJECTIVES)
     num_particles: int = particles_field()
     objective: ObjectiveConfig = objective_field()
     kl: KLConfig = field(default_factory=KLConfig, metadata={"help": "the KL term: beta and "
                                                              "its schedule, times kl_weights"})
-    kl_weights: tuple[float, ...] = _f((), "weight of each layer's KL term, bottom to top "
+    kl_weights: tuple[float, ...] = setting((), "weight of each layer's KL term, bottom to top "
                                        "([] = 1 for every layer); kl.beta multiplies them",
                                        min=0.0)
-    kl_free_bits: tuple[float, ...] = _f((), "free-bits floor (nats per dimension) of each "
+    kl_free_bits: tuple[float, ...] = setting((), "free-bits floor (nats per dimension) of each "
                                          "layer's KL, bottom to top ([] = none); elbo = "
                                          "meanfield only", min=0.0)
-    init: str = _f("torch", "weights of every network: torch (PyTorch's default) or glorot "
+    init: str = setting("torch", "weights of every network: torch (PyTorch's default) or glorot "
                    "(Glorot & Bengio 2010, zero biases: Burda et al.'s)", choices=INITS)
 
     def __post_init__(self, sigma=None, variance=None):
@@ -101,7 +101,7 @@ class HVAEConfig:
             raise ConfigError(f"model.kl.free_bits = {self.kl.free_bits!r}: kind = \"hvae\" "
                               f"takes a floor per layer; set kl_free_bits = "
                               f"{[self.kl.free_bits] * layers} and kl.free_bits = 0")
-        _check_objective(self)
+        check_objective(self)
         needs_one = GRADIENTS.capability(self.objective.gradient, "one_kl_weight", False)
         if needs_one and len(set(self.weights)) > 1:
             raise ConfigError(f"model.objective.gradient = \"{self.objective.gradient}\" needs "

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from pyrovae.config.sections import (ObjectiveConfig, _check_objective, kind_field,
-                                     objective_field, particles_field, setting as _f)
+from pyrovae.config.sections import (ObjectiveConfig, check_objective, kind_field,
+                                     objective_field, particles_field, setting)
 from pyrovae.runtime.errors import ConfigError
 from pyrovae.runtime.fields import check_fields
 from pyrovae.runtime.registry import OBJECTIVES as ALL_OBJECTIVES
@@ -32,12 +32,12 @@ class ModuleConfig:
     rebuilt as ``target(**args)`` from an import path ``package.module:Class``."""
 
     kind: str = kind_field("module")
-    target: str = _f("", "import path of the model's torch.nn.Module class: "
+    target: str = setting("", "import path of the model's torch.nn.Module class: "
                      "'package.module:Name' (a run folder's is imported only with "
                      "--trust-module)")
     args: dict = field(default_factory=dict,
                        metadata={"help": "keyword arguments of target (a TOML table)"})
-    elbo: str = _f("trace", "objective (Pyro ELBO estimator; the compiled jit-* forms need "
+    elbo: str = setting("trace", "objective (Pyro ELBO estimator; the compiled jit-* forms need "
                    "parameters Pyro records, so they are the built-in kinds')",
                    choices=ALL_OBJECTIVES.where(jit=False))
     num_particles: int = particles_field()
@@ -45,7 +45,7 @@ class ModuleConfig:
 
     def __post_init__(self):
         check_fields(self, "model")
-        _check_objective(self)
+        check_objective(self)
         if not isinstance(self.args, dict):
             raise ConfigError(f"model.args must be a table of keyword arguments, like "
                               f"args = {{hidden = 200}}, got {self.args!r}")

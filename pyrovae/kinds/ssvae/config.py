@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from pyrovae.config.sections import kind_field, setting as _f
+from pyrovae.config.sections import kind_field, setting
 from pyrovae.kinds.vae.config import VAEConfig
 from pyrovae.runtime.errors import ConfigError
 from pyrovae.runtime.fields import CLASSES_NOTE, MAX_CLASSES
@@ -21,28 +21,28 @@ class SSVAEConfig(VAEConfig):
     q(z|x,y); ``labels`` labelled training points, the rest unlabelled (docs/ssvae.md)."""
 
     kind: str = kind_field("ssvae")
-    hidden: tuple[int, ...] = _f((500,), "MLP hidden layers of q(z|x,y); p(x|y,z) mirrors them",
+    hidden: tuple[int, ...] = setting((500,), "MLP hidden layers of q(z|x,y); p(x|y,z) mirrors them",
                                  min=1)
-    elbo: str = _f("enum", "enum: TraceEnum_ELBO sums y out on unlabelled data; trace: "
+    elbo: str = setting("enum", "enum: TraceEnum_ELBO sums y out on unlabelled data; trace: "
                    "Trace_ELBO samples y ~ q(y|x)", choices=SS_OBJECTIVES)
-    enumerate: str = _f("parallel", "enum: parallel (one batched pass over the classes) or "
+    enumerate: str = setting("parallel", "enum: parallel (one batched pass over the classes) or "
                         "sequential (one pass per class)", choices=ENUMERATION)
-    common_noise: bool = _f(True, "parallel enum: one noise draw per point for z ~ q(z|x,y), "
+    common_noise: bool = setting(True, "parallel enum: one noise draw per point for z ~ q(z|x,y), "
                             "shared by the classes (common random numbers)")
-    labels: int = _f(100, "labelled training points, balanced across classes (by data.seed)",
+    labels: int = setting(100, "labelled training points, balanced across classes (by data.seed)",
                      min=1)
-    validation: int = _f(10000, "training points held out (labels kept) to select the epoch",
+    validation: int = setting(10000, "training points held out (labels kept) to select the epoch",
                          min=0)
-    alpha: float = _f(500.0, "weight of the classification loss -log q(y|x) per labelled point "
+    alpha: float = setting(500.0, "weight of the classification loss -log q(y|x) per labelled point "
                       "(0 = off)", min=0.0)
-    classifier: tuple[int, ...] = _f((500,), "hidden layers of the classifier q(y|x) (after "
+    classifier: tuple[int, ...] = setting((500,), "hidden layers of the classifier q(y|x) (after "
                                      "its convolutions, if any)", min=1)
-    classifier_network: str = _f("mlp", "classifier q(y|x): mlp, or conv (stride-2 3x3 "
+    classifier_network: str = setting("mlp", "classifier q(y|x): mlp, or conv (stride-2 3x3 "
                                  "convolutions with model.channels, then the hidden layers)",
                                  choices=NETWORKS)
-    num_classes: int = _f(10, "number of classes C; p(y) = 1/C", min=2, max=MAX_CLASSES,
+    num_classes: int = setting(10, "number of classes C; p(y) = 1/C", min=2, max=MAX_CLASSES,
                           note=CLASSES_NOTE)
-    label_batch_size: int = _f(100, "labelled points per step (beside a batch_size batch of "
+    label_batch_size: int = setting(100, "labelled points per step (beside a batch_size batch of "
                                "unlabelled ones)", min=1)
 
     def __post_init__(self, sigma=None, variance=None):

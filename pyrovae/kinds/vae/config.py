@@ -7,9 +7,9 @@ from dataclasses import InitVar, dataclass, field
 
 from pyrovae.config.sections import (kind_field, ANALYTIC_KL_OBJECTIVES, ANALYTIC_KL_PRIORS,
                                      OBJECTIVES, KLConfig, LikelihoodConfig, ObjectiveConfig,
-                                     PosteriorConfig, PriorConfig, _check_objective,
-                                     _check_posterior, fold_likelihood_keys, likelihood_field,
-                                     model_classes, objective_field, particles_field, setting as _f,
+                                     PosteriorConfig, PriorConfig, check_objective,
+                                     check_posterior, fold_likelihood_keys, likelihood_field,
+                                     model_classes, objective_field, particles_field, setting,
                                      sigma_field, variance_field)
 from pyrovae.runtime.errors import ConfigError
 from pyrovae.runtime.fields import check_fields
@@ -20,19 +20,19 @@ from pyrovae.runtime.registry import ACTIVATIONS, MODEL_KINDS, NETWORKS, OBJECTI
 class VAEConfig:
     """The model p(x|z) p(z), the guide q(z|x) and the objective that fits them."""
 
-    latent_dim: int = _f(50, "dimension L of the latent z", min=1)
-    network: str = _f("mlp", "encoder/decoder architecture", choices=NETWORKS)
-    hidden: tuple[int, ...] = _f((400,), "MLP hidden layer sizes, encoder order (decoder mirrors)",
+    latent_dim: int = setting(50, "dimension L of the latent z", min=1)
+    network: str = setting("mlp", "encoder/decoder architecture", choices=NETWORKS)
+    hidden: tuple[int, ...] = setting((400,), "MLP hidden layer sizes, encoder order (decoder mirrors)",
                                  min=1)
-    channels: tuple[int, ...] = _f((32, 64), "conv channels per stride-2 layer", min=1)
-    activation: str = _f("softplus", "nonlinearity of hidden layers", choices=ACTIVATIONS)
+    channels: tuple[int, ...] = setting((32, 64), "conv channels per stride-2 layer", min=1)
+    activation: str = setting("softplus", "nonlinearity of hidden layers", choices=ACTIVATIONS)
     likelihood: LikelihoodConfig = likelihood_field("p(x|z) of the decoder")
     sigma: InitVar[float | None] = sigma_field()
     variance: InitVar[str | None] = variance_field()
     prior: PriorConfig = field(default_factory=PriorConfig, metadata={"help": "prior p(z)"})
     posterior: PosteriorConfig = field(default_factory=PosteriorConfig,
                                        metadata={"help": "guide family q(z|x)"})
-    elbo: str = _f("meanfield", "the ELBO's Pyro estimator (meanfield: closed-form KL; trace: "
+    elbo: str = setting("meanfield", "the ELBO's Pyro estimator (meanfield: closed-form KL; trace: "
                    "Monte Carlo KL); [model.objective] chooses other bounds", choices=OBJECTIVES)
     num_particles: int = particles_field()
     objective: ObjectiveConfig = objective_field()
@@ -53,8 +53,8 @@ class VAEConfig:
                 f"\"{self.prior.name}\" prior lacks; use elbo = \"trace\", \"jit-trace\" or "
                 f"\"tracegraph\" (Monte Carlo KL), or prior = "
                 f"{' / '.join(ANALYTIC_KL_PRIORS)}")
-        _check_posterior(self)
-        _check_objective(self)
+        check_posterior(self)
+        check_objective(self)
         if self.kl.free_bits > 0 and not ALL_OBJECTIVES.capability(self.elbo, "free_bits"):
             raise ConfigError(
                 f"model.kl.free_bits needs the analytic per-dimension KL of elbo = "
