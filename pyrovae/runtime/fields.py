@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import functools
 import math
 import numbers
 import types
@@ -35,7 +36,14 @@ def _unknown_message(key: str, valid, what: str = "key") -> str:
 
 
 def _field_type(section_cls, name: str):
-    return typing.get_type_hints(section_cls)[name]
+    return type_hints(section_cls)[name]
+
+
+@functools.lru_cache(maxsize=None)
+def type_hints(section_cls) -> dict[str, Any]:
+    """``typing.get_type_hints`` of a config dataclass, resolved once per class (every config
+    built checks every field against it)."""
+    return typing.get_type_hints(section_cls)
 
 
 def coerce(value: Any, annotation, where: str) -> Any:

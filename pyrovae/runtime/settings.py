@@ -29,12 +29,11 @@ folders still load.
 from __future__ import annotations
 
 import dataclasses
-import typing
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 from pyrovae.runtime.errors import ConfigError
-from pyrovae.runtime.fields import check_fields
+from pyrovae.runtime.fields import check_fields, type_hints
 from pyrovae.runtime.registry import PLUGIN_HINT
 
 
@@ -140,12 +139,12 @@ class Choices:
         """The section's keys and those of every registered component's settings -> types
         (``--set`` resolves its keys with them)."""
         section = cls.section_class()
-        out = {f.name: typing.get_type_hints(section)[f.name]
+        out = {f.name: type_hints(section)[f.name]
                for f in dataclasses.fields(section)}
         for registry in section.choosers.values():
             for name in registry:
                 settings = settings_of(registry, name)
-                hints = typing.get_type_hints(settings)
+                hints = type_hints(settings)
                 for f in dataclasses.fields(settings):
                     out.setdefault(f.name, hints[f.name])
         return out
