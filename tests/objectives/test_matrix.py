@@ -108,10 +108,12 @@ def test_fast_tier(cells):
 
 @pytest.mark.slow
 def test_every_accepted_combination_meets_its_target(cells):
-    """The exhaustive tier: every accepted cell (about two minutes)."""
+    """The exhaustive tier: every accepted cell that the fast tier does not check (together
+    the two check each accepted cell once, with the same draws; about a minute)."""
+    fast = {id(c) for c in _fast(cells)}
     failed = []
     for c in cells:
-        if c.accepted and c.target != "biased":
+        if c.accepted and c.target != "biased" and id(c) not in fast:
             v = em.check(c, draws=30)
             if not v.passed:
                 failed.append((c.label(), v))
