@@ -30,7 +30,7 @@ from pyrovae.training.guards import TrainingInterrupted
 PARALLEL = ("train", "evaluate")
 #: subcommand modules of this package, in the order ``pyrovae --help`` lists them
 COMMANDS = ("train", "evaluate", "export", "compare", "sample", "reconstruct", "interpolate",
-            "traverse", "latent_map", "anomaly", "impute", "reproduce")
+            "traverse", "latent_map", "anomaly", "impute", "compress", "reproduce")
 
 
 #: per command, the sizes to lower when it runs out of memory
@@ -47,6 +47,8 @@ KNOBS = {"train": "model.num_particles or train.batch_size (or train.eval_batch_
          "latent_map": "--n (0 takes every point)",
          "anomaly": "--samples",
          "impute": "--samples, --n or --eval-n",
+         "compress": "--batch-size",
+         "decompress": "--batch-size of the compress that made the file (compress again)",
          "reproduce": "--nll-samples or --points"}
 #: the evaluate options that add work, and the size of each to lower
 _EVALUATE_EXTRAS = (("ais_steps", "--ais-chains"), ("bdmc", "--bdmc"),

@@ -87,6 +87,9 @@ BAD_VALUES = {
                  "--gap-steps": ["0", NAN], "--gap-samples": ["0", "-1"],
                  "--gap-lr": ["0", "-1", NAN, INF], "--gap-eval-samples": ["1", "0", NAN]},
     "export": {"--draws": ["0", "-1", "5", NAN, INF], "--seed": ["-1", str(2**40)]},
+    "compress": {"--batch-size": ["0", "-1", NAN, INF], "--latent-bits": ["0", "-1", NAN],
+                 "--step": ["0", "-1", NAN, INF]},
+    "decompress": {},  # no numeric option; in the table for the --device check
     # compare: the lower bounds are experiments.Settings' (tests/experiments/test_compare.py)
     "compare": {"--seeds": ["0", "-1", NAN, "1001"], "--nll-samples": ["0", "10", NAN],
                 "--eval-points": ["-1", NAN], "--grad-draws": ["0", "1", NAN],
@@ -96,6 +99,7 @@ BAD_VALUES = {
 }
 RUN_COMMANDS = [c for c in BAD_VALUES if c not in ("compare", "reproduce")]
 BASE = {"export": ["--arviz", "{tmp}/x.nc"], "compare": ["--out", "{tmp}/grid"],
+        "compress": ["test", "-o", "{tmp}/x.pvz"], "decompress": ["{tmp}/x.pvz", "-o", "{tmp}/x.npy"],
         "reproduce": ["--out", "{tmp}/rep"]}
 #: the positional argument of the commands that take no run folder
 HEAD = {"compare": DIGITS, "reproduce": "burda-vae-1"}
@@ -106,7 +110,7 @@ CASES = [(cmd, flag, value) for cmd, flags in BAD_VALUES.items()
 def command_line(cmd: str, run: Path, tmp: Path, *extra: str) -> list[str]:
     head = [cmd, HEAD.get(cmd, str(run))]
     base = [a.format(tmp=tmp) for a in BASE.get(cmd, [])]
-    if cmd in RUN_COMMANDS and cmd != "export":
+    if cmd in RUN_COMMANDS and cmd not in ("export", "compress", "decompress"):
         base += ["--out", str(tmp / "out")]
     return head + base + list(extra)
 
@@ -133,7 +137,7 @@ def test_every_numeric_option_of_every_command_is_checked():
             assert action.type not in (int, float), (name, action.option_strings)
             if isinstance(action.type, Number):
                 ruled.setdefault(name, set()).add(action.option_strings[-1])
-    assert ruled == {c: set(flags) for c, flags in BAD_VALUES.items()}
+    assert ruled == {c: set(flags) for c, flags in BAD_VALUES.items() if flags}
     device_commands = {name for name, p in sub.choices.items()
                        if any(isinstance(a.type, Choice) for a in p._actions)}
     assert device_commands == set(RUN_COMMANDS)
