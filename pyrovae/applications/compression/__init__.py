@@ -34,7 +34,8 @@ __all__ = ["compress", "decompress", "encode_array", "decode_array", "encode_los
 
 
 def _settings(codec: bbans.BitsBack, batch_size: int, words: int) -> dict:
-    return {"codec": "bbans", "latent_bits": codec.latent_bits, "batch_size": batch_size,
+    return {"codec": "bbans", "batches": "ramp", "latent_bits": codec.latent_bits,
+            "batch_size": batch_size,
             "initial_words": words, "likelihood": codec.name}
 
 
@@ -51,8 +52,8 @@ def encode_array(model, x, latent_bits: int = 8, batch_size: int = 100,
         raise DataError(f"the data have {int(np.prod(arr.shape[1:]))} values per example but "
                         f"the run's model takes {dim}; use data of the kind it was trained on")
     idx = codec.symbols(arr.reshape(arr.shape[0], dim))
-    words = bbans.default_initial_words(min(batch_size, len(idx)), codec.latent_dim,
-                                        latent_bits)
+    first = bbans.batches(len(idx), batch_size)[0]
+    words = bbans.default_initial_words(first[1] - first[0], codec.latent_dim, latent_bits)
     start = time.perf_counter()
     with eval_mode(model), torch.no_grad(), \
             tqdm(total=len(idx), desc="compress", unit="img", disable=not progress) as bar:

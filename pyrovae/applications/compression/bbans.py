@@ -24,7 +24,14 @@ One batch of B images x [B, D] (symbols, stack = last in, first out)::
 
 so a batch costs  -log2 P(x|c_j) - log2 P(j) + log2 Q(j|x)  bits net, an estimate of the
 negative ELBO of the discretised model (its expectation over j ~ Q is -ELBO in bits).
-Batches are encoded in order and decoded in reverse order, with the same batch boundaries, so
+Batch sizes ramp up slowly, 1, 2, 3, ... growing by at most a quarter a batch, to B
+(:func:`batches`): a batch of m images pops about m H_q bits (H_q <= L k, the posterior
+buckets' information per image) from what the n images before it left on the stack (about
+n R bits, R the net rate per image), and n >= 4 m along the ramp, so the pops take real bits
+whenever H_q <= 4 R; the stack starts with the clean bits of a few images (``RAMP_START``
+images of L k bits), a cost that does not grow with B. (Batches of B from the start would need
+B L k clean bits: 2.7 % of the file on MNIST.) Batches are encoded in order and decoded in
+reverse order, with the same batch boundaries, so
 the networks see the same inputs in the same shapes (eval mode, no_grad, float32) and give the
 same probabilities bit for bit on the same machine and torch build. The stack starts with
 ``initial_words`` pseudo-random uint32 words (a seeded generator) for the first pops to take;
@@ -62,9 +69,13 @@ def initial_words(count: int) -> np.ndarray:
     return rng.integers(1, 2**32, size=count, dtype=np.uint64).astype(np.uint32)
 
 
+RAMP_START = 4  # images' worth of clean bits the stack starts with (see the module docstring)
+
+
 def default_initial_words(batch: int, latent_dim: int, latent_bits: int) -> int:
-    """Enough words for the first batch's pops: B L k bits (a uniform Q) in 32-bit words."""
-    return max(16, math.ceil(batch * latent_dim * latent_bits / 32))
+    """Clean words for the ramp's first pops: ``RAMP_START`` images of L k bits (at least the
+    first batch's), in 32-bit words."""
+    return max(16, math.ceil(max(batch, RAMP_START) * latent_dim * latent_bits / 32))
 
 
 def _standard_normal(prior) -> bool:
@@ -214,8 +225,14 @@ class BitsBack:
 
 
 def batches(count: int, batch_size: int) -> list[tuple[int, int]]:
-    """The [start, stop) of each batch, in encoding order (decoding goes backwards)."""
-    return [(i, min(i + batch_size, count)) for i in range(0, count, batch_size)]
+    """The [start, stop) of each batch, in encoding order (decoding goes backwards): sizes
+    1, 2, 3, ..., each max(m + 1, floor(1.25 m)), up to ``batch_size``, then ``batch_size``."""
+    out, start, size = [], 0, 1
+    while start < count:
+        stop = min(start + min(size, batch_size), count)
+        out.append((start, stop))
+        start, size = stop, max(size + 1, int(size * 1.25))
+    return out
 
 
 def encode(codec: BitsBack, idx: np.ndarray, batch_size: int, words: int, progress=None):
