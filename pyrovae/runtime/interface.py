@@ -32,6 +32,11 @@ attribute, which then is the whole list)::
     condition     condition(x) -> dict of what ``decode`` needs beside z (e.g. {"y": classes});
                   a model whose ``sample`` takes ``condition=`` draws given one
                   (``pyrovae sample --condition``)
+    hierarchy     a chain of Gaussian layers z_1..z_L with p(z_L) = N(0, I) (Bit-Swap coding):
+                  latent_sizes (L_1, ..., L_L); encode_layer(l, h) -> (loc, scale) of
+                  q(z_l+1 | z_l), z_0 = x; prior_layer(l, z) -> (loc, scale) of
+                  p(z_l | z_l+1 = z), 1 <= l < L; decode_layer0(z_1) -> the likelihood's
+                  parameters, read by ``likelihood``
 
 A model that reads more than the examples declares ``data_view(data) -> Dataset``: the data
 set as it sees it (a class-conditional model appends each example's one-hot class, so its x
@@ -63,6 +68,8 @@ CAPABILITIES = {
     "reconstruct": ("reconstruct", "reconstructions (reconstruct(x))"),
     "labels": ("classify", "labels (classify(x); model(x, y))"),
     "condition": ("condition", "a decoder conditioned on more than z (condition(x))"),
+    "hierarchy": ("prior_layer", "a chain of Gaussian layers (encode_layer, prior_layer, "
+                  "decode_layer0, latent_sizes)"),
 }
 
 

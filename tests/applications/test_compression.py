@@ -9,8 +9,8 @@ import pytest
 import torch
 
 import pyrovae
-from pyrovae import VAEConfig, load_dataset
-from pyrovae.applications.compression import bbans, compress, decompress, encode_array
+from pyrovae import HVAEConfig, VAEConfig, load_dataset
+from pyrovae.applications.compression import bbans, bitswap, compress, decompress, encode_array
 from pyrovae.applications.compression.container import FORMAT_VERSION, MAGIC
 from pyrovae.cli.main import main
 
@@ -42,6 +42,9 @@ def runs(tmp_path_factory):
             "dl": _train(root / "dl", eight, "discretized-logistic"),
             "bern1": _train(root / "bern1", binary, seed=1),
             "mog": _train(root / "mog", binary, prior="mog"),
+            "hvae": pyrovae.train(HVAEConfig(stochastic=(6, 3), hidden=((32,), (16,)),
+                                             likelihood="bernoulli"), binary,
+                                  out=root / "hvae", epochs=3, progress=False),
             "gauss": _train(root / "gauss", grey, "gaussian")}
 
 
@@ -205,3 +208,45 @@ def test_cli_lossy_round_trip_decodes_the_quantised_latents(runs, tmp_path, caps
                  "--no-progress"]) == 2
     assert "--lossy needs --step" in _error(capsys)
     assert not (tmp_path / "x.pvz").exists()
+
+
+# ---- Bit-Swap: a hierarchy of latent layers (kind hvae) ----------------------------------------
+
+def test_bitswap_round_trip_is_bit_exact_and_reaches_the_elbo(runs, tmp_path):
+    run, x = runs["hvae"], runs["binary"].test_data()
+    stats = compress(run, x, tmp_path / "h.pvz", batch_size=64)
+    assert torch.equal(decompress(run, tmp_path / "h.pvz"), x)
+    elbo_bpd = -run.metrics["test_elbo"] / math.log(2) / D
+    assert stats["ideal_bits_per_dim"] == pytest.approx(elbo_bpd, rel=0.05)
+    assert stats["net_bits_per_dim"] == pytest.approx(stats["ideal_bits_per_dim"], rel=0.01)
+    # the clean bits pay for z_1's pops only (4 images of L_1 k bits), not for every layer
+    assert stats["initial_bits"] == 32 * max(16, math.ceil(4 * 6 * 8 / 32))
+
+
+def test_bitswap_size_is_the_sum_of_the_coded_information(runs):
+    """Known answer by hand, per image: -log2 p(x|c_1) + log2 Q(j_1|x) + log2 Q(j_2|c_1)
+    - log2 P(j_1|c_2) + L_2 k, from the likelihood's log_prob and Gaussian CDF differences at
+    the bucket edges; the tolerance as for bits-back above."""
+    run, x = runs["hvae"], runs["binary"].test_data()[:150]
+    model, codec = run.model.eval(), bitswap.BitSwap(run.model, 8)
+    coder = bbans.constriction().stream.stack.AnsCoder(bbans.initial_words(100))
+
+    def log2_mass(loc, scale, j):
+        g = torch.distributions.Normal(loc.double(), scale.double())
+        lo, hi = torch.special.ndtri(j.double() / 256), torch.special.ndtri((j + 1.) / 256)
+        return torch.log2(g.cdf(hi) - g.cdf(lo)).sum()
+
+    by_hand = 0.0
+    with torch.no_grad():
+        for start in range(0, len(x), 50):
+            xb = x[start:start + 50]
+            j1, j2 = (torch.from_numpy(j).long() for j in
+                      codec.encode_batch(coder, codec.symbols(xb.numpy()))["z"])
+            c1, c2 = (torch.special.ndtri((j.double() + 0.5) / 256).float() for j in (j1, j2))
+            log_px = model.likelihood(model.decode_layer0(c1)).log_prob(xb).double()
+            by_hand += float(-log_px.sum() / math.log(2) + j2.numel() * 8
+                             + log2_mass(*model.encode_layer(0, xb), j1)
+                             + log2_mass(*model.encode_layer(1, c1), j2)
+                             - log2_mass(*model.prior_layer(1, c2), j1))
+    net = 32 * len(coder.get_compressed()) - 32 * 100
+    assert abs(net - by_hand) <= 64 + 3e-3 * by_hand, (net, by_hand)

@@ -1,4 +1,5 @@
-"""Lossless compression of discrete data with a trained VAE (bits-back ANS, ``bbans.py``) into
+"""Lossless compression of discrete data with a trained VAE (bits-back ANS, ``bbans.py``; a
+hierarchy of latent layers by Bit-Swap, ``bitswap.py``) into
 a file that fails safe (``container.py``); docs/compression.md.
 
     compress(run, x, out=None, latent_bits=8, batch_size=100) -> stats
@@ -23,7 +24,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from pyrovae.applications.compression import bbans, container, lossy
+from pyrovae.applications.compression import bbans, bitswap, container, lossy
 from pyrovae.applications.runs import as_run
 from pyrovae.config.fields import COUNT, POSITIVE, check_number
 from pyrovae.runtime.errors import DataError
@@ -34,7 +35,8 @@ __all__ = ["compress", "decompress", "encode_array", "decode_array", "encode_los
 
 
 def _settings(codec: bbans.BitsBack, batch_size: int, words: int) -> dict:
-    return {"codec": "bbans", "batches": "ramp", "latent_bits": codec.latent_bits,
+    kind = "bitswap" if isinstance(codec, bitswap.BitSwap) else "bbans"
+    return {"codec": kind, "batches": "ramp", "latent_bits": codec.latent_bits,
             "batch_size": batch_size,
             "initial_words": words, "likelihood": codec.name}
 
@@ -43,7 +45,7 @@ def encode_array(model, x, latent_bits: int = 8, batch_size: int = 100,
                  progress: bool = False) -> tuple[dict, np.ndarray, dict]:
     """(header, payload words [W] uint32, stats) of x [N, ...] under ``model``."""
     batch_size = check_number(batch_size, "batch_size", COUNT)
-    codec = bbans.BitsBack(model, latent_bits)
+    codec = bitswap.codec_for(model, latent_bits)
     arr = x.detach().cpu().numpy() if isinstance(x, torch.Tensor) else np.asarray(x)
     if arr.ndim < 1 or arr.shape[0] == 0:
         raise DataError("no examples to compress; give an array [N, ...] with N >= 1")
@@ -75,7 +77,7 @@ def encode_array(model, x, latent_bits: int = 8, batch_size: int = 100,
 def decode_array(model, header: dict, payload: np.ndarray, progress: bool = False,
                  what: str = "the file") -> np.ndarray:
     """x of :func:`encode_array`'s header and payload, in its shape and dtype."""
-    codec = bbans.BitsBack(model, int(header["latent_bits"]))
+    codec = bitswap.codec_for(model, int(header["latent_bits"]))
     words, batch = int(header["initial_words"]), int(header["batch_size"])
     container.check_identity(header, container.identity(model, _settings(codec, batch, words)),
                              what)

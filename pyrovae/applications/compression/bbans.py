@@ -117,6 +117,10 @@ class BitsBack:
             raise ConfigError(f"bits-back coding needs the standard-normal prior N(0, I), but "
                               f"the run's prior is {prior_name}; train with model.prior = "
                               f"\"normal\"")
+        self._setup(model, lik, name, latent_bits)
+
+    def _setup(self, model, lik, name: str, latent_bits: int) -> None:
+        """The buckets (2^k of equal N(0, 1) mass per dimension) and the likelihood's grid."""
         self.model, self.likelihood, self.name = model, lik, name
         self.latent_bits, self.K = latent_bits, 2 ** latent_bits
         self.device = next(model.parameters()).device
@@ -179,7 +183,10 @@ class BitsBack:
     def q_probs(self, idx: np.ndarray) -> np.ndarray:
         """Q(j|x) [B*L, K] float64 for value indices idx [B, D]."""
         x = self.levels[torch.from_numpy(idx).long()].to(self.device)
-        loc, scale = self.model.encode(x)
+        return self.bucket_probs(*self.model.encode(x))
+
+    def bucket_probs(self, loc: torch.Tensor, scale: torch.Tensor) -> np.ndarray:
+        """The mass of N(loc, scale^2) in each bucket: [B, L] each -> [B*L, K] float64."""
         mu, s = loc.double().cpu().unsqueeze(-1), scale.double().cpu().unsqueeze(-1)
         t = (self.edges - mu) / s                                    # [B, L, K+1]
         lower = torch.special.ndtr(t).diff(dim=-1)                  # Phi(t_hi) - Phi(t_lo)

@@ -72,7 +72,7 @@ class HVAE(KindModule):
     the sites bottom to top, which asks ``pyrovae evaluate`` for per-layer diagnostics.
     """
 
-    capabilities = ("sample", "reconstruct")
+    capabilities = ("sample", "reconstruct", "hierarchy")
     max_plate_nesting = 1
     config_class = HVAEConfig
 
@@ -151,6 +151,22 @@ class HVAE(KindModule):
     def encode_layer(self, layer: int, h: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(loc, scale) of q(z_layer+1 | z_layer) at h (z_0 = x [B, D])."""
         return gaussian_head(self.encoder[layer](h))
+
+    @property
+    def latent_sizes(self) -> tuple[int, ...]:
+        """(L_1, ..., L_L): the sizes of z_1 (next to x) .. z_L (the top)."""
+        return tuple(self.sizes[1:])
+
+    @torch.no_grad()
+    def prior_layer(self, layer: int, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(loc, scale) of p(z_layer | z_layer+1 = z), 1 <= layer < L: z [B, L_layer+1] ->
+        [B, L_layer] each."""
+        return gaussian_head(self.decoder[layer](z))
+
+    @torch.no_grad()
+    def decode_layer0(self, z1: torch.Tensor) -> torch.Tensor:
+        """The likelihood's parameters of p(x | z_1): z_1 [B, L_1] -> [B, K*D]."""
+        return self.decoder[0](z1)
 
     @torch.no_grad()
     def reconstruct(self, x: torch.Tensor) -> torch.Tensor:
