@@ -1,7 +1,9 @@
 """Bits per dimension of the bits-back codec (pyrovae compress) against the run's -ELBO and
 gzip / bz2 / lzma of the same bytes, and the codec's speed (docs/compression.md).
 
-    python benchmarks/compression.py RUN_DIR [DATA_SPEC]      (DATA_SPEC default: test)
+    python benchmarks/compression.py RUN_DIR [DATA_SPEC [NLL_SAMPLES]]
+        DATA_SPEC default test; NLL_SAMPLES > 0 adds the importance-sampled -log p(x) with that
+        many draws per image (the limit of the model; bits-back reaches the -ELBO)
 
 The general-purpose compressors get the data as one byte per value (uint8: k of k/255, or the
 0/1 of binary data), their best case for these data; PNG (Pillow, optimize=True) gets each
@@ -43,7 +45,7 @@ def png_bits(images: np.ndarray, binary: bool) -> tuple[int, int]:
     return sum(size(im) for im in images), size(mosaic)
 
 
-def main(run_dir: str, spec: str = "test") -> None:
+def main(run_dir: str, spec: str = "test", nll_samples: str = "0") -> None:
     run = pyrovae.load(run_dir)
     x = read_data(run, spec)[0].cpu().numpy()
     n, dims = len(x), x.size
@@ -64,6 +66,15 @@ def main(run_dir: str, spec: str = "test") -> None:
             ("gzip -9", 8 * len(gzip.compress(raw, 9)) / dims),
             ("bz2 -9", 8 * len(bz2.compress(raw, 9)) / dims),
             ("lzma -9", 8 * len(lzma.compress(raw, preset=9)) / dims)]
+    if int(nll_samples) > 0:
+        import torch
+
+        from pyrovae.evaluation import log_likelihood
+
+        flat = torch.as_tensor(x.reshape(n, per_image), dtype=torch.float32)
+        nll = -float(log_likelihood(run.model, flat, num_samples=int(nll_samples)).mean())
+        rows.insert(3, (f"IS -log p(x) of the run (K = {nll_samples})",
+                        nll / math.log(2) / per_image))
     if pngs is not None:
         rows += [("PNG, one file per image", pngs[0] / dims), ("PNG, one mosaic", pngs[1] / dims)]
     print(f"{run_dir} on {spec}: {n} images x {per_image} values")
