@@ -546,4 +546,4 @@ def test_api_exports():
     assert pyrovae.HVAE is HVAE and pyrovae.HVAEConfig is HVAEConfig
     assert "hvae" in pyrovae.MODEL_KINDS
     assert pyrovae.capabilities(HVAE(HVAEConfig(stochastic=(2, 1), hidden=((3,), ())), (4,))) \
-        == {"sample", "reconstruct"}
+        == {"sample", "reconstruct", "hierarchy"}
