@@ -85,6 +85,25 @@ def _standard_normal(prior) -> bool:
             and bool((loc == 0).all()) and bool((scale == 1).all()))
 
 
+def check_latent_bits(latent_bits: int) -> None:
+    """Refuse k outside 1..16 (2^k buckets per latent dimension) in one line."""
+    if not 1 <= latent_bits <= 16:
+        raise ConfigError(f"latent_bits = {latent_bits} must be between 1 and 16 "
+                          f"(2^k buckets per latent dimension; 8 is the usual)")
+
+
+def discrete_likelihood(model, coding: str):
+    """(the model's likelihood, its registered name), refused in one line unless discrete."""
+    lik = getattr(model, "likelihood", None)
+    name = getattr(lik, "name", "")
+    if name not in LIKELIHOODS or not LIKELIHOODS.capability(name, "discrete"):
+        raise ConfigError(f"{coding} needs a discrete likelihood (bernoulli or "
+                          f"discretized-logistic), but the run's is {name or '?'!r}; "
+                          f"train with model.likelihood = \"bernoulli\" or "
+                          f"\"discretized-logistic\"")
+    return lik, name
+
+
 class BitsBack:
     """The codec of one model: ``encode_batch``/``decode_batch`` on a constriction AnsCoder.
 
@@ -92,9 +111,7 @@ class BitsBack:
     float32, what the networks read); z as bucket indices [B, L] int32 in 0..K-1."""
 
     def __init__(self, model: torch.nn.Module, latent_bits: int = 8):
-        if not 1 <= latent_bits <= 16:
-            raise ConfigError(f"latent_bits = {latent_bits} must be between 1 and 16 "
-                              f"(2^k buckets per latent dimension; 8 is the usual)")
+        check_latent_bits(latent_bits)
         what = type(model).__name__
         if not has(model, "encoder"):
             raise ConfigError(f"bits-back coding needs a Gaussian encoder encode(x) -> (loc, "
@@ -102,16 +119,11 @@ class BitsBack:
         if has(model, "labels") or has(model, "condition"):
             raise ConfigError(f"bits-back coding needs a decoder of z alone, but {what} "
                               f"conditions it on more (labels or a condition); use a vae run")
-        lik = getattr(model, "likelihood", None)
-        if not callable(getattr(model, "decoder", None)) or lik is None:
+        if (not callable(getattr(model, "decoder", None))
+                or getattr(model, "likelihood", None) is None):
             raise ConfigError(f"bits-back coding needs model.decoder(z) and model.likelihood, "
                               f"which {what} lacks; use a vae run")
-        name = getattr(lik, "name", "")
-        if name not in LIKELIHOODS or not LIKELIHOODS.capability(name, "discrete"):
-            raise ConfigError(f"bits-back coding needs a discrete likelihood (bernoulli or "
-                              f"discretized-logistic), but the run's is {name or '?'!r}; "
-                              f"train with model.likelihood = \"bernoulli\" or "
-                              f"\"discretized-logistic\"")
+        lik, name = discrete_likelihood(model, "bits-back coding")
         if not has(model, "prior") or not _standard_normal(model.prior()):
             prior_name = type(getattr(model, "prior", None)).__name__
             raise ConfigError(f"bits-back coding needs the standard-normal prior N(0, I), but "

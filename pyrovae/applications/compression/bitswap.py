@@ -24,30 +24,22 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from pyrovae.applications.compression.bbans import BitsBack, constriction
+from pyrovae.applications.compression.bbans import (BitsBack, check_latent_bits, constriction,
+                                                   discrete_likelihood)
 from pyrovae.runtime.errors import ConfigError
 from pyrovae.runtime.interface import has
-from pyrovae.runtime.registry import LIKELIHOODS
 
 
 class BitSwap(BitsBack):
     """The Bit-Swap codec of a model with the ``hierarchy`` capability (kind hvae)."""
 
     def __init__(self, model: torch.nn.Module, latent_bits: int = 8):
-        if not 1 <= latent_bits <= 16:
-            raise ConfigError(f"latent_bits = {latent_bits} must be between 1 and 16 "
-                              f"(2^k buckets per latent dimension; 8 is the usual)")
-        what = type(model).__name__
+        check_latent_bits(latent_bits)
         if not has(model, "hierarchy"):
             raise ConfigError(f"Bit-Swap needs a chain of Gaussian layers (the hierarchy "
-                              f"capability), which {what} lacks; use an hvae run")
-        lik = getattr(model, "likelihood", None)
-        name = getattr(lik, "name", "")
-        if name not in LIKELIHOODS or not LIKELIHOODS.capability(name, "discrete"):
-            raise ConfigError(f"Bit-Swap needs a discrete likelihood (bernoulli or "
-                              f"discretized-logistic), but the run's is {name or '?'!r}; "
-                              f"train with model.likelihood = \"bernoulli\" or "
-                              f"\"discretized-logistic\"")
+                              f"capability), which {type(model).__name__} lacks; use an hvae "
+                              f"run")
+        lik, name = discrete_likelihood(model, "Bit-Swap")
         self.sizes = tuple(int(s) for s in model.latent_sizes)
         self._setup(model, lik, name, latent_bits)
 
