@@ -250,3 +250,11 @@ def test_bitswap_size_is_the_sum_of_the_coded_information(runs):
                              - log2_mass(*model.prior_layer(1, c2), j1))
     net = 32 * len(coder.get_compressed()) - 32 * 100
     assert abs(net - by_hand) <= 64 + 3e-3 * by_hand, (net, by_hand)
+
+
+def test_lossy_input_of_another_size_is_refused_in_one_line(runs, tmp_path, capsys):
+    np.save(tmp_path / "wrong.npy", np.zeros((3, 10), np.float32))
+    assert main(["compress", str(runs["root"] / "gauss"), str(tmp_path / "wrong.npy"), "-o",
+                 str(tmp_path / "w.pvz"), "--lossy", "--step", "0.5", "--no-progress"]) == 2
+    assert "10 values per example but the run's model takes 64" in _error(capsys)
+    assert not (tmp_path / "w.pvz").exists()

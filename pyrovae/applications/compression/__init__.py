@@ -41,18 +41,25 @@ def _settings(codec: bbans.BitsBack, batch_size: int, words: int) -> dict:
             "initial_words": words, "likelihood": codec.name}
 
 
+def _examples(x, dim) -> np.ndarray:
+    """x [N, ...] (a tensor or array) as a NumPy array, refused in one line when it is empty
+    or its examples do not have the model's D = ``dim`` values."""
+    arr = x.detach().cpu().numpy() if isinstance(x, torch.Tensor) else np.asarray(x)
+    if arr.ndim < 1 or arr.shape[0] == 0:
+        raise DataError("no examples to compress; give an array [N, ...] with N >= 1")
+    if dim is not None and int(np.prod(arr.shape[1:], dtype=np.int64)) != dim:
+        raise DataError(f"the data have {int(np.prod(arr.shape[1:]))} values per example but "
+                        f"the run's model takes {dim}; use data of the kind it was trained on")
+    return arr
+
+
 def encode_array(model, x, latent_bits: int = 8, batch_size: int = 100,
                  progress: bool = False) -> tuple[dict, np.ndarray, dict]:
     """(header, payload words [W] uint32, stats) of x [N, ...] under ``model``."""
     batch_size = check_number(batch_size, "batch_size", COUNT)
     codec = bitswap.codec_for(model, latent_bits)
-    arr = x.detach().cpu().numpy() if isinstance(x, torch.Tensor) else np.asarray(x)
-    if arr.ndim < 1 or arr.shape[0] == 0:
-        raise DataError("no examples to compress; give an array [N, ...] with N >= 1")
     dim = codec.input_dim()
-    if int(np.prod(arr.shape[1:], dtype=np.int64)) != dim:
-        raise DataError(f"the data have {int(np.prod(arr.shape[1:]))} values per example but "
-                        f"the run's model takes {dim}; use data of the kind it was trained on")
+    arr = _examples(x, dim)
     idx = codec.symbols(arr.reshape(arr.shape[0], dim))
     first = bbans.batches(len(idx), batch_size)[0]
     words = bbans.default_initial_words(first[1] - first[0], codec.latent_dim, latent_bits)
@@ -94,9 +101,8 @@ def encode_lossy(model, x, step: float, batch_size: int = 100) -> tuple[dict, np
     [0, 1]; an integer array holds k of k/255) with quantisation step ``step``."""
     step = check_number(step, "step", POSITIVE)
     batch_size = check_number(batch_size, "batch_size", COUNT)
-    arr = x.detach().cpu().numpy() if isinstance(x, torch.Tensor) else np.asarray(x)
-    if arr.ndim < 1 or arr.shape[0] == 0:
-        raise DataError("no examples to compress; give an array [N, ...] with N >= 1")
+    dim = getattr(model, "input_dim", None)
+    arr = _examples(x, None if dim is None else int(dim))
     flat = arr.reshape(arr.shape[0], -1)
     flat = flat / 255.0 if np.issubdtype(arr.dtype, np.integer) else flat
     start = time.perf_counter()

@@ -38,6 +38,7 @@ import numpy as np
 import torch
 from torch.distributions import Independent, Normal
 
+from pyrovae.applications.compression.bbans import constriction
 from pyrovae.runtime.errors import ConfigError, DataError
 from pyrovae.runtime.interface import require
 from pyrovae.runtime.traces import eval_mode
@@ -73,11 +74,6 @@ class LossyStats:
                 "step": self.step, "symbol_range": self.symbol_range, "bits": self.bits,
                 "ideal_bits": self.ideal_bits, "bits_per_pixel": self.bits_per_pixel,
                 "bits_per_point": self.bits_per_point}
-
-
-def _coder():
-    import constriction
-    return constriction
 
 
 def gaussian_prior(model) -> tuple[torch.Tensor, torch.Tensor]:
@@ -121,7 +117,7 @@ def _check_batch(batch_size: int) -> int:
 
 def _prior_model(loc, scale, step, r, rows: int):
     """constriction's model and the flat (means, stds) for ``rows`` points, row-major."""
-    c = _coder()
+    c = constriction()
     means = np.tile((loc / step).numpy(), rows)
     stds = np.tile((scale / step).numpy(), rows)
     return c.stream.model.QuantizedGaussian(-r, r), means, stds
@@ -167,7 +163,7 @@ def encode_latents(model, x: torch.Tensor, step: float, batch_size: int = 1024
                         f"{r * step:g}, {CLIP:g} prior sd); {COMMAND} refuses it rather than "
                         f"escape it: check that the data match the model's training data")
     k = k.astype(np.int32)
-    coder = _coder().stream.stack.AnsCoder()
+    coder = constriction().stream.stack.AnsCoder()
     starts = list(range(0, n, batch_size))
     for start in reversed(starts):  # a stack: the last batch first, so decoding reads forward
         rows = k[start:start + batch_size]
@@ -189,7 +185,7 @@ def decode_symbols(model, words: np.ndarray, step: float, count: int, latent_dim
         raise ConfigError(f"the stream has {latent_dim} latents per point but the model has "
                           f"{loc.numel()}; decode with the model that encoded it")
     r = symbol_range(loc, scale, step)
-    coder = _coder().stream.stack.AnsCoder(np.ascontiguousarray(words, dtype=np.uint32))
+    coder = constriction().stream.stack.AnsCoder(np.ascontiguousarray(words, dtype=np.uint32))
     for start in range(0, count, batch_size):
         rows = min(batch_size, count - start)
         prior, means, stds = _prior_model(loc, scale, step, r, rows)
