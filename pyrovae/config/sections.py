@@ -140,16 +140,6 @@ def likelihood_field(of: str = "p(x|z)"):
     return field(default_factory=LikelihoodConfig, metadata={"help": f"likelihood {of}"})
 
 
-def sigma_field():
-    """Release 0.1's flat ``model.sigma``: an InitVar folded into ``[model.likelihood]``."""
-    return None
-
-
-def variance_field():
-    """Release 0.1's flat ``model.variance``: an InitVar folded into ``[model.likelihood]``."""
-    return None
-
-
 def kind_field(name: str):
     """The ``kind`` key of a kind's [model] dataclass: its own name, any registered kind
     accepted (a config picks its dataclass by it, :func:`model_class`)."""

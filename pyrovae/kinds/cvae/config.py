@@ -14,8 +14,7 @@ from dataclasses import InitVar, dataclass
 
 from pyrovae.config.fields import CLASSES_NOTE, MAX_CLASSES, check_fields
 from pyrovae.config.sections import (kind_field, ObjectiveConfig, check_objective, setting,
-                               likelihood_field, objective_field, particles_field, sigma_field,
-                               variance_field, LikelihoodConfig, fold_likelihood_keys)
+                               likelihood_field, objective_field, particles_field, LikelihoodConfig, fold_likelihood_keys)
 from pyrovae.runtime.errors import ConfigError
 from pyrovae.runtime.registry import ACTIVATIONS, OBJECTIVES
 
@@ -41,8 +40,8 @@ class CVAEConfig:
     hidden: tuple[int, ...] = setting((500, 500), "hidden layers of each of the three MLPs", min=1)
     activation: str = setting("relu", "nonlinearity of hidden layers", choices=ACTIVATIONS)
     likelihood: LikelihoodConfig = likelihood_field("p(x_out | x_in, z)")
-    sigma: InitVar[float | None] = sigma_field()      # 0.1's flat keys, folded into
-    variance: InitVar[str | None] = variance_field()  # [model.likelihood]
+    sigma: InitVar[float | None] = None      # 0.1's flat keys, folded into
+    variance: InitVar[str | None] = None  # [model.likelihood]
     elbo: str = setting("meanfield", "the ELBO's Pyro estimator (meanfield: closed-form KL between "
                    "q(z|x_in,x_out) and p(z|x_in); trace: Monte Carlo KL)",
                    choices=CVAE_OBJECTIVES)

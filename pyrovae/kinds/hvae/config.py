@@ -20,7 +20,7 @@ from dataclasses import InitVar, dataclass, field
 from pyrovae.config.fields import check_fields
 from pyrovae.config.sections import (kind_field, OBJECTIVES, KLConfig, ObjectiveConfig,
                                check_objective, setting, likelihood_field, objective_field,
-                               particles_field, sigma_field, variance_field, LikelihoodConfig, fold_likelihood_keys)
+                               particles_field, LikelihoodConfig, fold_likelihood_keys)
 from pyrovae.runtime.errors import ConfigError
 from pyrovae.components.nets.mlp import INITS
 from pyrovae.runtime.registry import ACTIVATIONS, GRADIENTS, OBJECTIVES as ALL_OBJECTIVES
@@ -49,8 +49,8 @@ class HVAEConfig:
                                              "and, mirrored, in p(z_l|z_l+1) (z_0 = x)", min=1)
     activation: str = setting("tanh", "nonlinearity of the hidden layers", choices=ACTIVATIONS)
     likelihood: LikelihoodConfig = likelihood_field("p(x|z1)")
-    sigma: InitVar[float | None] = sigma_field()      # 0.1's flat keys, folded into
-    variance: InitVar[str | None] = variance_field()  # [model.likelihood]
+    sigma: InitVar[float | None] = None      # 0.1's flat keys, folded into
+    variance: InitVar[str | None] = None  # [model.likelihood]
     elbo: str = setting("meanfield", "the ELBO's Pyro estimator (meanfield: closed-form KL where it "
                    "is exact, the top layer's; trace: Monte Carlo KL); [model.objective] "
                    "chooses other bounds", choices=OBJECTIVES)

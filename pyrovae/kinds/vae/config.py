@@ -9,8 +9,7 @@ from pyrovae.config.sections import (kind_field, ANALYTIC_KL_OBJECTIVES, ANALYTI
                                      OBJECTIVES, KLConfig, LikelihoodConfig, ObjectiveConfig,
                                      PosteriorConfig, PriorConfig, check_objective,
                                      check_posterior, fold_likelihood_keys, likelihood_field,
-                                     model_classes, objective_field, particles_field, setting,
-                                     sigma_field, variance_field)
+                                     model_classes, objective_field, particles_field, setting)
 from pyrovae.runtime.errors import ConfigError
 from pyrovae.runtime.fields import check_fields
 from pyrovae.runtime.registry import ACTIVATIONS, MODEL_KINDS, NETWORKS, OBJECTIVES as ALL_OBJECTIVES
@@ -27,8 +26,8 @@ class VAEConfig:
     channels: tuple[int, ...] = setting((32, 64), "conv channels per stride-2 layer", min=1)
     activation: str = setting("softplus", "nonlinearity of hidden layers", choices=ACTIVATIONS)
     likelihood: LikelihoodConfig = likelihood_field("p(x|z) of the decoder")
-    sigma: InitVar[float | None] = sigma_field()
-    variance: InitVar[str | None] = variance_field()
+    sigma: InitVar[float | None] = None
+    variance: InitVar[str | None] = None
     prior: PriorConfig = field(default_factory=PriorConfig, metadata={"help": "prior p(z)"})
     posterior: PosteriorConfig = field(default_factory=PosteriorConfig,
                                        metadata={"help": "guide family q(z|x)"})
