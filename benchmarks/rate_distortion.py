@@ -47,11 +47,12 @@ from PIL import Image
 
 import pyrovae
 from pyrovae import KLConfig, VAEConfig
+from pyrovae.config import LikelihoodConfig
 from pyrovae.applications.compression.lossy import decode_latents, encode_latents
 from pyrovae.applications.compression.quality import psnr, ssim
 
 STEPS = (0.025, 0.05, 0.1, 0.2, 0.4, 0.8, 1.6)
-QUALITIES = (5, 10, 25, 50, 75, 90, 95)
+QUALITIES = (1, 2, 3, 5, 10, 25, 50, 75, 90, 95)
 BETAS = (0.25, 1.0, 4.0)
 
 
@@ -151,7 +152,8 @@ def vae_points(label: str, model, x: torch.Tensor, shape, steps) -> list[dict]:
 def train_runs(args, data) -> dict:
     runs = {}
     for beta in args.betas:
-        cfg = VAEConfig(latent_dim=args.latent, hidden=tuple(args.hidden), likelihood="gaussian",
+        cfg = VAEConfig(latent_dim=args.latent, hidden=tuple(args.hidden),
+                        likelihood=LikelihoodConfig("gaussian", sigma=args.sigma),
                         kl=KLConfig(beta=beta))
         out = Path(args.out) / "runs" / f"beta{beta:g}"
         t = time.time()
@@ -193,6 +195,7 @@ def main(argv=None):
     p.add_argument("--hidden", type=int, nargs="+", default=[128])
     p.add_argument("--epochs", type=int, default=100)
     p.add_argument("--lr", type=float, default=3e-3)
+    p.add_argument("--sigma", type=float, default=0.1, help="Gaussian likelihood's sigma")
     p.add_argument("--steps", type=float, nargs="+", default=STEPS)
     p.add_argument("--qualities", type=int, nargs="+", default=QUALITIES)
     p.add_argument("--out", default="runs/rate_distortion")

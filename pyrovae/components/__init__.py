@@ -4,6 +4,7 @@ chooses (``pyrovae.runtime.registry``):
     priors.py        p(z): normal, learnable-normal, mog, vamp               (PRIORS)
     flow_prior.py    p(z): flow, a MAF over N(0, I)                          (PRIORS)
     likelihoods.py   p(x|z): bernoulli, gaussian, laplace, discretized ...   (LIKELIHOODS)
+    beta_binomial.py p(x|z): beta-binomial, 8-bit pixels                     (LIKELIHOODS)
     posteriors/      q(z|x): diagonal, full, lowrank, iaf                    (POSTERIORS)
     nets/            encoder/decoder networks: mlp, conv                     (NETWORKS)
     distributions.py the distributions the likelihoods and priors need beyond Pyro's
@@ -13,3 +14,4 @@ small dataclass it declares itself (``settings=`` of its registration).
 """
 
 from pyrovae.components import flow_prior  # noqa: F401,E402  (registers prior "flow")
+from pyrovae.components import beta_binomial  # noqa: F401,E402  (registers "beta-binomial")

@@ -19,12 +19,13 @@ the fix when the data lie outside the likelihood's support.
       (variance="decoder") 2  log N(x; mu, s^2), s = softplus(raw) from decoder
     laplace                1  -|x - mu| / b - log(2 b), b = model.sigma         any real
     discretized-logistic   2  log [F((x - mu + h)/s) - F((x - mu - h)/s)]       {0, 1/255, .., 1}
+    beta-binomial          2  log BetaBin(255 x; 255, a, b)  (beta_binomial.py)  {0, 1/255, .., 1}
 
 Likelihoods are modules, so learned parameters (``gaussian-learned`` with per-pixel
 variance) are registered, optimised and moved by ``.to(device)`` with the rest of the VAE.
-``docs/likelihoods.md`` has the math and the data each one needs. The two on discrete data
-(bernoulli, discretized-logistic) are registered with ``discrete=True``: their log p(x|z) is a
-log probability, so their bounds are also reported in bits per dimension.
+``docs/likelihoods.md`` has the math and the data each one needs. Those on discrete data
+(bernoulli, discretized-logistic, beta-binomial) are registered with ``discrete=True``: their
+log p(x|z) is a log probability, so their bounds are also reported in bits per dimension.
 """
 
 from __future__ import annotations
@@ -333,20 +334,25 @@ class DiscretizedLogisticLikelihood(Likelihood):
 
     def check(self, x, what="data"):
         super().check(x, what)
-        if not x.numel():
-            return
-        fix = ("load 8-bit images as uint8 (pyrovae divides them by 255) with binarize = "
-               "\"none\", or use likelihood = \"continuous-bernoulli\" or \"gaussian\"")
-        if x.min() < 0 or x.max() > 1:
-            raise DataError(f"{what} has values in {_range(x)} but the discretized-logistic "
-                            f"likelihood needs 8-bit pixel values k/255 in [0, 1]: {fix}")
-        k = x * LEVELS
-        off = (k - k.round()).abs() > GRID_TOL
-        if off.any():
-            example = x[off][0].item()
-            raise DataError(f"{what} has values off the 8-bit grid k/255 (e.g. {example:.6g}) "
-                            f"but the discretized-logistic likelihood needs 8-bit pixel values: "
-                            f"{fix}")
+        check_eight_bit(x, what, self.name)
+
+
+def check_eight_bit(x: torch.Tensor, what: str, name: str) -> None:
+    """Refuse data off the 8-bit grid {0, 1/255, ..., 1} in one line (the likelihoods of
+    8-bit images: discretized-logistic, beta-binomial)."""
+    if not x.numel():
+        return
+    fix = ("load 8-bit images as uint8 (pyrovae divides them by 255) with binarize = "
+           "\"none\", or use likelihood = \"continuous-bernoulli\" or \"gaussian\"")
+    if x.min() < 0 or x.max() > 1:
+        raise DataError(f"{what} has values in {_range(x)} but the {name} likelihood needs "
+                        f"8-bit pixel values k/255 in [0, 1]: {fix}")
+    k = x * LEVELS
+    off = (k - k.round()).abs() > GRID_TOL
+    if off.any():
+        example = x[off][0].item()
+        raise DataError(f"{what} has values off the 8-bit grid k/255 (e.g. {example:.6g}) "
+                        f"but the {name} likelihood needs 8-bit pixel values: {fix}")
 
 
 def make_likelihood(config, input_dim: int) -> Likelihood:

@@ -40,6 +40,7 @@ def runs(tmp_path_factory):
     return {"root": root, "binary": binary, "eight": eight,
             "bern": _train(root / "bern", binary),
             "dl": _train(root / "dl", eight, "discretized-logistic"),
+            "bb": _train(root / "bb", eight, "beta-binomial"),
             "bern1": _train(root / "bern1", binary, seed=1),
             "mog": _train(root / "mog", binary, prior="mog"),
             "hvae": pyrovae.train(HVAEConfig(stochastic=(6, 3), hidden=((32,), (16,)),
@@ -48,20 +49,20 @@ def runs(tmp_path_factory):
             "gauss": _train(root / "gauss", grey, "gaussian")}
 
 
-@pytest.mark.parametrize("name, data", [("bern", "binary"), ("dl", "eight")])
+@pytest.mark.parametrize("name, data", [("bern", "binary"), ("dl", "eight"), ("bb", "eight")])
 def test_round_trip_is_bit_exact(runs, name, data, tmp_path):
     run, x = runs[name], runs[data].test_data()
     stats = compress(run, x, tmp_path / "x.pvz", batch_size=64)  # 297 = 4 x 64 + 41
     assert stats["images"] == len(x) and stats["bytes"] == (tmp_path / "x.pvz").stat().st_size
     y = decompress(run, tmp_path / "x.pvz")
     assert y.dtype == x.dtype and torch.equal(y, x)
-    if name == "dl":  # integers k hold the same symbols, and come back as integers
+    if name in ("dl", "bb"):  # integers k hold the same symbols, and come back as integers
         k = (x * 255).round().to(torch.uint8).reshape(-1, 1, 8, 8)
         compress(run, k, tmp_path / "k.pvz")
         assert torch.equal(decompress(run, tmp_path / "k.pvz"), k)
 
 
-@pytest.mark.parametrize("name, data", [("bern", "binary"), ("dl", "eight")])
+@pytest.mark.parametrize("name, data", [("bern", "binary"), ("dl", "eight"), ("bb", "eight")])
 def test_size_is_the_sum_of_the_coded_information(runs, name, data):
     """Known answer by hand: per image, -log2 p(x|c_j) (the likelihood's own log_prob at the
     bucket centre c_j the coder popped) + L k (uniform prior buckets) + log2 Q(j|x) (Gaussian
@@ -162,7 +163,7 @@ def test_unsupported_models_are_refused(runs, tmp_path, capsys, name, words):
 def test_wrong_data_range_is_refused(runs, tmp_path, capsys):
     grey = tmp_path / "grey.npy"
     np.save(grey, load_dataset("digits", binarize="none").test_x.numpy())  # k/16
-    for run in ("bern", "dl"):
+    for run in ("bern", "dl", "bb"):
         out = tmp_path / f"{run}.pvz"
         assert main(["compress", str(runs["root"] / run), str(grey), "-o", str(out),
                      "--no-progress"]) == 2

@@ -3,6 +3,8 @@ training inside a VAE with every objective."""
 
 import math
 
+import scipy.stats
+
 import numpy as np
 import pyro
 import pytest
@@ -17,6 +19,7 @@ from pyrovae.data.sources import RawData
 from pyrovae.runtime.errors import DataError
 from pyrovae.components.likelihoods import (LOG_SCALE_MIN, MIN_SCALE, ContinuousBernoulli,
                                  DiscretizedLogistic, make_likelihood)
+from pyrovae.components.beta_binomial import BetaBinomialPixels
 from pyrovae.objectives import has_differentiable_loss, make_elbo
 
 D = 64
@@ -29,8 +32,11 @@ CONFIGS = {
     "gaussian-learned-decoder": dict(likelihood="gaussian-learned", variance="decoder"),
     "laplace": dict(likelihood="laplace"),
     "discretized-logistic": dict(likelihood="discretized-logistic"),
+    "beta-binomial": dict(likelihood="beta-binomial"),
 }
-BOUNDED = {"bernoulli", "continuous-bernoulli", "discretized-logistic"}  # mean in [0, 1]
+BOUNDED = {"bernoulli", "continuous-bernoulli", "discretized-logistic",
+           "beta-binomial"}  # mean in [0, 1]
+EIGHT_BIT = {"discretized-logistic", "beta-binomial"}
 
 
 def likelihood(case, dim=D, **kw):
@@ -51,7 +57,7 @@ def suited_data(case, digits, n=32):
     grey, eight_bit = digits
     if case == "bernoulli":
         return torch.bernoulli(grey.train_x[:n], generator=torch.Generator().manual_seed(0))
-    if case == "discretized-logistic":
+    if case in EIGHT_BIT:
         return eight_bit.train_x[:n]
     return grey.train_x[:n]
 
@@ -271,6 +277,26 @@ def test_log_probs_equal_their_formulas_by_hand():
         lp("discretized-logistic", torch.cat([loc, ls], -1), x8).double(),
         dl_log_prob_float64(x8, loc, ls.clamp(min=LOG_SCALE_MIN)).sum(-1), rtol=1e-6, atol=1e-3)
     assert (ls < LOG_SCALE_MIN).any()  # the floor was exercised
+    # beta-binomial: scipy's pmf of k = 255 x under n = 255, a, b = softplus(out) + floor
+    a, b_ = (F.softplus(t.double()) + 1e-4 for t in (mu, raw))
+    expected = scipy.stats.betabinom.logpmf((x8.double() * 255).round().numpy(), 255,
+                                            a.numpy(), b_.numpy()).sum(-1)
+    torch.testing.assert_close(lp("beta-binomial", out, x8).double(),
+                               torch.from_numpy(expected), rtol=1e-5, atol=2e-3)
+
+
+@pytest.mark.parametrize("a,b", [(0.02, 0.03), (0.5, 0.5), (3.0, 40.0), (1e-4, 200.0)])
+def test_beta_binomial_sums_to_one_and_is_u_shaped_below_one(a, b):
+    """The 256 probabilities of BetaBinomial(255, a, b) sum to 1; with a, b < 1 they are
+    U-shaped, and with small a, b the mass sits on the two edges (a black-or-white pixel),
+    which one logistic cannot express."""
+    d = BetaBinomialPixels(torch.tensor(a, dtype=torch.float64), torch.tensor(b, dtype=torch.float64))
+    p = d.log_prob(d.enumerate_support()).exp()
+    assert p.shape == (256,) and float(p.sum()) == pytest.approx(1.0, abs=1e-9)
+    if a < 1 and b < 1:  # U-shaped; for small a, b nearly all the mass is on the edges
+        assert p[0] > p[1] and p[-1] > p[-2] and p[1:-1].argmin() not in (0, 253)
+    if a < 0.1 and b < 0.1:
+        assert p[0] + p[-1] > 0.8
 
 
 # ---- shapes and means ------------------------------------------------------------------------
@@ -302,7 +328,8 @@ def test_shapes_samples_and_means(case):
             assert torch.equal(mean, o[..., :D])
 
 
-@pytest.mark.parametrize("case", ["continuous-bernoulli", "discretized-logistic"])
+@pytest.mark.parametrize("case", ["continuous-bernoulli", "discretized-logistic",
+                                  "beta-binomial"])
 def test_means_are_the_distributions_means(case):
     """E[x|z] is the likelihood's mean (not sigmoid(out) or loc), checked by sampling."""
     torch.manual_seed(1)
@@ -377,6 +404,8 @@ CHECK_ERRORS = [
      ("off the 8-bit grid", "e.g. 0.", "uint8", "continuous-bernoulli")),
     ("discretized-logistic", lambda: torch.round(_grey() * 255),
      ("k/255", "[0, 255]", "uint8", 'binarize = "none"')),
+    ("beta-binomial", _grey, ("beta-binomial", "off the 8-bit grid", "uint8")),
+    ("beta-binomial", lambda: torch.round(_grey() * 255), ("beta-binomial", "k/255", "[0, 255]")),
 ]
 
 

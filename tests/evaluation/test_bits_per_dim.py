@@ -29,7 +29,8 @@ def test_bits_per_dim_is_nats_over_d_ln2():
 
 
 def test_only_likelihoods_on_discrete_data_have_bits():
-    assert set(LIKELIHOODS.where(discrete=True)) == {"bernoulli", "discretized-logistic"}
+    assert set(LIKELIHOODS.where(discrete=True)) == {"bernoulli", "discretized-logistic",
+                                                     "beta-binomial"}
     for name in LIKELIHOODS:
         vae = VAE(VAEConfig(latent_dim=2, hidden=(4,), likelihood=name), (1, 4, 4))
         assert discrete_dim(vae) == (16 if name in LIKELIHOODS.where(discrete=True) else None)

@@ -27,7 +27,8 @@ def datasets():
     grey = load_dataset("digits", binarize="none", train_size=256, test_size=32)
     to_bytes = lambda x: np.round(x.numpy() * 255).astype(np.uint8)  # noqa: E731
     eight_bit = from_arrays("digits-8bit", RawData(to_bytes(grey.train_x), to_bytes(grey.test_x)))
-    return {"bernoulli": binary, "discretized-logistic": eight_bit, "other": grey}
+    return {"bernoulli": binary, "discretized-logistic": eight_bit, "beta-binomial": eight_bit,
+            "other": grey}
 
 
 @pytest.mark.parametrize("prior,likelihood,elbo", VALID, ids=["-".join(c) for c in VALID])

@@ -4,7 +4,7 @@ A model qualifies when it has a diagonal-Gaussian encoder q(z|x) = N(mu(x), diag
 one latent z [L] (``encode(x) -> (loc [B, L], scale [B, L])``), the prior p(z) = N(0, I_L), a
 decoder ``decoder(z) -> out`` and a discrete likelihood ``likelihood(out)`` (registered with
 ``discrete=True``) whose per-pixel distribution enumerates its V values (Bernoulli: {0, 1},
-V = 2; discretized logistic: {k/255}, V = 256).
+V = 2; discretized logistic and beta-binomial: {k/255}, V = 256).
 
 Latent discretisation, per dimension, K = 2^k buckets of equal mass 1/K under N(0, 1)
 (k = ``latent_bits``)::
@@ -97,10 +97,9 @@ def discrete_likelihood(model, coding: str):
     lik = getattr(model, "likelihood", None)
     name = getattr(lik, "name", "")
     if name not in LIKELIHOODS or not LIKELIHOODS.capability(name, "discrete"):
-        raise ConfigError(f"{coding} needs a discrete likelihood (bernoulli or "
-                          f"discretized-logistic), but the run's is {name or '?'!r}; "
-                          f"train with model.likelihood = \"bernoulli\" or "
-                          f"\"discretized-logistic\"")
+        discrete = ", ".join(LIKELIHOODS.where(discrete=True))
+        raise ConfigError(f"{coding} needs a discrete likelihood ({discrete}), but the run's "
+                          f"is {name or '?'!r}; train with one of those as model.likelihood")
     return lik, name
 
 
@@ -154,8 +153,8 @@ class BitsBack:
         self.latent_dim = loc.shape[-1]
         if not getattr(base, "has_enumerate_support", False):
             raise ConfigError(f"likelihood {self.name!r} does not enumerate its values; "
-                              f"bits-back coding needs a discrete one (bernoulli or "
-                              f"discretized-logistic)")
+                              f"bits-back coding needs a discrete one "
+                              f"({', '.join(LIKELIHOODS.where(discrete=True))})")
         return base.enumerate_support(expand=False).reshape(-1).float().cpu()
 
     def input_dim(self) -> int:
