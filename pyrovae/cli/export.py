@@ -2,7 +2,12 @@
 their log-likelihoods and importance weights, the ELBO history and the config, as an ArviZ
 InferenceData in netCDF (``az.from_netcdf(FILE.nc)``).
 
+``pyrovae export RUN_DIR --weights DIR/model.safetensors``: the trained weights as one
+safetensors file, with the run's config.toml and its model card (README.md) beside it, a folder
+that ``pyrovae.load(DIR)`` and every command on a run open (``pyrovae.runs.weights``).
+
     pyrovae export RUN_DIR --arviz FILE.nc [--points 0,1,2] [--draws 1000] [--split test]
+    pyrovae export RUN_DIR --weights DIR/model.safetensors [--force]
 """
 
 from __future__ import annotations
@@ -37,6 +42,11 @@ def parse_points(text: str) -> list[int]:
 
 
 def _export(args) -> int:
+    if bool(args.arviz) == bool(args.weights):
+        raise ConfigError("export takes one of --arviz FILE.nc (posterior draws) or --weights "
+                          "FILE.safetensors (the trained weights); give one of them")
+    if args.weights:
+        return _export_weights(args)
     from pyrovae.data import load_dataset
     from pyrovae.reports.arviz_export import export_arviz
 
@@ -51,10 +61,35 @@ def _export(args) -> int:
     return 0
 
 
+def _export_weights(args) -> int:
+    """The weights, config.toml and model card (module docstring); all checked before any is
+    written."""
+    from pathlib import Path
+
+    from pyrovae.applications.runs import as_run
+    from pyrovae.reports.model_card import model_card
+    from pyrovae.runs.folder import MODEL_CARD
+    from pyrovae.runs.weights import save_weights
+
+    run = as_run(args.run, device="cpu")  # (the weights are written from the CPU)
+    path = Path(args.weights)
+    card = model_card(run, folder=path.parent, weights=path)
+    save_weights(run, path, force=args.force, extra={MODEL_CARD: card})
+    print(f"written {path} with config.toml and {MODEL_CARD} beside it (open with "
+          f"pyrovae.load(\"{path.parent}\"))")
+    return 0
+
+
 def add_parser(sub) -> None:
-    p = sub.add_parser("export", help="export posterior draws as an ArviZ InferenceData (.nc)")
+    p = sub.add_parser("export", help="export posterior draws as an ArviZ InferenceData (.nc), "
+                                      "or the trained weights as safetensors")
     add_run_argument(p)
-    p.add_argument("--arviz", required=True, metavar="FILE.nc", help="netCDF file to write")
+    p.add_argument("--arviz", metavar="FILE.nc", help="netCDF file to write")
+    p.add_argument("--weights", metavar="FILE.safetensors",
+                   help="safetensors file to write the weights to (config.toml and README.md "
+                        "go beside it)")
+    p.add_argument("--force", action="store_true",
+                   help="overwrite the files --weights would write")
     p.add_argument("--points", default="0-9", help="data point indices (default 0-9)")
     p.add_argument("--draws", type=number("--draws", DRAWS), default=1000,
                    help="draws of z per point (default 1000)")

@@ -9,7 +9,7 @@ import numpy as np
 import torch
 from torchvision.utils import make_grid
 
-from pyrovae.reports.plots import _as_images, plt, save_figure
+from pyrovae.reports.plots import _as_images, colormap, save_figure, subplots
 
 
 def save_labelled_grid(x: torch.Tensor, shape, ncol: int, row_labels: list[str],
@@ -24,7 +24,7 @@ def save_labelled_grid(x: torch.Tensor, shape, ncol: int, row_labels: list[str],
     rows = len(row_labels)
     height, width = picture.shape[:2]
     scale = 10.0 / max(width, 1)
-    fig, ax = plt.subplots(figsize=(max(4.0, width * scale + 1.8),
+    fig, ax = subplots(figsize=(max(4.0, width * scale + 1.8),
                                     max(1.5, height * scale + (0.6 if title else 0.2))))
     ax.imshow(picture, cmap="gray", vmin=0, vmax=1, interpolation="nearest")
     cell_h, cell_w = height / rows, width / ncol
@@ -42,11 +42,11 @@ def save_labelled_grid(x: torch.Tensor, shape, ncol: int, row_labels: list[str],
 def save_latent_scatter(xy: np.ndarray, labels: np.ndarray | None, path: str | Path,
                         title: str, axis_names: tuple[str, str]) -> None:
     """Points xy [N, 2], coloured by integer label (one legend entry per label) if given."""
-    fig, ax = plt.subplots(figsize=(6.5, 5.5))
+    fig, ax = subplots(figsize=(6.5, 5.5))
     if labels is None:
         ax.scatter(xy[:, 0], xy[:, 1], s=3, alpha=0.5)
     else:
-        cmap = plt.get_cmap("tab10" if len(np.unique(labels)) <= 10 else "tab20")
+        cmap = colormap("tab10" if len(np.unique(labels)) <= 10 else "tab20")
         for i, label in enumerate(np.unique(labels)):
             pts = xy[labels == label]
             ax.scatter(pts[:, 0], pts[:, 1], s=3, alpha=0.6, color=cmap(i % cmap.N),
@@ -62,7 +62,7 @@ def save_latent_scatter(xy: np.ndarray, labels: np.ndarray | None, path: str | P
 def save_score_histogram(scores: np.ndarray, anomalous: np.ndarray | None, path: str | Path,
                          title: str, xlabel: str) -> None:
     """Histogram of scores [N]; normal and anomalous examples overlaid when known."""
-    fig, ax = plt.subplots(figsize=(6.5, 4))
+    fig, ax = subplots(figsize=(6.5, 4))
     bins = np.histogram_bin_edges(scores, bins=60)
     if anomalous is None:
         ax.hist(scores, bins=bins, color="tab:blue", alpha=0.8, label="all")

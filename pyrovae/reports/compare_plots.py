@@ -10,7 +10,7 @@ from pathlib import Path
 
 from matplotlib.patches import Patch
 
-from pyrovae.reports.plots import plt, save_figure
+from pyrovae.reports.plots import colormap, save_figure, subplots
 
 #: (column of compare.csv, panel title, log scale)
 PANELS = (
@@ -38,9 +38,9 @@ def save_compare_plot(rows: list[dict], keys: list[str], path: str | Path) -> No
     for row in rows:
         groups.setdefault(row["combination"], []).append(row)
     labels = [" ".join(f"{k}={g[0][k]}" for k in keys) or name for name, g in groups.items()]
-    colors = [plt.get_cmap("tab10")(i % 10) for i in range(len(groups))]
+    colors = [colormap("tab10")(i % 10) for i in range(len(groups))]
     width = max(10.0, 0.6 * len(groups) * 3)
-    fig, axes = plt.subplots(2, 3, figsize=(width, 7.5 + 0.22 * len(groups)))
+    fig, axes = subplots(2, 3, figsize=(width, 7.5 + 0.22 * len(groups)))
     for ax, (column, title, log) in zip(axes.flat, PANELS):
         for i, group in enumerate(groups.values()):
             values = [v for v in (_value(r, column) for r in group) if math.isfinite(v)]

@@ -6,13 +6,13 @@ from pathlib import Path
 
 import numpy as np
 
-from pyrovae.reports.plots import plt, save_figure
+from pyrovae.reports.plots import save_figure, subplots
 
 
 def save_khat_histogram(khat: np.ndarray, path: str | Path) -> None:
     """Histogram of the points' Pareto k-hat with the 0.5 and 0.7 reliability thresholds."""
     finite = khat[np.isfinite(khat)]
-    fig, ax = plt.subplots(figsize=(6, 4))
+    fig, ax = subplots(figsize=(6, 4))
     ax.hist(finite, bins=40, color="tab:blue", alpha=0.8)
     for x, label in ((0.5, "0.5"), (0.7, "0.7: unreliable above")):
         ax.axvline(x, color="tab:red" if x == 0.7 else "tab:orange", ls="--", label=label)
@@ -32,7 +32,7 @@ def save_kl_per_dim(kl: np.ndarray | None, activity: np.ndarray, path: str | Pat
     values = kl if kl is not None else activity
     order = np.argsort(-values)
     active = activity[order] > threshold
-    fig, ax = plt.subplots(figsize=(max(6, 0.14 * len(values)), 4))
+    fig, ax = subplots(figsize=(max(6, 0.14 * len(values)), 4))
     ax.bar(np.arange(len(values)), values[order],
            color=np.where(active, "tab:blue", "tab:gray"))
     ax.set_xticks(np.arange(len(values)), [str(d) for d in order],

@@ -1,4 +1,9 @@
-"""PNG pictures of a VAE and its training run."""
+"""PNG pictures of a VAE and its training run.
+
+Figures are made with :func:`subplots` here, not pyplot: a ``matplotlib.figure.Figure`` that no
+backend or global figure list holds, written to PNG by Agg in :func:`save_figure`. So importing
+pyrovae leaves matplotlib's backend as it was (a notebook keeps its inline figures), and a
+picture written by a run is never shown or leaked."""
 
 from __future__ import annotations
 
@@ -6,14 +11,24 @@ import io
 import math
 from pathlib import Path
 
-import matplotlib
+import torch
+from matplotlib import colormaps
+from matplotlib.figure import Figure
+from torchvision.utils import make_grid, save_image
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import torch  # noqa: E402
-from torchvision.utils import make_grid, save_image  # noqa: E402
+from pyrovae.runtime.files import atomic_write
 
-from pyrovae.runtime.files import atomic_write  # noqa: E402
+
+def subplots(nrows: int = 1, ncols: int = 1, *, figsize=None, squeeze: bool = True, **kw):
+    """(figure, axes) as ``pyplot.subplots`` gives them, on a standalone Figure (see the module
+    docstring); write it with :func:`save_figure`."""
+    fig = Figure(figsize=figsize)
+    return fig, fig.subplots(nrows, ncols, squeeze=squeeze, **kw)
+
+
+def colormap(name: str):
+    """The registered matplotlib colormap ``name`` (e.g. "tab10")."""
+    return colormaps[name]
 
 
 def _as_images(x: torch.Tensor, shape) -> torch.Tensor:
@@ -77,7 +92,7 @@ def save_reconstructions(vae, x: torch.Tensor, path: str | Path, n: int = 32) ->
 def save_elbo_curves(history: list[dict], path: str | Path) -> None:
     """Train and test ELBO (nats per data point) against epoch."""
     epochs = [row["epoch"] for row in history]
-    fig, ax = plt.subplots(figsize=(6, 4))
+    fig, ax = subplots(figsize=(6, 4))
     ax.plot(epochs, [row["train_elbo"] for row in history], "o-", label="train")
     ax.plot(epochs, [row["test_elbo"] for row in history], "s-", label="test")
     ax.set_xlabel("epoch")
@@ -88,11 +103,10 @@ def save_elbo_curves(history: list[dict], path: str | Path) -> None:
 
 
 def save_figure(fig, path: str | Path, dpi: int = 120, tight: bool = True) -> None:
-    """Write a matplotlib figure as a PNG atomically (never a half-written file), and close it;
+    """Write a matplotlib figure as a PNG atomically (never a half-written file);
     ``tight``: lay it out with ``tight_layout`` first."""
     if tight:
         fig.tight_layout()
     buf = io.BytesIO()
     fig.savefig(buf, dpi=dpi, format="png")
     atomic_write(path, buf.getvalue())
-    plt.close(fig)

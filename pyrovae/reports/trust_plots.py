@@ -7,14 +7,14 @@ from pathlib import Path
 
 import numpy as np
 
-from pyrovae.reports.plots import plt, save_figure
+from pyrovae.reports.plots import save_figure, subplots
 
 
 def save_ais_vs_is(ais: np.ndarray, is_: np.ndarray, path: str | Path,
                    result: dict | None = None) -> None:
     """Histogram of AIS log p(x) - IS log p(x) over the points (> 0: AIS found more mass)."""
     d = ais - is_
-    fig, ax = plt.subplots(figsize=(6, 4))
+    fig, ax = subplots(figsize=(6, 4))
     ax.hist(d[np.isfinite(d)], bins=40, color="tab:blue", alpha=0.8)
     ax.axvline(0, color="k", lw=1)
     ax.axvline(float(np.nanmean(d)), color="tab:red", ls="--",
@@ -36,7 +36,7 @@ def save_gaps(approximation: np.ndarray, amortization: np.ndarray, path: str | P
     the approximation gap (bottom) and the amortization gap (top)."""
     order = np.argsort(approximation + amortization)
     idx = np.arange(len(order))
-    fig, ax = plt.subplots(figsize=(max(6, min(14, 0.06 * len(order))), 4))
+    fig, ax = subplots(figsize=(max(6, min(14, 0.06 * len(order))), 4))
     ax.bar(idx, approximation[order], width=1.0, color="tab:blue",
            label=f"approximation gap (mean {approximation.mean():.3f})")
     ax.bar(idx, amortization[order], width=1.0, bottom=approximation[order],

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from pyrovae.runtime.files import atomic_write, read_csv, write_csv, write_json
 from pyrovae.reports.numbers import format_estimate
-from pyrovae.reports.plots import plt, save_figure
+from pyrovae.reports.plots import save_figure, subplots
 
 COLUMNS = ("name", "paper", "table", "metric", "paper_value", "ours", "ours_se", "goal", "met",
            "epochs", "train_seconds", "eval_seconds", "seed", "nll_samples", "points",
@@ -69,7 +69,7 @@ def save_curves(out: Path, rows: list[dict]) -> Path | None:
     if not rows:
         return None
     panels = [m for m in ("test_nll", "test_accuracy") if any(r["metric"] == m for r in rows)]
-    fig, axes = plt.subplots(1, len(panels), figsize=(6 * len(panels), 4), squeeze=False)
+    fig, axes = subplots(1, len(panels), figsize=(6 * len(panels), 4), squeeze=False)
     for ax, metric in zip(axes[0], panels):
         for row in (r for r in rows if r["metric"] == metric):
             try:

@@ -3,6 +3,7 @@
     folder.py      Run, checking and creating run folders, the config text
     checkpoint.py  one checkpoint format: atomic writes, loading that runs no code
     load.py        load(RUN): the model rebuilt by its registered kind, then its weights
+    weights.py     the shareable export: model.safetensors + config.toml (+ the model card)
 
 This layer sits below training (which writes run folders) and the applications (which read
 them); it knows no model kind.

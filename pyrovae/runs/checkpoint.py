@@ -23,7 +23,8 @@ a crafted or damaged file whose ``input_shape`` is not a list of positive ints, 
 ``epoch``/``batch``/``step`` is not a non-negative int, whose ``history`` is not a list of
 tables, ... is refused in one line naming the field. A run folder that holds its config.toml
 but no checkpoint yet (training killed before its first save) is refused in one line that says
-how to start it again (:func:`unsaved_run_error`).
+how to start it again, a folder of exported weights (``weights.py``) in one line that says it
+cannot be resumed (:func:`unsaved_run_error`).
 """
 
 from __future__ import annotations
@@ -76,6 +77,12 @@ def unsaved_run_error(folder: str | Path) -> CheckpointError | None:
     folder = Path(folder)
     if (folder / CHECKPOINT_NAME).exists() or not (folder / "config.toml").is_file():
         return None
+    exported = sorted(folder.glob("*.safetensors"))
+    if exported:  # (pyrovae.runs.weights: weights without an optimizer's state)
+        return CheckpointError(f"'{folder}' holds exported weights ({exported[0].name}), not a "
+                               f"training checkpoint: there is no optimizer state to resume; "
+                               f"train anew with: pyrovae train {folder / 'config.toml'} "
+                               f"--out NEW_RUN")
     return CheckpointError(f"'{folder}' has no checkpoint yet (training stopped before its "
                            f"first save); start it again with: pyrovae train "
                            f"{folder / 'config.toml'} --out {folder} --force")

@@ -6,6 +6,7 @@ training and the applications: both write and read run folders through it).
     RUN/history.csv          one row per epoch
     RUN/metrics.json         final numbers and versions
     RUN/samples.png, RUN/reconstructions.png, RUN/elbo.png
+    RUN/README.md            the model card (``pyrovae.reports.model_card``)
     RUN/eval.json, RUN/sample.png, ...   what the commands on the run wrote (RUN_FOLDER)
 
 The checkpoint is the source of truth: history.csv and metrics.json are derived from it (and
@@ -34,13 +35,19 @@ RUN_FILES = ("config.toml", CHECKPOINT_NAME, "metrics.json", "history.csv")
 REPORT_FILES = ("samples.png", "reconstructions.png", "elbo.png", "by_class.png",
                 "analogies.png")
 
+#: the model card that training writes at the end (and ``export --weights`` beside the
+#: weights, ``pyrovae.reports.model_card``); it starts with :data:`MODEL_CARD_MARK`, which
+#: tells it from a README.md of yours: no pyrovae command replaces or removes one without it
+MODEL_CARD = "README.md"
+MODEL_CARD_MARK = "<!-- pyrovae model card"
+
 #: everything a run folder may hold, by the command that writes it (names or glob patterns).
 #: ``train --force`` removes all of it (and the temporary files of its writes), so nothing of
 #: an old run outlives it; a command that writes a new file into the run folder adds it here.
 RUN_FOLDER = {
-    "train": RUN_FILES + REPORT_FILES,
+    "train": RUN_FILES + REPORT_FILES + (MODEL_CARD,),
     "evaluate": ("eval.json", "eval_points.csv", "khat.png", "kl_per_dim.png"),
-    "export": ("*.nc",),
+    "export": ("*.nc", "*.safetensors"),
     "sample": ("sample.png", "sample.json", "sample.npy", "by_class.png", "by_class.json"),
     "reconstruct": ("reconstruct.png", "reconstruct.json"),
     "interpolate": ("interpolate.png", "interpolate.json"),
@@ -143,7 +150,7 @@ def discard_unsaved_run(out: str | Path, created: list[Path]) -> bool:
     for name in RUN_FOLDER["train"]:
         path = out / name
         try:
-            if path.is_file() and not path.is_symlink():
+            if path.is_file() and not path.is_symlink() and not foreign_card(path):
                 path.unlink()
         except OSError:
             pass
@@ -162,7 +169,7 @@ def create_run_dir(out: Path, force: bool = False) -> Path:
     if force:
         for path in sorted(out.iterdir()):
             if any(fnmatch.fnmatchcase(path.name, p) for p in RUN_FOLDER_FILES) \
-                    and path.is_file() and not path.is_symlink():
+                    and path.is_file() and not path.is_symlink() and not foreign_card(path):
                 try:
                     path.unlink()
                 except OSError as err:
@@ -170,6 +177,21 @@ def create_run_dir(out: Path, force: bool = False) -> Path:
                                      f"({reason(err)}); fix the folder's permissions or "
                                      f"choose another --out", path, err) from None
     return out
+
+
+def is_model_card(path: str | Path) -> bool:
+    """Whether ``path`` is a model card pyrovae wrote (:data:`MODEL_CARD_MARK` in its first
+    lines), not a README.md of yours."""
+    try:
+        with open(path, "rb") as fh:
+            return MODEL_CARD_MARK.encode() in fh.read(4096)
+    except OSError:
+        return False
+
+
+def foreign_card(path: Path) -> bool:
+    """A README.md in a run folder that pyrovae did not write (kept by ``--force``)."""
+    return path.name == MODEL_CARD and not is_model_card(path)
 
 
 def clean_temp_files(out: Path, everything: bool = False) -> list[Path]:

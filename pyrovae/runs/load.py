@@ -1,5 +1,6 @@
 """Rebuilding a trained model from its run folder: the kind's builder from the registry, then
-the weights from the checkpoint (read with ``weights_only``: no code runs from the file).
+the weights from the checkpoint (read with ``weights_only``: no code runs from the file), or
+from a folder of exported weights (``weights.py``: safetensors and config.toml).
 
 A run folder is data: the one thing in it that names code, a model you wrote (``model.kind =
 "module"``, its ``model.target``), is imported only with the caller's consent
@@ -23,6 +24,7 @@ from pyrovae.runtime.registry import MODEL_KINDS
 from pyrovae.runs.checkpoint import checkpoint_config, load_checkpoint
 from pyrovae.runs.param_store import restore_param_store
 from pyrovae.runs.trust import trusting_modules
+from pyrovae.runs.weights import load_weights, weights_source
 from pyrovae.runs.folder import Run, RunFolderWarning
 
 
@@ -50,9 +52,16 @@ def load(path: str | Path, device: str = "cpu", module: torch.nn.Module | None =
     "__main__:MyVAE"``), and refused for a built-in kind or a class of another name.
     ``module=`` (an instance) loads into it unchecked, for any kind. Reads only tensors and
     plain data from the checkpoint (never executes code from the files).
+
+    ``path`` may also be a folder of exported weights (``pyrovae export RUN --weights
+    DIR/model.safetensors``: the ``*.safetensors`` file and config.toml, no checkpoint) or the
+    weights file itself (``pyrovae.runs.weights``): the model is rebuilt the same way; the
+    Run's metrics are those the weights recorded, its history is empty, and it cannot be
+    resumed (no optimizer state).
     """
     path = Path(path)
-    payload = load_checkpoint(path, device=device)
+    weights = weights_source(path)
+    payload = load_weights(path, device) if weights else load_checkpoint(path, device=device)
     config = checkpoint_config(payload, path)
     run_dir = path if path.is_dir() else path.parent
     saved_config = run_dir / "config.toml"
@@ -64,6 +73,12 @@ def load(path: str | Path, device: str = "cpu", module: torch.nn.Module | None =
         vae.load_state_dict(payload["model"])
     except RuntimeError as err:
         first = str(err).splitlines()[0]
+        if weights:  # (torch's first line is a heading; the second names the tensor)
+            lines = [line.strip() for line in str(err).splitlines() if line.strip()]
+            first = (lines[1] if len(lines) > 1 else first)[:160]
+            raise CheckpointError(f"'{weights}' does not fit '{saved_config}' ({first}); the "
+                                  f"folder mixes files of different runs: export the weights "
+                                  f"again") from None
         raise CheckpointError(f"'{path}' does not fit its own config ({first})") from None
     restore_param_store(payload)  # the run's global pyro.param values, for its model
     vae.to(device).eval()
@@ -71,7 +86,8 @@ def load(path: str | Path, device: str = "cpu", module: torch.nn.Module | None =
     history = payload.get("history")
     if not isinstance(history, list):  # (a checkpoint without it: read history.csv)
         history = _read_history(run_dir / "history.csv")
-    metrics = _read_metrics(run_dir / "metrics.json", payload, config, history)
+    metrics = (payload["metrics"] if weights else
+               _read_metrics(run_dir / "metrics.json", payload, config, history))
     return Run(vae, config, run_dir, list(history), metrics, payload.get("data_sha256") or None)
 
 

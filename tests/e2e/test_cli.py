@@ -23,7 +23,7 @@ ROOT = Path(__file__).resolve().parents[2]
 DIGITS = str(ROOT / "configs" / "digits.toml")
 FAST = ["--set", "epochs=2", "--set", "progress=false"]
 RUN_FILES = ("config.toml", "checkpoint.pt", "metrics.json", "history.csv", "samples.png",
-             "reconstructions.png", "elbo.png")
+             "reconstructions.png", "elbo.png", "README.md")
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 

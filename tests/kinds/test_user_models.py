@@ -32,7 +32,7 @@ from pyrovae.runtime.interface import InterfaceError
 pytestmark = pytest.mark.usefixtures("one_thread")  # conftest.py
 
 ROOT = Path(__file__).resolve().parents[2]
-NOTEBOOK = ROOT / "examples" / "notebooks" / "bring_your_own_model.ipynb"
+NOTEBOOK = ROOT / "docs" / "tutorials" / "bring_your_own_model.ipynb"
 SIZES = {"train_size": 256, "test_size": 64}
 TRAIN = {"batch_size": 32, "lr": 3e-3, "progress": False}
 
@@ -382,7 +382,7 @@ print(json.dumps({"prefix": sys.prefix, "target": run.config.model.target,
 
 
 def test_the_notebook_tutorial_runs_headless(tmp_path):
-    """examples/notebooks/bring_your_own_model.ipynb, executed by a kernel of this venv in a
+    """docs/tutorials/bring_your_own_model.ipynb, executed by a kernel of this venv in a
     fresh folder: the class of a cell trains without and with out=, loads back with
     pyrovae.load(RUN, model=...), evaluates, resumes, and the CLI refuses it in one line."""
     nbformat = pytest.importorskip("nbformat")

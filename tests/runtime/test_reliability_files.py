@@ -34,7 +34,7 @@ DIGITS = str(ROOT / "configs" / "digits.toml")
 SMALL = ["--set", "epochs=1", "--set", "progress=false", "--set", "data.train_size=300",
          "--set", "data.test_size=100"]
 TRAIN_FILES = {"config.toml", "checkpoint.pt", "metrics.json", "history.csv", "samples.png",
-               "reconstructions.png", "elbo.png"}
+               "reconstructions.png", "elbo.png", "README.md"}
 #: every command on a run, with small settings; "{run}" is the run folder
 COMMANDS = {
     "evaluate": ["--nll-samples", "30", "--points", "20", "--quiet"],

@@ -46,9 +46,7 @@ def save_predictions(cvae, x: torch.Tensor, path: str | Path, samples: int = 5, 
                      baseline=None) -> None:
     """PNG of :func:`prediction_rows`, one column per example of x [n, D], each row labelled
     (input, truth, baseline, CVAE 1..S)."""
-    import matplotlib.pyplot as plt
-
-    from pyrovae.reports.plots import save_figure
+    from pyrovae.reports.plots import save_figure, subplots
 
     rows = prediction_rows(cvae, x, samples, seed, baseline)
     names = ["input", "truth"] + (["baseline"] if baseline is not None else []) + [
@@ -62,7 +60,7 @@ def save_predictions(cvae, x: torch.Tensor, path: str | Path, samples: int = 5, 
             rgb = image.expand(3, h, w) if c == 1 else image[:3]
             canvas[i * (h + 1):i * (h + 1) + h, j * (w + 1):j * (w + 1) + w] = rgb.permute(
                 1, 2, 0)
-    fig, ax = plt.subplots(figsize=(0.1 + 0.55 * n, 0.55 * len(rows)))
+    fig, ax = subplots(figsize=(0.1 + 0.55 * n, 0.55 * len(rows)))
     ax.imshow(canvas.numpy(), interpolation="nearest")
     ax.set_yticks([i * (h + 1) + h / 2 for i in range(len(rows))], names)
     ax.set_xticks([])

@@ -30,3 +30,6 @@ class CVAETrainer(Trainer):
         save_run_pictures(run.model, self.data.test_data(), out, seed=self.tc.seed)
         save_elbo_curves(run.history, out / "elbo.png")
         write_json(out / "metrics.json", run.metrics)
+        from pyrovae.reports.model_card import write_model_card
+
+        write_model_card(run)  # README.md, as every run's (pyrovae.api.write_reports)
