@@ -23,6 +23,7 @@ from pyrovae.evaluation import evaluate_elbo
 from pyrovae.evaluation.bits import bpd_keys
 from pyrovae.kinds.module.model import module_config
 from pyrovae.reports import save_elbo_curves, save_reconstructions, save_samples
+from pyrovae.reports.model_card import write_model_card
 from pyrovae.reports.tensorboard import TensorBoard
 from pyrovae.runs import (CHECKPOINT_NAME, Run, check_run_dir, config_text, create_run_dir,
                           load_checkpoint)
@@ -48,22 +49,39 @@ __all__ = ["train", "resolve_config", "Trainer", "RunCallbacks", "write_reports"
 class RunCallbacks(Callbacks):
     """The loop's calls out for a real run: the test ELBO (``evaluate_elbo``: analytic KL
     where one exists, the same expectation as every objective with less variance), bits per
-    dimension, TensorBoard (``train.tensorboard``) and :func:`write_reports`."""
+    dimension, TensorBoard (``train.tensorboard``), :func:`write_reports`, and the experiment
+    tracker of ``config.train.tracking`` (``pyrovae.integrations.tracking``, docs/tracking.md)
+    when built with the run's ``config``."""
 
     evaluate = staticmethod(evaluate_elbo)
     bits = staticmethod(bpd_keys)
-    board = TensorBoard
+
+    def __init__(self, config: RunConfig | None = None):
+        self.config, self.tracker = config, None
+
+    def board(self, enabled: bool, out_dir: Path | None):
+        """TensorBoard, with the tracker beside it (a missing package is refused now)."""
+        tensorboard = TensorBoard(enabled, out_dir)
+        if self.config is None or self.config.train.tracking == "none":
+            return tensorboard
+        from pyrovae.integrations.tracking import Boards, make_tracker
+
+        self.tracker = make_tracker(self.config, out_dir)
+        return tensorboard if self.tracker is None else Boards(tensorboard, self.tracker)
 
     def reports(self, run: Run, data: Dataset) -> None:
         write_reports(run, data)
+        if self.tracker is not None:  # metrics.json and the pictures, then the run ends
+            self.tracker.finish(run)
 
 
 install_default(RunCallbacks)  # for a Trainer built without callbacks
 
 
 def write_reports(run: Run, data: Dataset) -> None:
-    """metrics.json, history.csv and the PNGs of a finished run (samples and reconstructions
-    when the model has those capabilities).
+    """metrics.json, history.csv, the PNGs of a finished run (samples and reconstructions
+    when the model has those capabilities) and its model card, README.md (last: it shows the
+    numbers of metrics.json).
 
     metrics.json is written first, so a run stopped while the pictures are drawn still has
     its numbers, and again at the end with the numbers the pictures add; history.csv is
@@ -78,6 +96,7 @@ def write_reports(run: Run, data: Dataset) -> None:
                                                                  out / "reconstructions.png")
     save_elbo_curves(run.history, out / "elbo.png")
     write_json(out / "metrics.json", run.metrics)
+    write_model_card(run)  # README.md: what, on which data, the numbers, how to load it
 
 
 def resolve_config(config, data: Dataset, overrides: dict, strict: bool = True) -> RunConfig:
@@ -165,7 +184,7 @@ def train(config, data: Dataset, out: str | Path | None = None, force: bool = Fa
         try:
             # (checks the device, the data and the model)
             trainer = trainer_class(run_config)(run_config, data, out_dir if writer else None,
-                                                module, callbacks=RunCallbacks())
+                                                module, callbacks=RunCallbacks(run_config))
             if run_config.model.kind == "module":  # a plate that ignores n_data: one line
                 check_data_plate(trainer.model,
                                  trainer.data.train_data(1, run_config.train.seed)[:2], trainer.n)
@@ -192,6 +211,8 @@ def train(config, data: Dataset, out: str | Path | None = None, force: bool = Fa
             return Run(trainer.model.eval(), config, None, trainer.history, trainer.metrics(test))
         return _finish(trainer, config, out_dir, test, fingerprint)
     except BaseException as err:
+        if trainer is not None and getattr(trainer.callbacks, "tracker", None) is not None:
+            trainer.callbacks.tracker.fail(err)  # the tracked run ends as failed or killed
         failed = None
         if trainer is not None and isinstance(err, Exception):
             failed = module_failure(err, config, trainer.model, trainer)

@@ -4,7 +4,9 @@
         --vary prior=normal,vamp --seeds 2 [--set epochs=5] [--skip-invalid] [--resume]
 
 Writes OUT/compare.csv (one row per run), compare.md, compare.png and one run folder per
-combination and seed (default OUT: runs/compare-<config name>). See docs/compare.md.
+combination and seed (default OUT: runs/compare-<config name>). See docs/compare.md. With
+``--set tracking=mlflow`` every run is an MLflow run of one experiment, its row of compare.csv
+among its metrics (docs/tracking.md).
 """
 
 from __future__ import annotations

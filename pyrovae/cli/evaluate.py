@@ -3,6 +3,11 @@ diagnostics of a trained run, written to RUN_DIR/eval.json (+ CSV and PNGs).
 
     pyrovae evaluate RUN_DIR [--nll-samples 5000] [--split test|train] [--points N]
         [--ais-steps T ...] [--bdmc N] [--gaps ...]      (trust_options.py, docs/ais.md)
+        [--disentanglement [--disentanglement-points 10000]]   (docs/disentanglement.md)
+
+The KL term's three parts (index-code MI, total correlation, dimension-wise KL) are given for
+every model with one diagonal-Gaussian latent; ``--disentanglement`` adds MIG, FactorVAE, DCI,
+SAP and BetaVAE for a run trained on a data set with known factors (else one line, exit 2).
 
 It evaluates on the data the run's [data] section names, and only on the data it was trained
 on: when they changed since training (their sha256, ``pyrovae.data.fingerprint``, differs
@@ -16,7 +21,7 @@ import sys
 from pathlib import Path
 
 from pyrovae.config.fields import COUNT, SEED
-from pyrovae.evaluation.evaluate import MAX_POINTS, NLL_SAMPLES
+from pyrovae.evaluation.evaluate import DISENTANGLEMENT_POINTS, MAX_POINTS, NLL_SAMPLES
 from pyrovae.cli.common import add_run_argument, open_run
 from pyrovae.cli.options import checked, number
 from pyrovae.cli.trust_options import add_trust_arguments, trust_settings
@@ -29,7 +34,15 @@ ROWS = (("elbo", "{split}_elbo", "nats"), ("NLL (K={K})", "{split}_nll", "nats")
         ("amortization gap", "amortization_gap", "nats"),
         ("accuracy", "{split}_accuracy", ""),
         ("rate (KL)", "rate", "nats"), ("distortion", "distortion", "nats"),
-        ("mutual information", "mutual_info", "nats"), ("active units", "active_units", ""),
+        ("mutual information", "mutual_info", "nats"),
+        ("index-code MI ({est})", "index_code_mi", "nats"),
+        ("total correlation", "total_correlation", "nats"),
+        ("dimension-wise KL", "dimwise_kl", "nats"), ("active units", "active_units", ""),
+        ("MIG", "mig", ""), ("FactorVAE score", "factorvae", ""),
+        ("DCI disentanglement", "dci_disentanglement", ""),
+        ("DCI completeness", "dci_completeness", ""),
+        ("DCI informativeness", "dci_informativeness", ""), ("SAP", "sap", ""),
+        ("BetaVAE score", "betavae", ""),
         ("k-hat > 0.7", "khat_share_above_0_7", "share of points"),
         ("time", "eval_seconds", "s"), ("peak memory", "peak_rss_mb", "MiB"))
 
@@ -54,7 +67,8 @@ def format_table(result: dict) -> str:
             if layers:
                 shown += " (" + ", ".join(f"{s}: {result[f'active_units_{s}']} of "
                                           f"{result[f'latent_dim_{s}']}" for s in layers) + ")"
-        lines.append(f"{label.format(K=result['nll_samples']):<22}{shown} {unit}".rstrip())
+        label = label.format(K=result["nll_samples"], est=result.get("decomposition_estimator"))
+        lines.append(f"{label:<22}{shown} {unit}".rstrip())
     return "\n".join([f"{split} set, {result['num_points']} points"] + lines)
 
 
@@ -105,11 +119,18 @@ def _evaluate(args) -> int:
     args.device = str(context.device_for(torch.device(args.device)))  # cuda: cuda:LOCAL_RANK
     run = open_run(args)
     data = load_dataset(run.config.data)
+    if args.disentanglement and getattr(data, "factors", None) is None:
+        from pyrovae.evaluation.evaluate import FACTORS_NEEDED
+        from pyrovae.runtime.errors import ConfigError
+        raise ConfigError(f"--disentanglement {FACTORS_NEEDED}; run '{run.path}' was trained "
+                          f"on data.name = '{run.config.data.name}', which has none")
     record = check_run_data(run, data, FIX)  # the data it was trained on, or one line
     result = evaluate_run(run, data, nll_samples=args.nll_samples, split=args.split,
                           max_points=args.points, seed=args.seed, progress=not args.quiet,
                           batch_size=args.batch_size, memory_mb=args.memory_mb,
-                          sha=record["data_sha256"], **trust)
+                          sha=record["data_sha256"], **trust,
+                          disentanglement=(args.disentanglement_points if args.disentanglement
+                                           else None))
     if not context.writer:  # data-parallel: rank 0 writes and reports for all
         return 0
     out = Path(args.out) if args.out else run.path
@@ -138,5 +159,12 @@ def add_parser(sub) -> None:
                    help="memory budget of one chunk of samples (default 512)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.add_argument("--out", help="output folder (default: the run folder)")
+    p.add_argument("--disentanglement", action="store_true",
+                   help="also MIG, FactorVAE, DCI, SAP and BetaVAE scores of the posterior means "
+                        "(a run on a data set with known factors: dsprites, dsprites-small)")
+    p.add_argument("--disentanglement-points",
+                   type=number("--disentanglement-points", DISENTANGLEMENT_POINTS),
+                   default=10_000, metavar="N",
+                   help="examples for the disentanglement scores (default 10000)")
     add_trust_arguments(p)
     p.set_defaults(func=checked(_evaluate))

@@ -2,6 +2,7 @@
 chooses (``pyrovae.runtime.registry``):
 
     priors.py        p(z): normal, learnable-normal, mog, vamp               (PRIORS)
+    mixture.py       the mog/vamp mixture, its log-density by matrix products
     flow_prior.py    p(z): flow, a MAF over N(0, I)                          (PRIORS)
     likelihoods.py   p(x|z): bernoulli, gaussian, laplace, discretized ...   (LIKELIHOODS)
     beta_binomial.py p(x|z): beta-binomial, 8-bit pixels                     (LIKELIHOODS)

@@ -33,6 +33,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from pyrovae.components.mixture import DiagonalGaussianMixture, diagonal_normal
 from pyrovae.runtime.errors import DataError
 from pyrovae.runtime.registry import PRIORS
 from pyrovae.runtime.sizes import meta_count
@@ -41,15 +42,11 @@ from pyrovae.runtime.settings import setting
 _SOFTPLUS_INV_1 = math.log(math.e - 1.0)  # softplus(_SOFTPLUS_INV_1) = 1
 
 
-def _diag_normal(loc: torch.Tensor, scale: torch.Tensor) -> dist.TorchDistribution:
-    """Independent(Normal(loc, scale), 1): a diagonal Gaussian over the last dimension."""
-    return dist.Independent(dist.Normal(loc, scale, validate_args=False), 1, validate_args=False)
-
-
 def _mixture(logits: torch.Tensor, loc: torch.Tensor, scale: torch.Tensor):
-    """sum_k softmax(logits)_k N(loc_k, diag(scale_k^2)); logits [K], loc and scale [K, L]."""
-    return dist.MixtureSameFamily(dist.Categorical(logits=logits, validate_args=False),
-                                  _diag_normal(loc, scale), validate_args=False)
+    """sum_k softmax(logits)_k N(loc_k, diag(scale_k^2)); logits [K], loc and scale [K, L].
+    A ``MixtureSameFamily`` whose log-density is a matrix product (mixture.py): no
+    [..., K, L] tensor of every component at every z."""
+    return DiagonalGaussianMixture(logits, loc, scale)
 
 
 def register_prior(name: str):
@@ -131,7 +128,7 @@ class LearnableNormalPrior(Prior):
         return F.softplus(self.raw_scale)
 
     def forward(self) -> dist.TorchDistribution:
-        return _diag_normal(self.loc, self.scale)
+        return diagonal_normal(self.loc, self.scale)
 
 
 @dataclass

@@ -22,6 +22,13 @@ capability ``target``; PIWAE's split by the BOUNDS capability ``targets``):
 Whether each target is met is checked, not declared: ``benchmarks/estimator_matrix.py`` and
 ``tests/objectives/test_matrix.py`` hold every accepted combination against reference gradients written
 independently of ``pyrovae/objectives``.
+
+The KL decomposition (``[model.kl] decomposition``, KL_DECOMPOSITIONS) is one more axis, held
+at ``none`` in :func:`combinations`; :func:`decomposition_combinations` crosses each other
+decomposition with every (bound, gradient) pair, weighting, kind and guide. Its accepted cells
+(kind vae, the diagonal guide, elbo = meanfield with the default pair) have the target
+``decomposition``: the loss and gradient of the surrogate its docs state, held draw by draw
+against a reference written in plain torch in ``tests/objectives/test_kl_decomposition.py``.
 """
 
 from __future__ import annotations
@@ -32,7 +39,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from pyrovae.runtime.errors import ConfigError
-from pyrovae.runtime.registry import BOUNDS, GRADIENTS, MODEL_KINDS, OBJECTIVES, POSTERIORS
+from pyrovae.runtime.registry import (BOUNDS, GRADIENTS, KL_DECOMPOSITIONS, MODEL_KINDS,
+                                      OBJECTIVES, POSTERIORS)
 from pyrovae.config.fields import section_from_dict
 
 #: KL weightings: name -> the [model] keys that set it (those a kind lacks refuse it)
@@ -164,6 +172,28 @@ def combinations(num_particles: int = 3, groups: int = 2, kinds=None) -> list[Co
                     target = None if refused else target_of(bound, gradient, biased)
                     out.append(Combination(bound, gradient, elbo, weighting, kind, guide,
                                            table, refused, target))
+    return out
+
+
+def decomposition_combinations(num_particles: int = 1, kinds=None) -> list[tuple[str, Combination]]:
+    """(decomposition, cell) for every KL decomposition but ``none`` crossed with the cells of
+    :func:`combinations` (``num_particles`` K; 1 is the only K a decomposition takes), each
+    with the config's verdict; an accepted cell's target is ``decomposition``."""
+    out = []
+    for name in KL_DECOMPOSITIONS:
+        if name == "none":
+            continue
+        for c in combinations(num_particles, kinds=kinds):
+            table = _merge(c.table, {"kl": {"decomposition": name}})
+            cls = MODEL_KINDS.capability(c.kind, "config")
+            try:
+                section_from_dict(cls, table, "model")
+                refused = None
+            except ConfigError as err:
+                refused = str(err)
+            out.append((name, dataclasses.replace(
+                c, table=table, refused=refused,
+                target=None if refused else "decomposition")))
     return out
 
 

@@ -20,7 +20,8 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 from pyrovae.runtime.errors import ConfigError
-from pyrovae.runtime.registry import (PLUGIN_HINT, BOUNDS, GRADIENTS, KL_SCHEDULES, LIKELIHOODS,
+from pyrovae.runtime.registry import (PLUGIN_HINT, BOUNDS, GRADIENTS, KL_DECOMPOSITIONS,
+                                      KL_SCHEDULES, LIKELIHOODS,
                                       LR_SCHEDULES, MODEL_KINDS, OBJECTIVES as ALL_OBJECTIVES,
                                       POSTERIORS, PRIORS)
 from pyrovae.config.fields import SEED_MAX, _unknown_message, check_fields, section_from_dict
@@ -35,6 +36,7 @@ ANALYTIC_KL_PRIORS = PRIORS.where(analytic_kl=True)  # closed-form KL(Normal q |
 ANALYTIC_KL_POSTERIORS = POSTERIORS.where(analytic_kl=True)  # closed-form KL(q || Normal p)
 BINARIZE = ("none", "static", "dynamic")
 DEVICES = ("cpu", "cuda")
+TRACKING = ("none", "mlflow", "wandb")  # train.tracking (pyrovae/integrations)
 
 
 
@@ -92,9 +94,11 @@ class KLConfig(Choices):
 
     Besides the keys below the table holds the settings the chosen schedule declares (its
     registration's ``settings=`` dataclass, pyrovae/objectives/schedules.py), so a plug-in's
-    schedule is configured in ``[model.kl]`` like the built-in ones."""
+    schedule is configured in ``[model.kl]`` like the built-in ones; so are the settings of the
+    chosen ``decomposition`` (pyrovae/objectives/decompositions.py: tc's ``tc_alpha``, ...,
+    dip-i's and dip-ii's ``dip_lambda_od``, ``dip_lambda_d``; docs/kl.md)."""
 
-    choosers: ClassVar = {"schedule": KL_SCHEDULES}
+    choosers: ClassVar = {"schedule": KL_SCHEDULES, "decomposition": KL_DECOMPOSITIONS}
     section: ClassVar = "model.kl"
     beta: float = setting(1.0, "weight of the KL term (beta-VAE); the schedule's top value", min=0.0)
     schedule: str = setting("constant", "beta_t over steps", choices=KL_SCHEDULES)
@@ -103,6 +107,8 @@ class KLConfig(Choices):
     ramp: float = setting(0.5, "cyclical: fraction of a cycle spent rising from 0 to beta",
                      min=0.0, exclusive_min=True)
     free_bits: float = setting(0.0, "floor lambda (nats) on each dimension's KL in the loss", min=0.0)
+    decomposition: str = setting("none", "the KL term split and reweighted: none, tc (beta-TCVAE), "
+                                 "dip-i or dip-ii (DIP-VAE)", choices=KL_DECOMPOSITIONS)
 
     def check(self):  # (run after the fields' own checks, by Choices)
         if self.ramp > 1:
@@ -162,6 +168,7 @@ def check_objective(config) -> None:
     """The [model.objective] rules shared by every kind: a valid pair, an estimator the kind's
     latents admit (MODEL_KINDS capability ``latents``), and no clash with ``model.elbo`` (which
     chooses the KL form of the ELBO bound) or free bits."""
+    check_decomposition(config)
     objective = config.objective
     if objective.default:
         return
@@ -183,6 +190,42 @@ def check_objective(config) -> None:
     if kl is not None and kl.free_bits > 0:
         raise ConfigError(f"model.kl.free_bits needs the analytic per-dimension KL of elbo = "
                           f"\"meanfield\", not bound = \"{objective.bound}\"; set free_bits = 0")
+
+
+def check_decomposition(config) -> None:
+    """Where ``model.kl.decomposition`` works: kind "vae" (MODEL_KINDS capability
+    ``decompositions``) with the diagonal Gaussian posterior, trained by an objective with the
+    ``decomposition`` capability (meanfield) on one draw per point, without free bits; anything
+    else refused in one line."""
+    kl = getattr(config, "kl", None)
+    name = getattr(kl, "decomposition", "none")
+    if kl is None or name == "none":
+        return
+    where = f"model.kl.decomposition = \"{name}\""
+    if not MODEL_KINDS.capability(config.kind, "decompositions"):
+        raise ConfigError(f"{where} needs one diagonal-Gaussian latent (kind = \"vae\"), not kind "
+                          f"= \"{config.kind}\"; set decomposition = \"none\"")
+    if not config.objective.default:
+        raise ConfigError(f"{where} reweighs the ELBO's KL term, not bound = "
+                          f"\"{config.objective.bound}\" with gradient = "
+                          f"\"{config.objective.gradient}\"; drop [model.objective] or set "
+                          f"decomposition = \"none\"")
+    able = " or ".join(f'"{n}"' for n in ALL_OBJECTIVES.where(decomposition=True))
+    if not ALL_OBJECTIVES.capability(config.elbo, "decomposition"):
+        raise ConfigError(f"{where} needs the single-draw mean-field ELBO, elbo = {able}, not "
+                          f"\"{config.elbo}\"; set elbo = \"meanfield\" or decomposition = "
+                          f"\"none\"")
+    posterior = getattr(getattr(config, "posterior", None), "name", "diagonal")
+    if not POSTERIORS.capability(posterior, "diagonal"):
+        raise ConfigError(f"{where} needs the diagonal Gaussian q(z|x), not posterior = "
+                          f"\"{posterior}\"; set posterior = \"diagonal\" or decomposition = "
+                          f"\"none\"")
+    if config.num_particles > 1:
+        raise ConfigError(f"{where} takes one draw of z per point, not num_particles = "
+                          f"{config.num_particles}; set num_particles = 1")
+    if kl.free_bits > 0:
+        raise ConfigError(f"{where} and model.kl.free_bits = {kl.free_bits!r} both change the KL "
+                          f"term; set free_bits = 0 or decomposition = \"none\"")
 
 
 def check_posterior(config) -> None:
@@ -294,6 +337,13 @@ class TrainConfig:
     ema: float = setting(0.0, "Polyak averaging: decay of the exponential moving average of the "
                          "weights per step, e.g. 0.999 (0 = off); the run keeps the average",
                     min=0.0, max=1.0)
+    tracking: str = setting("none", "experiment tracking of the config, the per-epoch numbers, "
+                            "metrics.json and the pictures: none, mlflow or wandb (offline); "
+                            "docs/tracking.md", choices=TRACKING)
+    tracking_uri: str = setting("", "mlflow: a folder (mlflow.db + mlartifacts/ in it), a .db "
+                                "file or an MLflow URI (sqlite:///...); \"\" = "
+                                "$MLFLOW_TRACKING_URI, else ./mlflow.db")
+    experiment: str = setting("pyrovae", "the mlflow experiment or wandb project of the run")
 
     def __post_init__(self):
         check_fields(self, "train")
@@ -303,6 +353,13 @@ class TrainConfig:
         if self.lr_min > self.lr:
             raise ConfigError(f"train.lr_min = {self.lr_min!r} is above train.lr = {self.lr!r}; "
                               f"the cosine schedule decays from lr to lr_min, so lower lr_min")
+        if not self.experiment.strip():
+            raise ConfigError("train.experiment is empty; give the experiment (project) name "
+                              "the run is logged to, e.g. experiment = \"pyrovae\"")
+        if self.tracking_uri and self.tracking == "wandb":
+            raise ConfigError(f"train.tracking_uri is where MLflow stores runs, but train.tracking"
+                              f" = \"{self.tracking}\"; set tracking = \"mlflow\" or drop "
+                              f"tracking_uri (wandb writes offline into RUN/wandb/)")
 
 
 @dataclass

@@ -10,6 +10,11 @@ On the chosen split (N points, x [N, D]):
     psis_khat               Pareto k-hat of each point's K weights, summarised (psis.py)
     kl_per_dim, active_units, mutual_info   posterior diagnostics (diagnostics.py), for a
                             model with a Gaussian encoder (the "encoder" capability)
+    index_code_mi, total_correlation, dimwise_kl, _se   the rate's three parts (Chen et al.
+                            2018), minibatch-stratified estimates (decomposition.py), for a
+                            model with one diagonal-Gaussian latent; absent otherwise
+    mig, factorvae, dci_*, sap, betavae, ...   the disentanglement scores, when asked for
+                            (``disentanglement``: a data set with known factors)
     *_z1, *_z2, ...         the same per latent layer, for a model that lists its layers' sites
                             in ``latent_layers`` (active_units, latent_dim, activity and
                             kl_per_dim are then the layers' totals and joined lists)
@@ -43,6 +48,7 @@ from pyrovae.data.fingerprint import check_fingerprint, data_fingerprint
 from pyrovae.runtime.errors import ConfigError, DataError
 from pyrovae.runtime.interface import data_view, has, input_dim
 from pyrovae.evaluation import diagnostics
+from pyrovae.evaluation.decomposition import kl_decomposition
 from pyrovae.evaluation.bits import bpd_keys
 from pyrovae.evaluation.classification import accuracy
 from pyrovae.evaluation.elbo import evaluate_elbo
@@ -55,6 +61,8 @@ SPLITS = ("test", "train")
 NLL_SAMPLES = Rule(int, 25, note="too few draws for the importance-sampled log-likelihood and "
                    "its k-hat; 5000 is standard")
 MAX_POINTS = Rule(int, 1, note="max_points, the first N points; leave it out for all points")
+DISENTANGLEMENT_POINTS = Rule(int, 6, note="examples for the disentanglement scores; 10,000 is "
+                              "usual")
 
 
 def peak_rss_mb() -> float:
@@ -118,7 +126,8 @@ def split_data(data, split: str, max_points: int | None = None, seed: int = 0) -
 def evaluate_run(run, data, nll_samples: int = 5000, split: str = "test",
                  max_points: int | None = None, seed: int = 0, progress: bool = True,
                  batch_size: int = 100, memory_mb: int = 512, ais=None, gaps=None,
-                 bdmc_points: int | None = None, sha: str | None = None) -> dict:
+                 bdmc_points: int | None = None, sha: str | None = None,
+                 disentanglement: int | None = None) -> dict:
     """Evaluate ``run.vae`` on ``data`` (a :class:`pyrovae.Dataset`); returns the numbers of
     the module docstring as a JSON-ready dict, plus ``per_point`` (log p(x), k-hat arrays)
     and ``kl_per_dim``/``activity`` lists. Needs ``nll_samples`` >= 25 for the k-hat fit and
@@ -127,12 +136,16 @@ def evaluate_run(run, data, nll_samples: int = 5000, split: str = "test",
     :class:`~pyrovae.evaluation.ais.AISOptions`), ``gaps`` (a
     :class:`~pyrovae.evaluation.gaps.GapOptions`) and ``bdmc_points`` add AIS, the inference
     gaps and BDMC (trust.py). ``sha``: the fingerprint of ``data`` as it was read, when the
-    caller has it (``check_run_data``'s), so it is not computed again."""
+    caller has it (``check_run_data``'s), so it is not computed again. ``disentanglement``:
+    add the five disentanglement scores of the posterior means on that many examples
+    (:func:`disentanglement_result`; the data set must have factors)."""
     nll_samples = check_number(nll_samples, "nll_samples", NLL_SAMPLES)
     seed, batch_size = check_number(seed, "seed", SEED), check_number(batch_size, "batch_size",
                                                                       COUNT)
     memory_mb = check_number(memory_mb, "memory_mb", COUNT)
     vae = run.vae
+    if disentanglement is not None:
+        check_disentanglement(vae, data, disentanglement)
     record = data_record(run, data, sha)  # which data these are (before the model's view)
     data = data_view(vae, data)  # the rows as the model reads them
     x = split_data(data, split, max_points).to(next(vae.parameters()).device)
@@ -172,6 +185,10 @@ def evaluate_run(run, data, nll_samples: int = 5000, split: str = "test",
     if has(vae, "labels") and labels is not None:
         posterior[f"{split}_accuracy"] = accuracy(vae, x, labels[:n])
     timings["diagnostics_seconds"] = time.perf_counter() - start
+    if disentanglement is not None:
+        start = time.perf_counter()
+        posterior.update(disentanglement_result(vae, data, disentanglement, seed))
+        timings["disentanglement_seconds"] = time.perf_counter() - start
 
     nll_se = float(np.std(log_px, ddof=1) / math.sqrt(n)) if n > 1 else float("nan")
     result = {
@@ -222,10 +239,46 @@ def posterior_diagnostics(vae, x: torch.Tensor, seed: int = 0) -> dict:
     diagonal = diagnostics.diagonal_posterior(vae)
     kl_dim = diagnostics.kl_per_dim(vae, mu, sigma) if diagonal else None
     act = diagnostics.activity(mu)
-    return {"active_units": int((act > diagnostics.ACTIVE_THRESHOLD).sum()),
+    single = diagonal and not getattr(vae, "latent_layers", None)  # one diagonal-Gaussian latent
+    return {**(kl_decomposition(vae, mu, sigma, seed) if single else {}),"active_units": int((act > diagnostics.ACTIVE_THRESHOLD).sum()),
             "latent_dim": int(mu.shape[1]),
             "mutual_info": (diagnostics.mutual_information(mu, sigma, seed=seed) if diagonal
                             else None),
             "mutual_info_max": math.log(x.shape[0]),
             "kl_per_dim": None if kl_dim is None else [float(v) for v in kl_dim],
             "activity": [float(v) for v in act]}
+
+
+#: what ``pyrovae evaluate --disentanglement`` needs of the run's data
+FACTORS_NEEDED = "needs a data set with known factors (dsprites, dsprites-small)"
+
+
+def check_disentanglement(vae, data, n: int) -> None:
+    """Refuse in one line the disentanglement scores of a model without an encoder, of data
+    without known factors, or of fewer than 6 examples."""
+    if getattr(data, "factors", None) is None:
+        raise ConfigError(f"the disentanglement scores {FACTORS_NEEDED}; data set "
+                          f"{getattr(data, 'name', '?')!r} has none")
+    if not has(vae, "encoder"):
+        raise ConfigError("the disentanglement scores need a model with an encoder (posterior "
+                          "means); this model has no encode()")
+    check_number(n, "disentanglement points", DISENTANGLEMENT_POINTS)
+
+
+def disentanglement_result(vae, data, n: int = 10_000, seed: int = 0) -> dict:
+    """MIG, FactorVAE, DCI, SAP and BetaVAE scores (``evaluation.disentanglement``) of the
+    posterior means E_q[z|x] on ``n`` examples of ``data`` (a data set with factors: fresh
+    grid points through its generator), as floats, with ``disentanglement_points`` = n."""
+    from pyrovae.evaluation.disentanglement import disentanglement_scores
+    from pyrovae.runtime.traces import eval_mode
+
+    check_disentanglement(vae, data, n)
+    device = next(vae.parameters()).device
+
+    def represent(x):
+        flat = torch.as_tensor(x).reshape(len(x), -1).to(device)
+        return vae.encode(flat)[0]
+
+    with eval_mode(vae):
+        scores = disentanglement_scores(represent, data, n=n, seed=seed)
+    return {"disentanglement_points": n, **{k: float(v) for k, v in scores.items()}}

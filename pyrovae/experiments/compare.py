@@ -18,7 +18,9 @@ or an interruption loses at most the run in progress; ``resume=True`` keeps the 
 continues a half-trained run from its checkpoint and evaluates a trained one that has no row;
 a trained run is evaluated only on the data it was trained on (its recorded fingerprint,
 ``pyrovae.data.fingerprint``): data that changed since are refused in one line, as resuming
-one is.
+one is. With ``train.tracking = "mlflow"`` (``--set train.tracking=mlflow``) every run is an
+MLflow run of the experiment ``train.experiment``, and its row is added to it as
+``compare/<column>`` metrics (docs/tracking.md).
 """
 
 from __future__ import annotations
@@ -221,6 +223,15 @@ def measure(run, data, spec: RunSpec, settings: Settings, progress: bool,
     return row
 
 
+def track_row(spec: RunSpec, out: Path, row: dict) -> None:
+    """With ``train.tracking = "mlflow"``: the cell's row as ``compare/<column>`` metrics of
+    its MLflow run, in the experiment ``train.experiment`` (docs/tracking.md)."""
+    if spec.config.train.tracking == "mlflow":
+        from pyrovae.integrations.mlflow_tracking import log_compare_row
+
+        log_compare_row(spec.config, out / spec.name, row, out)
+
+
 def write_outputs(result: CompareResult, settings: Settings, command: str) -> None:
     """compare.csv, compare.md, compare.json and compare.png from the rows so far."""
     from pyrovae.reports.compare_plots import save_compare_plot
@@ -255,6 +266,12 @@ def compare(base: RunConfig, varies: list[str], out: str | Path, seeds: int = 1,
     settings = settings or Settings()
     out = Path(out)
     runs, invalid = plan(base, varies, seeds, skip_invalid)
+    tracked = [s.config.train for s in runs if s.config.train.tracking != "none"]
+    if tracked:  # a missing package is refused before any training
+        from pyrovae.integrations.tracking import check_tracking
+
+        for train_config in tracked:
+            check_tracking(train_config)
     for combo in invalid:
         log(f"skipping invalid combination '{combo.label}': {combo.error}")
     done = {row["run"]: row for row in check_out(out, runs, settings, resume, force)}
@@ -272,8 +289,9 @@ def compare(base: RunConfig, varies: list[str], out: str | Path, seeds: int = 1,
         try:
             data = data_for(spec.config)
             run = train_or_load(spec, data, out / spec.name, force, data_for.sha(spec.config))
-            result.rows.append(measure(run, data, spec, settings, progress,
-                                       data_for.sha(spec.config)))
+            row = measure(run, data, spec, settings, progress, data_for.sha(spec.config))
+            track_row(spec, out, row)
+            result.rows.append(row)
         except TrainingInterrupted as err:
             raise TrainingInterrupted(
                 f"compare interrupted in run {spec.name} (its checkpoint is saved); "

@@ -18,6 +18,10 @@ data point with the data plate's N/B outside every log-sum-exp (bound_objective.
     bounds (bounds.py, tmc.py)       elbo, iwae, renyi, miwae, ciwae, piwae, tmc
     gradients (gradients/)           reparam, stl, dreg, rws, rws-dreg, score, vimco
 
+``[model.kl] decomposition`` (decompositions.py: tc = beta-TCVAE, dip-i / dip-ii = DIP-VAE)
+rewrites the KL term of ``meanfield``; the objective registers its decomposed form as the
+capability ``decomposition``, as it does its free-bits form.
+
 Each component registers itself with its capabilities: Pyro's estimators in
 :data:`pyrovae.runtime.registry.OBJECTIVES` (``analytic_kl``, ``compiled``, ``free_bits``, ...), the
 bounds in ``BOUNDS`` (which estimators they admit: ``dreg``, ``rws``, ``score``, ``vimco``) and
@@ -42,12 +46,15 @@ from pyrovae.objectives.pairs import check_pair
 from pyrovae.objectives.bound_objective import BoundObjective, chosen_settings, label_of
 from pyrovae.runtime.registry import BOUNDS, GRADIENTS
 from pyrovae.objectives.free_bits import FreeBitsMeanFieldELBO, JitFreeBitsMeanFieldELBO
+from pyrovae.objectives.decompositions import (DecomposedMeanFieldELBO, JitDecomposedMeanFieldELBO,
+                                               decomposition_for)
 from pyrovae.objectives.iwae import IWAE_ELBO
 from pyrovae.objectives.jit import JitTraceELBO, JitTraceMeanFieldELBO
 
 __all__ = ["make_elbo", "objective_for", "objective_name", "BoundObjective", "check_pair", "has_differentiable_loss", "compiled_form", "OBJECTIVES", "IWAE_ELBO",
            "JitTraceELBO", "JitTraceMeanFieldELBO", "FreeBitsMeanFieldELBO",
-           "JitFreeBitsMeanFieldELBO"]
+           "JitFreeBitsMeanFieldELBO", "DecomposedMeanFieldELBO", "JitDecomposedMeanFieldELBO",
+           "decomposition_for"]
 
 # torch 2.x deprecates torch.jit.trace, which Pyro's JIT objectives are built on.
 warnings.filterwarnings("ignore", message=r".*torch.jit.trace.*deprecated", category=FutureWarning)
@@ -60,12 +67,13 @@ def compiled_form(name: str) -> str:
 
 
 def make_elbo(name: str, num_particles: int = 1, free_bits: float | Mapping[str, float] = 0.0,
-              max_plate_nesting: int = 1) -> infer.ELBO:
+              max_plate_nesting: int = 1, decomposition=None) -> infer.ELBO:
     """The objective registered as ``name`` with ``num_particles`` vectorised particles and, for
     the objectives with the ``free_bits`` capability, a floor of ``free_bits`` nats per latent
     dimension: one number for every latent site, or a mapping site -> floor (a hierarchical
     model's layers). ``max_plate_nesting``: the model's plates (the particle plate goes left of
-    them)."""
+    them). ``decomposition``: a KL decomposition (``objectives.decompositions``: beta-TCVAE,
+    DIP-VAE) for the objectives with the ``decomposition`` capability."""
     entry = OBJECTIVES.entry(name)
     cls = entry.obj
     per_site = {k: float(v) for k, v in free_bits.items()} if isinstance(free_bits, Mapping) else {}
@@ -76,6 +84,13 @@ def make_elbo(name: str, num_particles: int = 1, free_bits: float | Mapping[str,
         if cls is None:
             raise ValueError(f"free bits need an analytic per-dimension KL: "
                              f"{list(OBJECTIVES.where(free_bits=True))}")
+    if decomposition is not None:
+        if floored:
+            raise ValueError("free bits and a KL decomposition both change the KL term; use one")
+        cls = entry.capabilities.get("decomposition")
+        if cls is None:
+            raise ValueError(f"a KL decomposition needs one of the objectives "
+                             f"{list(OBJECTIVES.where(decomposition=True))}, not {name!r}")
     kwargs = dict(num_particles=num_particles, max_plate_nesting=max_plate_nesting)
     if entry.capabilities.get("vectorize", True):  # (IWAE always uses its own particle plate)
         kwargs["vectorize_particles"] = num_particles > 1
@@ -84,6 +99,8 @@ def make_elbo(name: str, num_particles: int = 1, free_bits: float | Mapping[str,
     elbo = cls(**kwargs)
     if floored:
         elbo.free_bits, elbo.free_bits_per_site = free_bits, per_site
+    if decomposition is not None:
+        elbo.decomposition = decomposition
     return elbo
 
 
@@ -103,7 +120,7 @@ def objective_for(model_config, max_plate_nesting: int = 1, compiled: bool = Fal
         per_site = getattr(model_config, "free_bits_per_site", None)  # floors by latent site
         return make_elbo(name, model_config.num_particles,
                          per_site if per_site else (kl.free_bits if kl else 0.0),
-                         max_plate_nesting)
+                         max_plate_nesting, decomposition_for(kl) if kl else None)
     return BoundObjective(objective.bound, objective.gradient, model_config.num_particles,
                           max_plate_nesting=max_plate_nesting, biased=objective.biased,
                           **_settings(objective))

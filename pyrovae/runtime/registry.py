@@ -12,6 +12,8 @@ of component.
     DATASETS      data sources (``data.name``)  path, images, binarize, layout (pyrovae/data)
     ACTIVATIONS   hidden-layer nonlinearities   (pyrovae/components/nets/mlp.py)
     KL_SCHEDULES  beta_t over steps             (pyrovae/objectives/schedules.py)
+    KL_DECOMPOSITIONS  the KL term's decompositions (``model.kl.decomposition``: none, tc,
+                  dip-i, dip-ii; pyrovae/objectives/decompositions.py)
     LR_SCHEDULES  lr_t over steps               (pyrovae/training/lr_schedule.py)
 
 A component registers itself where it is defined, with the decorator form::
@@ -166,8 +168,9 @@ GRADIENTS = Registry("gradient estimator", "model.objective.gradient")
 DATASETS = Registry("data set", "data.name")
 ACTIVATIONS = Registry("activation", "model.activation")
 KL_SCHEDULES = Registry("KL schedule", "model.kl.schedule")
+KL_DECOMPOSITIONS = Registry("KL decomposition", "model.kl.decomposition")
 LR_SCHEDULES = Registry("learning-rate schedule", "train.lr_schedule")
 
 __all__ = ["PLUGIN_HINT", "Registry", "RegistryView", "RegistryError", "Entry", "PRIORS", "LIKELIHOODS", "OBJECTIVES",
            "NETWORKS", "MODEL_KINDS", "POSTERIORS", "BOUNDS", "GRADIENTS", "DATASETS", "ACTIVATIONS",
-           "KL_SCHEDULES", "LR_SCHEDULES"]
+           "KL_SCHEDULES", "KL_DECOMPOSITIONS", "LR_SCHEDULES"]

@@ -18,7 +18,8 @@ from pyrovae.runtime.rng import seeded
 from pyrovae.training.programs import bind_programs
 
 RESUMABLE_CHANGES = ("epochs", "progress", "log_every", "checkpoint_every", "eval_batch_size",
-                     "tensorboard")  # (TensorBoard events change no number of the run)
+                     "tensorboard", "tracking", "tracking_uri", "experiment")
+# (TensorBoard events and experiment tracking change no number of the run)
 
 
 def check_compatible(config: RunConfig, data: Dataset, vae, train_x: torch.Tensor) -> None:

@@ -42,6 +42,22 @@ def test_the_matrix_covers_every_registered_component(cells):
     assert all("\n" not in c.refused and len(c.refused) < 400 for c in refused)
 
 
+def test_the_kl_decomposition_axis_is_held_at_none_here_and_refused_off_its_cells(cells):
+    """The matrix's cells train the plain KL term; the decomposition axis has its own cells
+    (decomposition_combinations), refused in one line everywhere but vae/diagonal/meanfield
+    (those are proven in tests/objectives/test_kl_decomposition.py)."""
+    from pyrovae.config.combinations import decomposition_combinations
+    assert not any("decomposition" in c.table.get("kl", {}) for c in cells)
+    extra = decomposition_combinations(kinds=["vae", "cvae"])
+    for name, c in extra:
+        if c.accepted:
+            assert (c.kind, c.guide, c.elbo, c.bound, c.gradient) == (
+                "vae", "diagonal", "meanfield", "elbo", "reparam") and c.target == "decomposition"
+        else:
+            assert "\n" not in c.refused and len(c.refused) < 400, c.refused
+    assert sum(c.accepted for _, c in extra) == 9
+
+
 def test_a_registered_bound_joins_the_matrix_with_the_estimators_it_admits():
     class Half(bounds.IWAE):
         pass

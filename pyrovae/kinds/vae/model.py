@@ -179,4 +179,5 @@ class VAE(KindModule):
             return self.decode(tempered_sample(self.prior(), n, temperature))
 
 
-MODEL_KINDS.register("vae", VAE, config=VAEConfig, beta=True, compile=True, latents="reparameterised")
+MODEL_KINDS.register("vae", VAE, config=VAEConfig, beta=True, compile=True, latents="reparameterised",
+                     decompositions=True)  # model.kl.decomposition (objectives/decompositions.py)
