@@ -11,17 +11,16 @@ pictures (``pyrovae.reports``); a user's module becomes its ``ModuleConfig`` her
 from __future__ import annotations
 
 import signal
-from dataclasses import replace
 from pathlib import Path
 
 import torch
 
-from pyrovae.config import DataConfig, RunConfig, TrainConfig
+from pyrovae.config import RunConfig
 from pyrovae.data import Dataset
 from pyrovae.data.fingerprint import data_fingerprint
 from pyrovae.evaluation import evaluate_elbo
 from pyrovae.evaluation.bits import bpd_keys
-from pyrovae.kinds.module.model import module_config
+from pyrovae.kinds.resolve import resolve_config
 from pyrovae.reports import save_elbo_curves, save_reconstructions, save_samples
 from pyrovae.reports.model_card import write_model_card
 from pyrovae.reports.tensorboard import TensorBoard
@@ -34,7 +33,6 @@ from pyrovae.runtime import distributed
 from pyrovae.runtime.errors import ConfigError
 from pyrovae.runtime.files import atomic_write, write_csv, write_json
 from pyrovae.runtime.interface import has
-from pyrovae.runtime.registry import MODEL_KINDS
 import pyrovae.training
 from pyrovae.training import failures
 from pyrovae.training.callbacks import Callbacks, install_default
@@ -97,28 +95,6 @@ def write_reports(run: Run, data: Dataset) -> None:
     save_elbo_curves(run.history, out / "elbo.png")
     write_json(out / "metrics.json", run.metrics)
     write_model_card(run)  # README.md: what, on which data, the numbers, how to load it
-
-
-def resolve_config(config, data: Dataset, overrides: dict, strict: bool = True) -> RunConfig:
-    """A RunConfig from a model config (of any registered kind), a whole run config, or a
-    user's module (see :func:`module_config`; ``strict=False`` for a run without a folder,
-    whose module nothing rebuilds), with ``train`` keyword overrides."""
-    if isinstance(config, torch.nn.Module):
-        config = module_config(config, strict=strict)
-    if type(config) in set(MODEL_KINDS.capability(k, "config") for k in MODEL_KINDS):
-        source = data.source or DataConfig(name=data.name, binarize=data.binarize, seed=data.seed)
-        config = RunConfig(model=config, data=source)
-    elif not isinstance(config, RunConfig):
-        raise ConfigError(f"train() needs a model config (e.g. VAEConfig), a RunConfig or a "
-                          f"PyroModule with model and guide, got {type(config).__name__}")
-    if overrides:
-        fields = set(TrainConfig.__dataclass_fields__)
-        unknown = sorted(set(overrides) - fields)
-        if unknown:
-            raise ConfigError(f"unknown train() option '{unknown[0]}' (valid: "
-                              f"{', '.join(sorted(fields))})")
-        config = replace(config, train=replace(config.train, **overrides))
-    return config
 
 
 def train(config, data: Dataset, out: str | Path | None = None, force: bool = False,

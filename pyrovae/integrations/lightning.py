@@ -59,7 +59,6 @@ from pathlib import Path
 import pyro
 import torch
 
-from pyrovae.config import DataConfig, RunConfig, TrainConfig
 from pyrovae.data import Dataset
 from pyrovae.data.fingerprint import data_fingerprint
 from pyrovae.runs import Run, check_run_dir, config_text, create_run_dir
@@ -67,10 +66,9 @@ from pyrovae.runtime import distributed
 from pyrovae.runtime.errors import ConfigError
 from pyrovae.runtime.files import atomic_write
 from pyrovae.runtime.interface import data_view
-from pyrovae.runtime.registry import MODEL_KINDS
 from pyrovae.runtime.rng import seeded
 from pyrovae.runtime.traces import eval_mode, point_traces
-from pyrovae.kinds.module.model import module_config
+from pyrovae.kinds.resolve import resolve_config
 from pyrovae.training.checks import check_data_plate
 from pyrovae.training import failures
 from pyrovae.training.failures import nonfinite_refusal
@@ -190,7 +188,8 @@ class PyroVAEModule(pl.LightningModule):
     def __init__(self, config, data: Dataset, **train_options):
         super().__init__()
         module = config if isinstance(config, torch.nn.Module) else None
-        config = run_config(config, data, train_options)
+        config = resolve_config(config, data, train_options, strict=False,
+                                caller="PyroVAEModule")
         _refuse_unmatched(config)
         config = replace(config, train=replace(config.train, fast=False))  # (module docstring)
         cls = trainer_class(config)
@@ -472,25 +471,6 @@ class PyroVAEModule(pl.LightningModule):
         result.metrics["data_sha256"] = run.data_fingerprint
         run.write_reports(result)
         return result
-
-
-def run_config(config, data: Dataset, train_options: dict) -> RunConfig:
-    """The RunConfig of a model config (any registered kind), a RunConfig or a user's module
-    (recorded by import path and arguments), with ``train_options`` filling its train section:
-    what ``pyrovae.train`` resolves (``pyrovae.api.resolve_config``, for a run without a folder)."""
-    if isinstance(config, torch.nn.Module):
-        config = module_config(config, strict=False)
-    if type(config) in {MODEL_KINDS.capability(k, "config") for k in MODEL_KINDS}:
-        source = data.source or DataConfig(name=data.name, binarize=data.binarize, seed=data.seed)
-        config = RunConfig(model=config, data=source)
-    elif not isinstance(config, RunConfig):
-        raise ConfigError(f"PyroVAEModule needs a model config (e.g. VAEConfig), a RunConfig or "
-                          f"a PyroModule with model and guide, got {type(config).__name__}")
-    unknown = sorted(set(train_options) - set(TrainConfig.__dataclass_fields__))
-    if unknown:
-        raise ConfigError(f"unknown train option '{unknown[0]}' (valid: "
-                          f"{', '.join(sorted(TrainConfig.__dataclass_fields__))})")
-    return replace(config, train=replace(config.train, **train_options)) if train_options else config
 
 
 def _same_device(a: torch.device, b: torch.device) -> bool:

@@ -6,6 +6,7 @@ config dataclass, module and capabilities:
     hvae/     L stochastic layers (Burda et al. 2015)
     cvae/     conditional (Sohn et al. 2015): x given a part of it or its label
     module/   a model you wrote, rebuilt from its import path
+    resolve.py  what train() (or the Lightning module) was given -> one RunConfig
 
 Generic code (trainer, evaluation, compare, export, the CLI and the applications) reaches a
 kind only through the registry and the model interface (``pyrovae.runtime.interface``).

@@ -69,6 +69,7 @@ def initial_words(count: int) -> np.ndarray:
     return rng.integers(1, 2**32, size=count, dtype=np.uint64).astype(np.uint32)
 
 
+CODER_PRECISION = 24  # bits of constriction's Categorical(perfect=False) probabilities
 RAMP_START = 4  # images' worth of clean bits the stack starts with (see the module docstring)
 
 
@@ -227,8 +228,12 @@ class BitsBack:
         flat = idx.reshape(-1)
         coder.encode_reverse(flat, cat, px)                         # push x under P(x|c_j)
         coder.encode_reverse(z, m.Uniform(self.K))                  # push j under P(j)
-        bits = (-np.log2(px[np.arange(flat.size), flat]).sum() + z.size * self.latent_bits
-                + np.log2(q[np.arange(z.size), z]).sum())
+        # (a probability below the coder's resolution, 2^-24 with perfect=False, is coded at
+        # about that resolution: the floor keeps the ideal finite where float64 underflows)
+        floor = 2.0 ** -CODER_PRECISION
+        bits = (-np.log2(np.maximum(px[np.arange(flat.size), flat], floor)).sum()
+                + z.size * self.latent_bits
+                + np.log2(np.maximum(q[np.arange(z.size), z], floor)).sum())
         return {"z": z.reshape(len(idx), -1), "bits": float(bits)}
 
     def decode_batch(self, coder, n: int) -> np.ndarray:
