@@ -96,7 +96,8 @@ class KLConfig(Choices):
     registration's ``settings=`` dataclass, pyrovae/objectives/schedules.py), so a plug-in's
     schedule is configured in ``[model.kl]`` like the built-in ones; so are the settings of the
     chosen ``decomposition`` (pyrovae/objectives/decompositions.py: tc's ``tc_alpha``, ...,
-    dip-i's and dip-ii's ``dip_lambda_od``, ``dip_lambda_d``; docs/kl.md)."""
+    dip-i's and dip-ii's ``dip_lambda_od``, ``dip_lambda_d``; factor's ``factor_gamma``,
+    ``factor_hidden``, ``factor_lr``; docs/kl.md)."""
 
     choosers: ClassVar = {"schedule": KL_SCHEDULES, "decomposition": KL_DECOMPOSITIONS}
     section: ClassVar = "model.kl"
@@ -108,7 +109,8 @@ class KLConfig(Choices):
                      min=0.0, exclusive_min=True)
     free_bits: float = setting(0.0, "floor lambda (nats) on each dimension's KL in the loss", min=0.0)
     decomposition: str = setting("none", "the KL term split and reweighted: none, tc (beta-TCVAE), "
-                                 "dip-i or dip-ii (DIP-VAE)", choices=KL_DECOMPOSITIONS)
+                                 "dip-i or dip-ii (DIP-VAE), factor (FactorVAE)",
+                                 choices=KL_DECOMPOSITIONS)
 
     def check(self):  # (run after the fields' own checks, by Choices)
         if self.ramp > 1:
@@ -215,6 +217,11 @@ def check_decomposition(config) -> None:
         raise ConfigError(f"{where} needs the single-draw mean-field ELBO, elbo = {able}, not "
                           f"\"{config.elbo}\"; set elbo = \"meanfield\" or decomposition = "
                           f"\"none\"")
+    if (not KL_DECOMPOSITIONS.capability(name, "compiles", True)
+            and ALL_OBJECTIVES.capability(config.elbo, "jit")):
+        raise ConfigError(f"{where} runs its discriminator outside the compiled programs, not "
+                          f"elbo = \"{config.elbo}\"; set elbo = \"meanfield\" (train.fast "
+                          f"still runs it, uncompiled)")
     posterior = getattr(getattr(config, "posterior", None), "name", "diagonal")
     if not POSTERIORS.capability(posterior, "diagonal"):
         raise ConfigError(f"{where} needs the diagonal Gaussian q(z|x), not posterior = "

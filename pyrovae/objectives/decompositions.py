@@ -7,6 +7,8 @@
     dip-i    DIP-VAE-I (Kumar et al. 2018): the ELBO plus a penalty on the covariance of the
              encoder means
     dip-ii   DIP-VAE-II: the same penalty on the covariance of the aggregate posterior
+    factor   FactorVAE (Kim & Mnih 2018): the ELBO plus gamma times a discriminator's estimate
+             of the total correlation, the discriminator trained beside the VAE (factor_vae.py)
 
 **tc.** With n uniform over the N data points and q(z) = (1/N) sum_n q(z|n),
 
@@ -78,6 +80,7 @@ from torch.distributions import Normal
 from pyrovae.runtime.errors import ConfigError
 from pyrovae.runtime.registry import KL_DECOMPOSITIONS, OBJECTIVES
 from pyrovae.runtime.settings import NoSettings, setting, settings_of
+from pyrovae.objectives.factor_vae import FactorSettings, FactorTraining
 from pyrovae.objectives.jit import JitTraceMeanFieldELBO
 from pyrovae.objectives.pyro_elbos import MeanFieldELBO
 
@@ -185,6 +188,7 @@ class Decomposition:
 
     settings = NoSettings
     active = True
+    compiles = True  # runs inside a traced (jit-) objective
 
     def __init__(self, settings=None):
         self.s = settings if settings is not None else self.settings()
@@ -193,6 +197,13 @@ class Decomposition:
         """The loss's addition (a 0-d tensor) for a minibatch: q the guide's Normal [B, L], p
         the prior's per-dimension distribution, z [B, L], N, and the KL weight beta_t."""
         raise NotImplementedError
+
+    def side_training(self, latent_dim: int, device=None, seed: int = 0):
+        """The parameters this decomposition trains beside the VAE, with their own optimizer
+        (an object with ``step(average)``, ``parameters()``, ``state_dict()`` and
+        ``load_state_dict(state)``; the trainer steps it after each VAE step and checkpoints
+        it), or None: the default, a decomposition without parameters."""
+        return None
 
 
 @KL_DECOMPOSITIONS.register("none")
@@ -238,6 +249,26 @@ class DIPVAEII(_DIP):
     aggregate = True
 
 
+@KL_DECOMPOSITIONS.register("factor", compiles=False)
+class FactorVAE(Decomposition):
+    """FactorVAE: gamma times the discriminator's estimate of the total correlation
+    (factor_vae.py); the discriminator is trained beside the VAE. It runs the Python ELBO
+    (``compiles=False``): the penalty calls a module outside the traced programs."""
+
+    settings = FactorSettings
+    side: FactorTraining | None = None
+    compiles = False
+
+    def side_training(self, latent_dim, device=None, seed=0):
+        self.side = FactorTraining(latent_dim, self.s, device, seed)
+        return self.side
+
+    def extra(self, q, p, z, n_data, kl_weight):
+        if self.side is None:  # (an objective built outside a trainer: an untrained D)
+            self.side_training(z.shape[-1], z.device)
+        return self.side.penalty(z, n_data)
+
+
 def decomposition_for(kl) -> Decomposition | None:
     """The decomposition a ``[model.kl]`` section chooses (its ``decomposition`` and that
     component's settings), or None for ``none`` or a section without the key."""
@@ -270,6 +301,10 @@ class _Decomposed:
         loss, surrogate = super()._differentiable_loss_particle(model_trace, guide_trace)
         if self.decomposition is None:
             return loss, surrogate
+        if torch._C._get_tracing_state() and not self.decomposition.compiles:
+            raise ConfigError(f"the {type(self.decomposition).__name__} KL decomposition "
+                              f"cannot run in a compiled (jit-) objective; set elbo = "
+                              f"\"meanfield\" (train.fast runs it uncompiled)")
         for name, model_site in model_trace.nodes.items():
             if model_site["type"] != "sample" or model_site["is_observed"]:
                 continue
@@ -306,4 +341,4 @@ for _name, _cls in (("meanfield", DecomposedMeanFieldELBO),
 __all__ = ["DecomposedMeanFieldELBO", "JitDecomposedMeanFieldELBO", "Decomposition",
            "TotalCorrelation", "DIPVAEI", "DIPVAEII", "decomposition_for", "tc_terms",
            "log_weights", "dip_covariance", "dip_penalty", "TCSettings", "DIPISettings",
-           "DIPIISettings"]
+           "DIPIISettings", "FactorVAE"]

@@ -1,6 +1,7 @@
 """Checkpoints of a training run: :meth:`save` writes the whole position (parameters,
 Adam's state, the averaged weights, global ``pyro.param`` values, the epoch, batch and step,
-the random state, the history and the data's fingerprint) atomically; :meth:`restore`
+the random state, the history and the data's fingerprint; a KL decomposition's own trained
+part, FactorVAE's discriminator and its Adam, as "decomposition") atomically; :meth:`restore`
 continues from one bit for bit. A non-finite value stops the run before a checkpoint is
 overwritten, and a failed write (full disk, permissions) is one line that says what was kept.
 """
@@ -41,6 +42,8 @@ class Checkpointing:
                 "config": self.config.to_dict(), "input_shape": list(self.data.shape),
                 **weights, **self.global_params.checkpoint_entries(self.average),
                 "optimizer": self.optimizer.state_dict(),
+                **({"decomposition": self.side.state_dict()}
+                   if getattr(self, "side", None) is not None else {}),
                 "epoch": self.epoch, "batch": self.batch, "step": self.step,
                 "loss_sum": self.loss_sum.detach().cpu(), "seconds": self.seconds,
                 "history": self.history, "rng": capture_rng(),
@@ -79,6 +82,8 @@ class Checkpointing:
             self.global_params.load(payload.get("train_pyro_params",
                                                 payload.get("pyro_params", {})))
             self.optimizer.load_state_dict(payload["optimizer"])
+            if getattr(self, "side", None) is not None:  # FactorVAE's discriminator and Adam
+                self.side.load_state_dict(payload["decomposition"])
             if self.average is not None and "train_model" in payload:
                 self.average.load_state_dict(payload["model"], payload.get("pyro_params"))
             elif self.average is not None:  # averaging switched on at a resume: from here

@@ -23,6 +23,10 @@ and Pyro's own "Encountered NaN" warnings are silenced so that the guard's line 
 Global ``pyro.param`` sites of the model or guide (values in Pyro's param store, not in the
 module) are found before the first step and trained, averaged, checkpointed and resumed with
 the module's parameters (global_params.py).
+
+A KL decomposition with parameters of its own (FactorVAE's discriminator,
+objectives/factor_vae.py) is ``self.side``: stepped by its own optimizer after each VAE step,
+never by the VAE's, and checkpointed and resumed with the run.
 """
 
 from __future__ import annotations
@@ -45,7 +49,7 @@ from pyrovae.runtime.interface import check_interface, data_view, max_plate_nest
 from pyrovae.objectives.schedules import beta_at
 from pyrovae.objectives import (BoundObjective, compiled_form, has_differentiable_loss,
                           objective_for, objective_name)
-from pyrovae.runtime.registry import MODEL_KINDS
+from pyrovae.runtime.registry import KL_DECOMPOSITIONS, MODEL_KINDS
 from pyrovae.runtime.rng import seed_everything, seeded
 from pyrovae.runs import describe_device, make_model
 from pyrovae.training.averaging import WeightAverage
@@ -111,6 +115,7 @@ class Trainer(Checkpointing):
         self._beta_const = (torch.tensor(kl.beta, device=self.device)
                             if self.kl is not None and kl.schedule == "constant" else None)
         self.elbo = self.make_objective()
+        self.side = self.side_training()
         self._check_objective(first_epoch[:2])
         self._validated = False
         # the fast path needs a loss tensor (TraceGraph_ELBO only gives loss_and_grads)
@@ -159,6 +164,15 @@ class Trainer(Checkpointing):
             with seeded(0), eval_mode(self.model), torch.no_grad():
                 self.elbo.draw(self.model.model, self.model.guide, x)
 
+    def side_training(self):
+        """The KL decomposition's own trained part (FactorVAE's discriminator and its Adam),
+        or None (objectives/decompositions.py, ``Decomposition.side_training``)."""
+        decomposition = getattr(self.elbo, "decomposition", None)
+        if decomposition is None:
+            return None
+        return decomposition.side_training(getattr(self.config.model, "latent_dim", None),
+                                           self.device, self.tc.seed)
+
     def setup_data(self) -> int:
         """Number of training rows one epoch passes over (here: all of them)."""
         return self.data.num_train
@@ -167,7 +181,9 @@ class Trainer(Checkpointing):
         """The ELBO estimator; the fast path runs its compiled form where one exists (for
         kinds that allow compiling)."""
         config = self.config.model
-        compiles = self.tc.fast and self.kind.capabilities.get("compile", False)
+        decomposition = getattr(getattr(config, "kl", None), "decomposition", "none")
+        compiles = (self.tc.fast and self.kind.capabilities.get("compile", False)
+                    and KL_DECOMPOSITIONS.capability(decomposition, "compiles", True))
         elbo = objective_for(config, max_plate_nesting(self.model), compiled=compiles)
         self.objective = objective_name(config, False) if isinstance(elbo, BoundObjective) else (
             compiled_form(config.elbo) if compiles else config.elbo)
@@ -235,7 +251,11 @@ class Trainer(Checkpointing):
         validation (the first step validates) is the NaN guard's error, not a traceback."""
         try:
             with distributed.draws():  # (for kinds whose step bypasses self.guide_fn)
-                return self.train_step(xb)
+                loss = self.train_step(xb)
+                if self.side is not None:  # e.g. FactorVAE's discriminator, on this step's z
+                    self.side.step(lambda ps: self.dist.average_gradients(
+                        ps, getattr(self, "stop", None)))
+                return loss
         except ValueError as err:
             if not nonfinite_refusal(err):
                 raise
