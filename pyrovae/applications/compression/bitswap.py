@@ -24,7 +24,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from pyrovae.applications.compression.bbans import (BitsBack, check_latent_bits, constriction,
+from pyrovae.applications.compression.bbans import (CODER_PRECISION, BitsBack,
+                                                   check_latent_bits, constriction,
                                                    discrete_likelihood)
 from pyrovae.runtime.errors import ConfigError
 from pyrovae.runtime.interface import has
@@ -81,19 +82,19 @@ class BitSwap(BitsBack):
         q = self.q_layer(0, x)
         j = coder.decode(cat, q).astype(np.int32)                   # pop j_1 ~ Q(z_1|x)
         popped = [j.reshape(rows, -1)]
-        bits = float(np.log2(q[np.arange(j.size), j]).sum())
+        bits = float(_log2(q[np.arange(j.size), j]).sum())
         px = self.x_probs(j.reshape(rows, -1))
         flat = idx.reshape(-1)
         coder.encode_reverse(flat, cat, px)                         # push x under P(x|c_1)
-        bits -= float(np.log2(px[np.arange(flat.size), flat]).sum())
+        bits -= float(_log2(px[np.arange(flat.size), flat]).sum())
         for layer in range(1, depth):
             below = self.centres_of(j, rows)
             q = self.q_layer(layer, below)
             above = coder.decode(cat, q).astype(np.int32)           # pop j_l+1 ~ Q(.|c_l)
             p = self.p_layer(layer, self.centres_of(above, rows))
             coder.encode_reverse(j, cat, p)                         # push j_l | c_l+1
-            bits += float(np.log2(q[np.arange(above.size), above]).sum()
-                          - np.log2(p[np.arange(j.size), j]).sum())
+            bits += float(_log2(q[np.arange(above.size), above]).sum()
+                          - _log2(p[np.arange(j.size), j]).sum())
             j = above
             popped.append(j.reshape(rows, -1))
         coder.encode_reverse(j, m.Uniform(self.K))                  # push j_L under P(j_L)
@@ -119,3 +120,9 @@ def codec_for(model: torch.nn.Module, latent_bits: int = 8) -> BitsBack:
     if has(model, "hierarchy"):
         return BitSwap(model, latent_bits)
     return BitsBack(model, latent_bits)
+
+
+def _log2(p: np.ndarray) -> np.ndarray:
+    """log2 of coded probabilities, floored at the coder's resolution 2^-24 (a probability that
+    underflows in float64 is coded at about that cost: bbans.CODER_PRECISION)."""
+    return np.log2(np.maximum(p, 2.0 ** -CODER_PRECISION))
