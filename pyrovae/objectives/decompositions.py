@@ -188,7 +188,7 @@ class Decomposition:
 
     settings = NoSettings
     active = True
-    compiles = True  # runs inside a traced (jit-) objective
+    name = ""  # its registered name (set by decomposition_for); capabilities come from there
 
     def __init__(self, settings=None):
         self.s = settings if settings is not None else self.settings()
@@ -257,7 +257,6 @@ class FactorVAE(Decomposition):
 
     settings = FactorSettings
     side: FactorTraining | None = None
-    compiles = False
 
     def side_training(self, latent_dim, device=None, seed=0):
         self.side = FactorTraining(latent_dim, self.s, device, seed)
@@ -278,7 +277,9 @@ def decomposition_for(kl) -> Decomposition | None:
         return None
     made = settings_of(KL_DECOMPOSITIONS, name)
     values = {f: getattr(kl, f) for f in made.__dataclass_fields__}
-    return cls(made(**values))
+    decomposition = cls(made(**values))
+    decomposition.name = name
+    return decomposition
 
 
 # ---- the mean-field objectives with a decomposition ------------------------------------------------
@@ -301,7 +302,8 @@ class _Decomposed:
         loss, surrogate = super()._differentiable_loss_particle(model_trace, guide_trace)
         if self.decomposition is None:
             return loss, surrogate
-        if torch._C._get_tracing_state() and not self.decomposition.compiles:
+        if (torch._C._get_tracing_state()
+                and not KL_DECOMPOSITIONS.capability(self.decomposition.name, "compiles", True)):
             raise ConfigError(f"the {type(self.decomposition).__name__} KL decomposition "
                               f"cannot run in a compiled (jit-) objective; set elbo = "
                               f"\"meanfield\" (train.fast runs it uncompiled)")
