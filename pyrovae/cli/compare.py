@@ -33,6 +33,8 @@ def _command_line(args, out: Path) -> str:
     words += ["--seeds", str(args.seeds), "--nll-samples", str(args.nll_samples),
               "--eval-points", str(args.eval_points), "--grad-draws", str(args.grad_draws),
               "--grad-batch", str(args.grad_batch), "--out", str(out)]
+    if args.disentanglement:
+        words += ["--disentanglement", str(args.disentanglement), "--dci-model", args.dci_model]
     words += [f for f, on in (("--skip-invalid", args.skip_invalid),
                               ("--keep-going", args.keep_going)) if on]
     return " ".join(shlex.quote(w) for w in words)
@@ -44,7 +46,8 @@ def _compare(args) -> int:
 
     config = load_config(args.config, args.set)
     settings = Settings(nll_samples=args.nll_samples, eval_points=args.eval_points,
-                        grad_draws=args.grad_draws, grad_batch=args.grad_batch)
+                        grad_draws=args.grad_draws, grad_batch=args.grad_batch,
+                        disentanglement=args.disentanglement, dci_model=args.dci_model)
     if args.dry_run:
         runs, invalid = plan(config, args.vary, args.seeds, skip_invalid=True)
         for spec in runs:
@@ -90,6 +93,13 @@ def add_parser(sub) -> None:
                    help="gradient estimates for the variance (default 100)")
     p.add_argument("--grad-batch", type=number("--grad-batch", INTEGER), default=0,
                    help="size of the fixed minibatch (default 0 = train.batch_size)")
+    p.add_argument("--disentanglement", type=number("--disentanglement", INTEGER), default=0,
+                   metavar="N", help="add MIG, FactorVAE, DCI, SAP and BetaVAE scores on N "
+                                     "examples (data with known factors, e.g. dsprites; "
+                                     "default 0 = none)")
+    p.add_argument("--dci-model", choices=("gbt", "forest"), default="gbt",
+                   help="DCI's classifiers with --disentanglement: gradient-boosted trees as "
+                        "disentanglement_lib (default), or a random forest, ~25x faster")
     p.add_argument("--dry-run", action="store_true",
                    help="list the runs and the invalid combinations, train nothing")
     add_common(p)

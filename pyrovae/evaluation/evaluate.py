@@ -127,7 +127,7 @@ def evaluate_run(run, data, nll_samples: int = 5000, split: str = "test",
                  max_points: int | None = None, seed: int = 0, progress: bool = True,
                  batch_size: int = 100, memory_mb: int = 512, ais=None, gaps=None,
                  bdmc_points: int | None = None, sha: str | None = None,
-                 disentanglement: int | None = None) -> dict:
+                 disentanglement: int | None = None, dci_model: str = "gbt") -> dict:
     """Evaluate ``run.vae`` on ``data`` (a :class:`pyrovae.Dataset`); returns the numbers of
     the module docstring as a JSON-ready dict, plus ``per_point`` (log p(x), k-hat arrays)
     and ``kl_per_dim``/``activity`` lists. Needs ``nll_samples`` >= 25 for the k-hat fit and
@@ -138,14 +138,15 @@ def evaluate_run(run, data, nll_samples: int = 5000, split: str = "test",
     gaps and BDMC (trust.py). ``sha``: the fingerprint of ``data`` as it was read, when the
     caller has it (``check_run_data``'s), so it is not computed again. ``disentanglement``:
     add the five disentanglement scores of the posterior means on that many examples
-    (:func:`disentanglement_result`; the data set must have factors)."""
+    (:func:`disentanglement_result`; the data set must have factors), DCI's classifiers
+    ``dci_model`` ("gbt" as disentanglement_lib, or the faster "forest")."""
     nll_samples = check_number(nll_samples, "nll_samples", NLL_SAMPLES)
     seed, batch_size = check_number(seed, "seed", SEED), check_number(batch_size, "batch_size",
                                                                       COUNT)
     memory_mb = check_number(memory_mb, "memory_mb", COUNT)
     vae = run.vae
     if disentanglement is not None:
-        check_disentanglement(vae, data, disentanglement)
+        check_disentanglement(vae, data, disentanglement, dci_model)
     record = data_record(run, data, sha)  # which data these are (before the model's view)
     data = data_view(vae, data)  # the rows as the model reads them
     x = split_data(data, split, max_points).to(next(vae.parameters()).device)
@@ -187,7 +188,7 @@ def evaluate_run(run, data, nll_samples: int = 5000, split: str = "test",
     timings["diagnostics_seconds"] = time.perf_counter() - start
     if disentanglement is not None:
         start = time.perf_counter()
-        posterior.update(disentanglement_result(vae, data, disentanglement, seed))
+        posterior.update(disentanglement_result(vae, data, disentanglement, seed, dci_model))
         timings["disentanglement_seconds"] = time.perf_counter() - start
 
     nll_se = float(np.std(log_px, ddof=1) / math.sqrt(n)) if n > 1 else float("nan")
@@ -253,9 +254,13 @@ def posterior_diagnostics(vae, x: torch.Tensor, seed: int = 0) -> dict:
 FACTORS_NEEDED = "needs a data set with known factors (dsprites, dsprites-small)"
 
 
-def check_disentanglement(vae, data, n: int) -> None:
+def check_disentanglement(vae, data, n: int, dci_model: str = "gbt") -> None:
     """Refuse in one line the disentanglement scores of a model without an encoder, of data
-    without known factors, or of fewer than 6 examples."""
+    without known factors, of fewer than 6 examples, or with an unknown DCI classifier."""
+    from pyrovae.evaluation.disentanglement.dci import MODELS
+
+    if dci_model not in MODELS:
+        raise ConfigError(f"dci_model = {dci_model!r}: choose one of {', '.join(MODELS)}")
     if getattr(data, "factors", None) is None:
         raise ConfigError(f"the disentanglement scores {FACTORS_NEEDED}; data set "
                           f"{getattr(data, 'name', '?')!r} has none")
@@ -265,14 +270,16 @@ def check_disentanglement(vae, data, n: int) -> None:
     check_number(n, "disentanglement points", DISENTANGLEMENT_POINTS)
 
 
-def disentanglement_result(vae, data, n: int = 10_000, seed: int = 0) -> dict:
+def disentanglement_result(vae, data, n: int = 10_000, seed: int = 0,
+                           dci_model: str = "gbt") -> dict:
     """MIG, FactorVAE, DCI, SAP and BetaVAE scores (``evaluation.disentanglement``) of the
     posterior means E_q[z|x] on ``n`` examples of ``data`` (a data set with factors: fresh
-    grid points through its generator), as floats, with ``disentanglement_points`` = n."""
+    grid points through its generator), as floats, with ``disentanglement_points`` = n and
+    ``dci_model``, the classifiers DCI used."""
     from pyrovae.evaluation.disentanglement import disentanglement_scores
     from pyrovae.runtime.traces import eval_mode
 
-    check_disentanglement(vae, data, n)
+    check_disentanglement(vae, data, n, dci_model)
     device = next(vae.parameters()).device
 
     def represent(x):
@@ -280,5 +287,6 @@ def disentanglement_result(vae, data, n: int = 10_000, seed: int = 0) -> dict:
         return vae.encode(flat)[0]
 
     with eval_mode(vae):
-        scores = disentanglement_scores(represent, data, n=n, seed=seed)
-    return {"disentanglement_points": n, **{k: float(v) for k, v in scores.items()}}
+        scores = disentanglement_scores(represent, data, n=n, seed=seed, dci_model=dci_model)
+    return {"disentanglement_points": n, "dci_model": dci_model,
+            **{k: float(v) for k, v in scores.items()}}

@@ -44,6 +44,11 @@ from pyrovae.experiments.summary import markdown_report
 #: keys of ``evaluate_run``'s result copied into each row
 EVAL_KEYS = ("test_elbo", "test_elbo_se", "test_nll", "test_nll_se", "active_units", "rate",
              "distortion", "mutual_info", "khat_share_above_0_7", "eval_seconds")
+#: copied too when the evaluation has them: the KL term's three parts (one-latent Gaussian
+#: VAEs) and, with ``Settings.disentanglement``, the disentanglement scores
+OPTIONAL_KEYS = ("index_code_mi", "total_correlation", "dimwise_kl", "mig", "factorvae",
+                 "dci_disentanglement", "dci_completeness", "dci_informativeness", "sap",
+                 "betavae")
 #: what to do when a finished run's data changed since it was trained
 FIX = ("restore the data it was trained on, or start the comparison over on these data "
        "(--force, or another --out)")
@@ -58,14 +63,24 @@ class Settings:
     grad_draws: int = 100        # gradient estimates per run for the variance
     grad_batch: int = 0          # fixed minibatch size (0 = the config's batch_size)
     eval_seed: int = 0           # seed of the evaluation and gradient draws
+    disentanglement: int = 0     # examples for the disentanglement scores (0 = none)
+    dci_model: str = "gbt"       # DCI's classifiers: gbt (disentanglement_lib) or forest
 
     def __post_init__(self):
         for name, low in (("nll_samples", 25), ("eval_points", 0), ("grad_draws", 2),
-                          ("grad_batch", 0), ("eval_seed", 0)):
+                          ("grad_batch", 0), ("eval_seed", 0), ("disentanglement", 0)):
             value = getattr(self, name)
             if not isinstance(value, int) or value < low:
                 raise ConfigError(f"{name.replace('_', '-')} = {value!r}: must be an integer "
                                   f">= {low}")
+        from pyrovae.evaluation.disentanglement.dci import MODELS
+
+        if self.dci_model not in MODELS:
+            raise ConfigError(f"dci-model = {self.dci_model!r}: choose one of "
+                              f"{', '.join(MODELS)}")
+        if 0 < self.disentanglement < 6:
+            raise ConfigError(f"disentanglement = {self.disentanglement}: use at least 6 "
+                              f"examples (10,000 is usual), or 0 for none")
 
 
 @dataclass
@@ -95,7 +110,8 @@ def plan(base: RunConfig, varies: list[str], seeds: int = 1,
 
 
 def _row_settings(row: dict) -> dict:
-    return {k: row.get(k) for k in Settings.__dataclass_fields__}
+    """The settings a row was measured with (a column added since reads as its default)."""
+    return {k: row.get(k, f.default) for k, f in Settings.__dataclass_fields__.items()}
 
 
 def check_out(out: Path, runs: list[RunSpec], settings: Settings, resume: bool,
@@ -174,6 +190,16 @@ def check_kept(spec: RunSpec, run_dir: Path, data_for: _DataCache) -> None:
                           str(run_dir), f"data.name = '{cfg.name}'", FIX)
 
 
+def check_factors(data) -> None:
+    """``--disentanglement`` needs data with known factors: refused in one line otherwise."""
+    if getattr(data, "factors", None) is None:
+        from pyrovae.evaluation.evaluate import FACTORS_NEEDED
+
+        raise ConfigError(f"--disentanglement: the scores {FACTORS_NEEDED}; data set "
+                          f"{getattr(data, 'name', '?')!r} has none (drop --disentanglement "
+                          f"or compare on such data)")
+
+
 def train_or_load(spec: RunSpec, data, run_dir: Path, force: bool, sha: str | None = None):
     """The trained run in ``run_dir``: loaded if finished (and refused in one line when
     ``data``, of fingerprint ``sha``, are not those it was trained on), resumed from its
@@ -202,9 +228,12 @@ def measure(run, data, spec: RunSpec, settings: Settings, progress: bool,
            **spec.combination.values, "seed": spec.seed}
     result = evaluate_run(run, data, nll_samples=settings.nll_samples, split="test",
                           max_points=settings.eval_points or None, seed=settings.eval_seed,
-                          progress=progress, sha=sha)
+                          progress=progress, sha=sha,
+                          disentanglement=settings.disentanglement or None,
+                          dci_model=settings.dci_model)
     data = data_view(run.vae, data)  # the rows as the model reads them (below)
     row.update({k: result[k] for k in EVAL_KEYS})
+    row.update({k: result[k] for k in OPTIONAL_KEYS if result.get(k) is not None})
     write_evaluation(result, run.path)  # eval.json etc., as `pyrovae evaluate` writes them
     m = run.metrics
     row.update(train_elbo=m["train_elbo"], epochs=m["epochs"], steps=m["steps"],
@@ -274,11 +303,14 @@ def compare(base: RunConfig, varies: list[str], out: str | Path, seeds: int = 1,
             check_tracking(train_config)
     for combo in invalid:
         log(f"skipping invalid combination '{combo.label}': {combo.error}")
+    data_for = _DataCache()
+    if settings.disentanglement:  # data without factors: refused before anything trains
+        for spec in runs:
+            check_factors(data_for(spec.config))
     done = {row["run"]: row for row in check_out(out, runs, settings, resume, force)}
     writable_dir(out, "comparison folder", "choose another --out")
     keys = [o.key for o in runs[0].combination.options]
     result = CompareResult(out, [], keys, invalid)
-    data_for = _DataCache()
     progress = base.train.progress
     for i, spec in enumerate(runs, 1):
         if spec.name in done:

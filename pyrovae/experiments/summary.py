@@ -24,6 +24,28 @@ METRICS = (
     ("grad_snr_decoder", "SNR decoder", ".3g"),
 )
 
+#: added when the rows carry disentanglement scores (``compare --disentanglement``): the
+#: reconstruction term, the KL term's three parts, and the five scores
+DISENTANGLEMENT = (
+    ("distortion", "distortion", ".2f"),
+    ("index_code_mi", "index-code MI", ".2f"),
+    ("total_correlation", "TC", ".2f"),
+    ("dimwise_kl", "dim-wise KL", ".2f"),
+    ("mig", "MIG", ".3f"),
+    ("factorvae", "FactorVAE", ".3f"),
+    ("dci_disentanglement", "DCI D", ".3f"),
+    ("dci_completeness", "DCI C", ".3f"),
+    ("dci_informativeness", "DCI I", ".3f"),
+    ("sap", "SAP", ".3f"),
+    ("betavae", "BetaVAE", ".3f"),
+)
+
+
+def metrics_for(rows: list[dict]) -> tuple:
+    """The table's metrics: :data:`METRICS`, plus :data:`DISENTANGLEMENT` when a row has MIG."""
+    scored = any(not math.isnan(_number(r.get("mig"))) for r in rows)
+    return METRICS + DISENTANGLEMENT if scored else METRICS
+
 
 def _number(value) -> float:
     try:
@@ -54,7 +76,7 @@ def aggregate(rows: list[dict], keys: list[str]) -> list[dict]:
     out = []
     for label, group in group_rows(rows).items():
         entry = {"combination": label, "n": len(group), **{k: group[0][k] for k in keys}}
-        for column, _, _ in METRICS:
+        for column, _, _ in metrics_for(rows):
             entry[column] = mean_sd([_number(r.get(column)) for r in group])
         out.append(entry)
     return out
@@ -69,11 +91,12 @@ def _cell(stat: tuple[float, float], fmt: str) -> str:
 
 def markdown_table(rows: list[dict], keys: list[str]) -> str:
     """The per-combination table: vary keys, seeds, then each metric as mean ± sd."""
-    head = [*keys, "seeds", *(h for _, h, _ in METRICS)]
+    metrics = metrics_for(rows)
+    head = [*keys, "seeds", *(h for _, h, _ in metrics)]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for entry in aggregate(rows, keys):
         cells = [str(entry[k]) for k in keys] + [str(entry["n"])]
-        cells += [_cell(entry[c], fmt) for c, _, fmt in METRICS]
+        cells += [_cell(entry[c], fmt) for c, _, fmt in metrics]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 

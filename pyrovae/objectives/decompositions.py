@@ -200,8 +200,9 @@ class Decomposition:
 
     def side_training(self, latent_dim: int, device=None, seed: int = 0):
         """The parameters this decomposition trains beside the VAE, with their own optimizer
-        (an object with ``step(average)``, ``parameters()``, ``state_dict()`` and
-        ``load_state_dict(state)``; the trainer steps it after each VAE step and checkpoints
+        (an object with ``step(average)``, ``parameters()``, ``state_dict()``,
+        ``load_state_dict(state)`` and ``epoch_metrics()``, a dict of its numbers for the
+        epoch's row of history.csv; the trainer steps it after each VAE step and checkpoints
         it), or None: the default, a decomposition without parameters."""
         return None
 

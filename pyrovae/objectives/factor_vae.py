@@ -90,8 +90,11 @@ def discriminator_loss(disc: nn.Module, positives: torch.Tensor,
                        negatives: torch.Tensor) -> torch.Tensor:
     """Mean of the binary cross-entropies of D on q(z) draws (label 1) and on permuted draws
     (label 0)."""
+    return _bce(disc(positives), disc(negatives))
+
+
+def _bce(pos: torch.Tensor, neg: torch.Tensor) -> torch.Tensor:
     bce = nn.functional.binary_cross_entropy_with_logits
-    pos, neg = disc(positives), disc(negatives)
     return 0.5 * (bce(pos, torch.ones_like(pos)) + bce(neg, torch.zeros_like(neg)))
 
 
@@ -107,6 +110,8 @@ class FactorTraining:
                                           lr=settings.factor_lr, betas=BETAS)
         self._z: torch.Tensor | None = None
         self.last_loss: torch.Tensor | None = None
+        # this epoch's sums: D's loss, its accuracy, its TC estimate mean logit D(z), steps
+        self._sums = torch.zeros(4, dtype=torch.float64)
 
     def parameters(self) -> list[torch.Tensor]:
         return list(self.discriminator.parameters())
@@ -133,19 +138,40 @@ class FactorTraining:
                               "two halves of the minibatch; raise train.batch_size to >= 2")
         self.discriminator.train()
         self.optimizer.zero_grad(set_to_none=True)
-        loss = discriminator_loss(self.discriminator, z[:h], permute_dims(z[h:2 * h]))
+        pos, neg = self.discriminator(z[:h]), self.discriminator(permute_dims(z[h:2 * h]))
+        loss = _bce(pos, neg)
         loss.backward()
         if average is not None:
             average(self.parameters())
         self.optimizer.step()
         self.last_loss = loss.detach()
+        with torch.no_grad():
+            right = 0.5 * ((pos > 0).double().mean() + (neg <= 0).double().mean())
+            self._sums += torch.stack([self.last_loss.double(), right,
+                                       pos.double().mean(), torch.ones((), dtype=torch.float64,
+                                                                       device=pos.device)]).cpu()
+
+    def epoch_metrics(self) -> dict:
+        """The epoch's means, for history.csv, and a fresh start: ``disc_loss`` (D's binary
+        cross-entropy, log 2 = 0.693 at chance), ``disc_accuracy`` (on its two halves, 0.5 at
+        chance) and ``disc_tc`` (mean logit D(z) over q(z) draws: D's total-correlation
+        estimate, nats, the quantity the VAE's penalty weights by gamma)."""
+        loss, right, tc, n = self._sums.tolist()
+        self._sums = torch.zeros(4, dtype=torch.float64)
+        if n == 0:
+            return {"disc_loss": float("nan"), "disc_accuracy": float("nan"),
+                    "disc_tc": float("nan")}
+        return {"disc_loss": loss / n, "disc_accuracy": right / n, "disc_tc": tc / n}
 
     def state_dict(self) -> dict:
-        return {"model": self.discriminator.state_dict(), "optimizer": self.optimizer.state_dict()}
+        return {"model": self.discriminator.state_dict(), "optimizer": self.optimizer.state_dict(),
+                "epoch_sums": self._sums.clone()}
 
     def load_state_dict(self, state: dict) -> None:
         self.discriminator.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
+        if "epoch_sums" in state:  # (checkpoints written before it was recorded start at 0)
+            self._sums = state["epoch_sums"].clone().to(torch.float64).cpu()
 
 
 @torch.no_grad()

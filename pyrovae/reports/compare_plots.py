@@ -1,7 +1,7 @@
 """compare.png: one panel per metric, one bar per combination (mean over seeds, ± sd), each
-seed's value as a dot; the x axis numbers the combinations, named in the legend below. ELBO
-and NLL are squares ± sd on an axis fitted to the values; gradient variance and SNR panels
-use a log scale."""
+seed's value as a dot; the x axis numbers the combinations, named in the legend below. ELBO,
+NLL and distortion are squares ± sd on an axis fitted to the values; gradient variance and
+SNR panels use a log scale. Rows with disentanglement scores get their own nine panels."""
 
 from __future__ import annotations
 
@@ -22,7 +22,21 @@ PANELS = (
     ("grad_snr", "gradient SNR ||E g||² / tr Cov", True),
 )
 
-ZOOMED = ("test_elbo", "test_nll")  # drawn as points on an axis fitted to the values
+#: the panels of a comparison whose rows carry disentanglement scores (compare
+#: --disentanglement): the fit, the KL term's total correlation and the five scores
+DISENTANGLEMENT_PANELS = (
+    ("test_elbo", "test ELBO (nats, higher is better)", False),
+    ("distortion", "distortion -E log p(x|z) (nats)", False),
+    ("total_correlation", "total correlation of q(z) (nats)", False),
+    ("mig", "MIG", False),
+    ("factorvae", "FactorVAE score", False),
+    ("dci_disentanglement", "DCI disentanglement", False),
+    ("dci_informativeness", "DCI informativeness", False),
+    ("sap", "SAP", False),
+    ("betavae", "BetaVAE score", False),
+)
+
+ZOOMED = ("test_elbo", "test_nll", "distortion")  # drawn as points on an axis fitted to the values
 
 
 def _value(row: dict, column: str) -> float:
@@ -39,9 +53,12 @@ def save_compare_plot(rows: list[dict], keys: list[str], path: str | Path) -> No
         groups.setdefault(row["combination"], []).append(row)
     labels = [" ".join(f"{k}={g[0][k]}" for k in keys) or name for name, g in groups.items()]
     colors = [colormap("tab10")(i % 10) for i in range(len(groups))]
+    scored = any(math.isfinite(_value(r, "mig")) for r in rows)
+    panels = DISENTANGLEMENT_PANELS if scored else PANELS
+    nrows = len(panels) // 3
     width = max(10.0, 0.6 * len(groups) * 3)
-    fig, axes = subplots(2, 3, figsize=(width, 7.5 + 0.22 * len(groups)))
-    for ax, (column, title, log) in zip(axes.flat, PANELS):
+    fig, axes = subplots(nrows, 3, figsize=(width, 3.75 * nrows + 0.22 * len(groups)))
+    for ax, (column, title, log) in zip(axes.flat, panels):
         for i, group in enumerate(groups.values()):
             values = [v for v in (_value(r, column) for r in group) if math.isfinite(v)]
             if not values or (log and min(values) <= 0):

@@ -308,6 +308,8 @@ class Trainer(Checkpointing):
                "test_kl": test["kl"]}
         if self.kl is not None:
             row["beta"] = beta_at(self.kl, self.step - 1)
+        if self.side is not None:  # e.g. FactorVAE's discriminator: its loss, accuracy, TC
+            row.update(self.side.epoch_metrics())
         return {**row, "seconds": epoch_seconds}
 
     def prepare(self) -> None:

@@ -90,11 +90,12 @@ def test_trains_on_dsprites_and_evaluate_writes_the_disentanglement_scores(kl, t
     out = tmp_path / kl.decomposition
     run = train(cfg, data, out=str(out))
     assert math.isfinite(run.metrics["test_elbo"])
+    dci_model = "forest" if kl.decomposition == "tc" else "gbt"
     assert main(["evaluate", str(out), "--nll-samples", "25", "--quiet", "--disentanglement",
-                 "--disentanglement-points", "120"]) == 0
+                 "--disentanglement-points", "120", "--dci-model", dci_model]) == 0
     printed = capsys.readouterr().out
     result = json.loads((out / "eval.json").read_text())
-    assert result["disentanglement_points"] == 120
+    assert result["disentanglement_points"] == 120 and result["dci_model"] == dci_model
     for key in SCORES:
         assert 0.0 <= result[key] <= 1.0 + 1e-9, (key, result[key])
     for key in TERMS:
@@ -102,6 +103,14 @@ def test_trains_on_dsprites_and_evaluate_writes_the_disentanglement_scores(kl, t
     for label in ("MIG", "FactorVAE score", "DCI disentanglement", "SAP", "BetaVAE score",
                   "total correlation", "index-code MI (mss)", "dimension-wise KL"):
         assert label in printed, label
+
+
+def test_an_unknown_dci_classifier_is_refused_before_anything_runs(digits_run):
+    from pyrovae.runtime.errors import ConfigError
+
+    run, data, _ = digits_run
+    with pytest.raises(ConfigError, match="dci_model = 'svm': choose one of gbt, forest"):
+        evaluate_run(run, data, nll_samples=25, disentanglement=100, dci_model="svm")
 
 
 def test_disentanglement_needs_data_with_factors(digits_run, capsys):

@@ -146,7 +146,7 @@ def test_trains_one_epoch_on_dsprites_and_checkpoints_the_discriminator(tmp_path
     assert math.isfinite(run.metrics["test_elbo"])
     saved = load_checkpoint(tmp_path / "run")
     disc = saved["decomposition"]
-    assert set(disc) == {"model", "optimizer"}
+    assert set(disc) == {"model", "optimizer", "epoch_sums"}
     assert len(disc["optimizer"]["state"]) == len(disc["model"])  # D took Adam steps
     fresh = FactorTraining(4, FactorSettings(factor_hidden=(32, 32)), seed=cfg.train.seed)
     moved = [not torch.equal(v, disc["model"][k]) for k, v in fresh.state_dict()["model"].items()]
@@ -169,6 +169,39 @@ def test_resumed_run_equals_an_uninterrupted_one_bit_for_bit(tmp_path):
     for i, state in a["decomposition"]["optimizer"]["state"].items():
         other = b["decomposition"]["optimizer"]["state"][i]
         assert all(torch.equal(state[k], other[k]) for k in ("exp_avg", "exp_avg_sq")), i
+    history = [(tmp_path / name / "history.csv").read_text().splitlines() for name in
+               ("whole", "part")]
+    strip = [[line.rsplit(",", 1)[0] for line in lines] for lines in history]  # (seconds)
+    assert strip[0] == strip[1]  # D's epoch numbers too
+
+
+def test_history_records_the_discriminators_loss_accuracy_and_tc(tmp_path):
+    """history.csv: D's epoch means; the loss is the BCE of its two halves (log 2 at chance),
+    the accuracy a share, and each equals what FactorTraining.epoch_metrics averaged."""
+    import csv
+
+    cfg = _dsprites(epochs=2)
+    train(cfg, load_dataset(cfg.data), out=str(tmp_path / "run"))
+    with open(tmp_path / "run" / "history.csv", newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    assert len(rows) == 2
+    for row in rows:
+        loss, right, tc = (float(row[k]) for k in ("disc_loss", "disc_accuracy", "disc_tc"))
+        assert 0.0 < loss < 2.0 and 0.0 <= right <= 1.0 and math.isfinite(tc)
+    assert float(rows[0]["disc_loss"]) == pytest.approx(math.log(2), abs=0.1)  # early: chance
+
+
+def test_epoch_metrics_average_the_steps_and_start_afresh():
+    side = FactorTraining(3, FactorSettings(factor_hidden=(8,)), seed=0)
+    losses = []
+    for i in range(3):
+        with seeded(i):
+            side._z = torch.randn(16, 3)
+        side.step()
+        losses.append(float(side.last_loss))
+    got = side.epoch_metrics()
+    assert got["disc_loss"] == pytest.approx(sum(losses) / 3, rel=1e-6)
+    assert all(math.isnan(v) for v in side.epoch_metrics().values())  # nothing since
 
 
 def test_every_parameter_is_stepped_by_exactly_one_optimizer():
