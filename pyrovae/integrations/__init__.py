@@ -4,6 +4,8 @@ it is chosen; importing this package imports no optional package.
     lightning.py         train a pyrovae model and objective with PyTorch Lightning's ``Trainer``
                          (``pip install 'pyrovae[lightning]'``; docs/lightning.md); imported by
                          you, by nothing in pyrovae
+    lightning_data.py    its data module (pyrovae's minibatches as Lightning's loaders) and the
+                         import of Lightning itself
     tracking.py          ``train.tracking``: picks the tracker and fans the Trainer's calls out to
                          TensorBoard and it (imported by ``pyrovae.api`` and ``compare`` inside
                          the functions that need it, only when tracking is chosen)
