@@ -197,10 +197,12 @@ class BitsBack:
         x = self.levels[torch.from_numpy(idx).long()].to(self.device)
         return self.bucket_probs(*self.model.encode(x))
 
-    def bucket_probs(self, loc: torch.Tensor, scale: torch.Tensor) -> np.ndarray:
-        """The mass of N(loc, scale^2) in each bucket: [B, L] each -> [B*L, K] float64."""
+    def bucket_probs(self, loc: torch.Tensor, scale: torch.Tensor,
+                     edges: torch.Tensor | None = None) -> np.ndarray:
+        """The mass of N(loc, scale^2) in each bucket: [B, L] each -> [B*L, K] float64;
+        ``edges`` [K+1] (default: the N(0, 1) buckets) or per dimension [L, K+1]."""
         mu, s = loc.double().cpu().unsqueeze(-1), scale.double().cpu().unsqueeze(-1)
-        t = (self.edges - mu) / s                                    # [B, L, K+1]
+        t = ((self.edges if edges is None else edges) - mu) / s     # [B, L, K+1]
         lower = torch.special.ndtr(t).diff(dim=-1)                  # Phi(t_hi) - Phi(t_lo)
         upper = -torch.special.ndtr(-t).diff(dim=-1)                # the same, from the top
         p = torch.where(t[..., :-1] > 0, upper, lower).clamp(min=0)  # accurate in both tails

@@ -2,16 +2,20 @@
 
     offset  size  field
     0       8     magic b"PYVAEZ1\\0"
-    8       2     format version, uint16 little-endian (FORMAT_VERSION)
+    8       2     format version, uint16 little-endian: 1, or 2 when the header holds a
+                  Bit-Swap latent grid (``grid``: per-layer knots, grids.py)
     10      4     header length H, uint32 little-endian
     14      H     header: UTF-8 JSON {fingerprint, weights_sha256, torch, device, settings,
-                  shape, dtype, count, latent_bits, batch_size, initial_words, words}
+                  shape, dtype, count, latent_bits, batch_size, initial_words, words
+                  [, grid]}
     14+H    4W    payload: the W ANS words, uint32 little-endian
     end-32  32    sha256 of everything before it
 
 ``fingerprint`` = sha256 of (the run's weights, the codec settings, the torch version, the
-device type): decoding needs the very probabilities encoding used, so a file is decoded only
-by the same model, settings, torch build and device type. Reading refuses in one line a file
+device type; the settings hold the grid's sha256 when there is one): decoding needs the very
+probabilities encoding used, so a file is decoded only by the same model, settings (grid
+included), torch build and device type. A reader of version 1 refuses a version-2 file as
+newer; files without a grid stay version 1, readable by it. Reading refuses in one line a file
 that is not of this format, of a newer version, truncated, corrupted, or of another model
 (naming the torch version or device type when those differ).
 """
@@ -30,7 +34,7 @@ from pyrovae.runtime.errors import DataError
 from pyrovae.runtime.files import atomic_write
 
 MAGIC = b"PYVAEZ1\0"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # the newest this reads; it reads 1 and 2
 _FIXED = struct.Struct("<8sHI")
 _DIGEST = 32
 
@@ -60,7 +64,8 @@ def pack(header: dict, payload: np.ndarray) -> bytes:
     """The file's bytes for a header (JSON-able) and the payload words [W] uint32."""
     words = np.ascontiguousarray(payload, dtype="<u4")
     head = json.dumps({**header, "words": int(words.size)}, sort_keys=True).encode()
-    body = _FIXED.pack(MAGIC, FORMAT_VERSION, len(head)) + head + words.tobytes()
+    version = 2 if "grid" in header else 1
+    body = _FIXED.pack(MAGIC, version, len(head)) + head + words.tobytes()
     return body + hashlib.sha256(body).digest()
 
 
@@ -91,6 +96,9 @@ def unpack(data: bytes, what: str = "file") -> tuple[dict, np.ndarray]:
     if version > FORMAT_VERSION:
         raise DataError(f"{what} has format version {version}, newer than this pyrovae "
                         f"reads ({FORMAT_VERSION}); upgrade pyrovae")
+    if version < 1:
+        raise DataError(f"{what} has format version {version}, which no pyrovae writes (1 to "
+                        f"{FORMAT_VERSION}); compress the data again")
     start = _FIXED.size + head_len
     if len(data) < start + _DIGEST:
         raise DataError(f"{what} is truncated ({len(data)} bytes, its header alone is "
