@@ -6,12 +6,15 @@ For each data point x_i, one draw of the guide's sampled sites, and the guide's 
 
     log_px_z_i = sum_E q_E sum_{observed o} log p(x_i | ...)                (minus the distortion)
     kl_i       = sum_E q_E sum_{latent s} KL_s
-    elbo_i     = log_px_z_i - sum_E q_E sum_s c_s KL_s
+    elbo_i     = log_px_z_i - kl_i                       the bound: elbo_i <= log p(x_i)
+    objective_i = log_px_z_i - sum_E q_E sum_s c_s KL_s  what training maximises
 
 with KL_s = log q(z_s|.) - log p(z_s|.) at the draw (Monte Carlo), or the closed-form
 KL(q_s || p_s) when it exists and z_s is the only sampled latent site (so its prior does not
 depend on another draw); c_s is the site's scale in the guide (the model's beta, 1 unless the
-model scales the site). The densities are the unscaled per-point ones (no plate scaling).
+model scales the site). With c_s = beta < 1 the objective is not a lower bound on log p(x),
+so the ELBO is always the unweighted one and the objective is reported beside it. The
+densities are the unscaled per-point ones (no plate scaling).
 Shapes: x [B, D] -> terms [B] (or [K, B] inside a particle plate of K).
 """
 
@@ -38,6 +41,12 @@ class ElboTerms:
 
     @property
     def elbo(self) -> torch.Tensor:
+        """The ELBO, log p(x|z) - KL: a lower bound on log p(x) whatever the KL's weight."""
+        return self.log_px_z - self.kl
+
+    @property
+    def objective(self) -> torch.Tensor:
+        """log p(x|z) - sum_s c_s KL_s: the weighted objective (the ELBO when every c_s = 1)."""
         return self.log_px_z - self.weighted_kl
 
     @property
@@ -101,8 +110,10 @@ def evaluate_elbo(vae, x: torch.Tensor, batch_size: int = 1000, analytic_kl: boo
                   seed: int = 0) -> dict[str, float]:
     """Average ELBO terms over all rows of x [N, D], in nats per data point.
 
-    Returns ``elbo`` and its standard error ``elbo_se`` (over data points), ``log_px_z``
-    (reconstruction), ``kl`` (rate) and ``kl_estimator`` ("analytic" or "monte-carlo").
+    Returns ``elbo`` (log p(x|z) - KL, the bound) and its standard error ``elbo_se`` (over
+    data points), ``objective`` (log p(x|z) - beta KL, as trained; equal to ``elbo`` when the
+    KL is unweighted), ``log_px_z`` (reconstruction), ``kl`` (rate) and ``kl_estimator``
+    ("analytic" or "monte-carlo").
     Repeatable for a given ``seed`` and leaves the caller's random stream untouched.
     """
     parts = []
@@ -111,9 +122,11 @@ def evaluate_elbo(vae, x: torch.Tensor, batch_size: int = 1000, analytic_kl: boo
             parts.append(elbo_terms(vae, x[start:start + batch_size], analytic_kl))
     log_px_z = torch.cat([p.log_px_z for p in parts]).double()
     kl = torch.cat([p.kl for p in parts]).double()
-    elbo = log_px_z - torch.cat([p.weighted_kl for p in parts]).double()
+    objective = log_px_z - torch.cat([p.weighted_kl for p in parts]).double()
+    elbo = log_px_z - kl
     n = elbo.numel()
     se = float(elbo.std() / math.sqrt(n)) if n > 1 else float("nan")
-    return {"elbo": float(elbo.mean()), "elbo_se": se, "log_px_z": float(log_px_z.mean()),
+    return {"elbo": float(elbo.mean()), "elbo_se": se, "objective": float(objective.mean()),
+            "log_px_z": float(log_px_z.mean()),
             "kl": float(kl.mean()),
             "kl_estimator": "analytic" if parts[0].analytic_kl else "monte-carlo"}

@@ -195,6 +195,8 @@ def evaluate_run(run, data, nll_samples: int = 5000, split: str = "test",
     result = {
         "split": split, "num_points": n, "nll_samples": nll_samples, "seed": seed,
         f"{split}_elbo": elbo["elbo"], f"{split}_elbo_se": elbo["elbo_se"],
+        **({f"{split}_objective": elbo["objective"]}  # beta != 1: what training maximised
+           if elbo["objective"] != elbo["elbo"] else {}),
         f"{split}_nll": float(-log_px.mean()), f"{split}_nll_se": nll_se,
         **bpd_keys(vae, **{f"{split}_bpd": -elbo["elbo"], f"{split}_nll_bpd": -log_px.mean()}),
         "rate": elbo["kl"], "distortion": -elbo["log_px_z"], "beta": float(getattr(vae, "beta", 1.0)),

@@ -306,6 +306,8 @@ class Trainer(Checkpointing):
         row = {"epoch": self.epoch, "step": self.step, "train_elbo": train_elbo,
                "test_elbo": test["elbo"], "test_log_px_z": test["log_px_z"],
                "test_kl": test["kl"]}
+        if test.get("objective", test["elbo"]) != test["elbo"]:  # a weighted KL (beta != 1)
+            row["test_objective"] = test["objective"]
         if self.kl is not None:
             row["beta"] = beta_at(self.kl, self.step - 1)
         if self.side is not None:  # e.g. FactorVAE's discriminator: its loss, accuracy, TC

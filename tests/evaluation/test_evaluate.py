@@ -136,6 +136,26 @@ def test_evaluate_run_is_exact_on_ppca_with_the_true_posterior():
     assert result["per_point"]["log_px"].shape == (60,)
 
 
+@pytest.mark.parametrize("beta", [0.25, 4.0])
+def test_the_elbo_is_the_bound_whatever_the_kl_weight(beta):
+    """With beta != 1 the reported ELBO is log p(x|z) - KL, the bound: on PPCA with the exact
+    posterior it is log p(x) (up to its one-draw noise), while the weighted objective
+    log p(x|z) - beta KL, reported beside it, is above log p(x) for beta < 1."""
+    vae, exact = ppca(exact_posterior=True)
+    vae.beta = beta
+    torch.manual_seed(0)
+    x = exact.sample((200,))
+    data = types.SimpleNamespace(test_data=lambda: x)
+    result = evaluate_run(Run(vae, None), data, nll_samples=100, progress=False)
+    log_px = float(exact.log_prob(x).mean())
+    assert result["test_elbo"] == pytest.approx(log_px, abs=4 * result["test_elbo_se"])
+    assert result["test_elbo"] == pytest.approx(-result["distortion"] - result["rate"], abs=1e-4)
+    objective = -result["distortion"] - beta * result["rate"]
+    assert result["test_objective"] == pytest.approx(objective, abs=1e-4)
+    if beta < 1:  # the objective is no bound: above log p(x) by (1 - beta) KL
+        assert result["test_objective"] > log_px + 0.5 * (1 - beta) * result["rate"]
+
+
 def test_evaluate_run_nll_matches_log_likelihood_and_checks_input():
     vae, exact = ppca(exact_posterior=False)
     torch.manual_seed(1)
