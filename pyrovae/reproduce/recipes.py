@@ -19,8 +19,9 @@ from pyrovae.runtime.registry import Registry
 
 REPRODUCTIONS = Registry("reproduction", "reproduce NAME")
 
-#: metrics a recipe compares, and which way is better
-METRICS = {"test_nll": "lower", "test_accuracy": "higher"}
+#: metrics a recipe compares, and which way is better ("ranking": a paper's ordering of
+#: estimators by test NLL over seeds, rankings.py, so lower NLL is better there too)
+METRICS = {"test_nll": "lower", "test_accuracy": "higher", "ranking": "lower"}
 
 
 @dataclass(frozen=True)
@@ -47,6 +48,8 @@ class Recipe:
     tags: tuple[str, ...] = field(default_factory=tuple)
 
     def __post_init__(self):
+        if self.metric == "ranking":
+            raise ValueError("a ranking of estimators is a rankings.Ranking, not a Recipe")
         if self.metric not in METRICS:
             raise ValueError(f"metric {self.metric!r} is not one of {tuple(METRICS)}")
 

@@ -132,6 +132,9 @@ def reproduce(name: str, out: str = "runs/reproduce", epochs: int | None = None,
               points: int | None = None, progress: bool = True) -> dict:
     """Train, evaluate and tabulate the recipe ``name``; returns its row (see module doc)."""
     rec = recipe(name)
+    if rec.metric == "ranking":
+        raise ConfigError(f"{name!r} is a ranking; run it with pyrovae reproduce {name} "
+                          f"(reproduce_ranking in Python)")
     config = recipe_config(name, epochs, overrides)
     progress = progress and config.train.progress  # --set progress=false: as --quiet
     nll_samples = nll_samples or rec.nll_samples
