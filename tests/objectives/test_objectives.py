@@ -40,7 +40,9 @@ def test_reported_elbo_terms_by_hand(beta):
     log_px_z, _, _, kl = by_hand(vae, x, z)
     torch.testing.assert_close(terms.log_px_z, log_px_z, rtol=1e-5, atol=1e-5)
     torch.testing.assert_close(terms.kl, kl, rtol=1e-5, atol=1e-5)
-    torch.testing.assert_close(terms.elbo, log_px_z - beta * kl, rtol=1e-5, atol=1e-5)
+    # the ELBO is the bound, log p(x|z) - KL; the weighted objective log p(x|z) - beta KL
+    torch.testing.assert_close(terms.elbo, log_px_z - kl, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(terms.objective, log_px_z - beta * kl, rtol=1e-5, atol=1e-5)
     assert terms.analytic_kl
 
 

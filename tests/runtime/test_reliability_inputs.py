@@ -94,9 +94,9 @@ BAD_VALUES = {
     # compare: the lower bounds are experiments.Settings' (tests/experiments/test_compare.py)
     "compare": {"--seeds": ["0", "-1", NAN, "1001"], "--nll-samples": ["0", "10", NAN],
                 "--eval-points": ["-1", NAN], "--grad-draws": ["0", "1", NAN],
-                "--grad-batch": ["-1", INF]},
+                "--grad-batch": ["-1", INF], "--disentanglement": ["-1", "5", NAN, INF]},
     "reproduce": {"--epochs": ["0", "-1", NAN, "2.5"], "--nll-samples": ["0", "10", NAN, INF],
-                  "--points": ["0", "-1", NAN]},
+                  "--points": ["0", "-1", NAN], "--seeds": ["0", "1", NAN, INF]},
 }
 RUN_COMMANDS = [c for c in BAD_VALUES if c not in ("compare", "reproduce")]
 BASE = {"export": ["--arviz", "{tmp}/x.nc"], "compare": ["--out", "{tmp}/grid"],
