@@ -17,6 +17,7 @@ from pathlib import Path
 from pyrovae.config.fields import INTEGER, Rule
 from pyrovae.cli.common import add_common
 from pyrovae.cli.options import checked, number
+from pyrovae.evaluation.disentanglement.dci import MODELS as DCI_MODELS
 
 #: compare's options are integers (NaN, inf, 2.5 refused here); their lower bounds are
 #: checked, with their own messages, by ``experiments.Settings`` and ``plan`` (the API), and
@@ -97,7 +98,7 @@ def add_parser(sub) -> None:
                    metavar="N", help="add MIG, FactorVAE, DCI, SAP and BetaVAE scores on N "
                                      "examples (data with known factors, e.g. dsprites; "
                                      "default 0 = none)")
-    p.add_argument("--dci-model", choices=("gbt", "forest"), default="gbt",
+    p.add_argument("--dci-model", choices=DCI_MODELS, default="gbt",
                    help="DCI's classifiers with --disentanglement: gradient-boosted trees as "
                         "disentanglement_lib (default), or a random forest, ~25x faster")
     p.add_argument("--dry-run", action="store_true",

@@ -25,6 +25,7 @@ from pyrovae.evaluation.evaluate import DISENTANGLEMENT_POINTS, MAX_POINTS, NLL_
 from pyrovae.cli.common import add_run_argument, open_run
 from pyrovae.cli.options import checked, number
 from pyrovae.cli.trust_options import add_trust_arguments, trust_settings
+from pyrovae.evaluation.disentanglement.dci import MODELS as DCI_MODELS
 
 ROWS = (("elbo", "{split}_elbo", "nats"), ("NLL (K={K})", "{split}_nll", "nats"),
         ("-elbo in bits", "{split}_bpd", "bits/dim"),
@@ -166,7 +167,7 @@ def add_parser(sub) -> None:
                    type=number("--disentanglement-points", DISENTANGLEMENT_POINTS),
                    default=10_000, metavar="N",
                    help="examples for the disentanglement scores (default 10000)")
-    p.add_argument("--dci-model", choices=("gbt", "forest"), default="gbt",
+    p.add_argument("--dci-model", choices=DCI_MODELS, default="gbt",
                    help="DCI's classifiers: gradient-boosted trees as disentanglement_lib "
                         "(default), or a random forest, ~25x faster")
     add_trust_arguments(p)

@@ -256,6 +256,14 @@ def posterior_diagnostics(vae, x: torch.Tensor, seed: int = 0) -> dict:
 FACTORS_NEEDED = "needs a data set with known factors (dsprites, dsprites-small)"
 
 
+def check_factors(data, what: str, fix: str = "") -> None:
+    """Refuse in one line ``what`` (the scores, a flag asking for them) on data without known
+    factors; ``fix``: what to do instead, appended to the line."""
+    if getattr(data, "factors", None) is None:
+        raise ConfigError(f"{what} {FACTORS_NEEDED}; data set {getattr(data, 'name', '?')!r} "
+                          f"has none{fix}")
+
+
 def check_disentanglement(vae, data, n: int, dci_model: str = "gbt") -> None:
     """Refuse in one line the disentanglement scores of a model without an encoder, of data
     without known factors, of fewer than 6 examples, or with an unknown DCI classifier."""
@@ -263,9 +271,7 @@ def check_disentanglement(vae, data, n: int, dci_model: str = "gbt") -> None:
 
     if dci_model not in MODELS:
         raise ConfigError(f"dci_model = {dci_model!r}: choose one of {', '.join(MODELS)}")
-    if getattr(data, "factors", None) is None:
-        raise ConfigError(f"the disentanglement scores {FACTORS_NEEDED}; data set "
-                          f"{getattr(data, 'name', '?')!r} has none")
+    check_factors(data, "the disentanglement scores")
     if not has(vae, "encoder"):
         raise ConfigError("the disentanglement scores need a model with an encoder (posterior "
                           "means); this model has no encode()")

@@ -190,16 +190,6 @@ def check_kept(spec: RunSpec, run_dir: Path, data_for: _DataCache) -> None:
                           str(run_dir), f"data.name = '{cfg.name}'", FIX)
 
 
-def check_factors(data) -> None:
-    """``--disentanglement`` needs data with known factors: refused in one line otherwise."""
-    if getattr(data, "factors", None) is None:
-        from pyrovae.evaluation.evaluate import FACTORS_NEEDED
-
-        raise ConfigError(f"--disentanglement: the scores {FACTORS_NEEDED}; data set "
-                          f"{getattr(data, 'name', '?')!r} has none (drop --disentanglement "
-                          f"or compare on such data)")
-
-
 def train_or_load(spec: RunSpec, data, run_dir: Path, force: bool, sha: str | None = None):
     """The trained run in ``run_dir``: loaded if finished (and refused in one line when
     ``data``, of fingerprint ``sha``, are not those it was trained on), resumed from its
@@ -305,8 +295,11 @@ def compare(base: RunConfig, varies: list[str], out: str | Path, seeds: int = 1,
         log(f"skipping invalid combination '{combo.label}': {combo.error}")
     data_for = _DataCache()
     if settings.disentanglement:  # data without factors: refused before anything trains
+        from pyrovae.evaluation.evaluate import check_factors
+
         for spec in runs:
-            check_factors(data_for(spec.config))
+            check_factors(data_for(spec.config), "--disentanglement: the scores",
+                          " (drop --disentanglement or compare on such data)")
     done = {row["run"]: row for row in check_out(out, runs, settings, resume, force)}
     writable_dir(out, "comparison folder", "choose another --out")
     keys = [o.key for o in runs[0].combination.options]

@@ -24,7 +24,8 @@ from pyrovae.data.fingerprint import data_fingerprint
 from pyrovae.reports.numbers import format_estimate
 from pyrovae.reproduce.rankings import (TIME_TOLERANCE, Ranking, mean_se, paired_interval,
                                         verdict)
-from pyrovae.reproduce.runner import _evaluated, _trained, other_data, recipe
+from pyrovae.reproduce.runner import (_evaluated, _trained, command_line, other_data,
+                                      recipe)
 from pyrovae.runtime.errors import ConfigError
 from pyrovae.runtime.files import atomic_write, write_csv, write_json
 
@@ -53,21 +54,6 @@ def contender_config(rank: Ranking, contender: str, seed: int, epochs: int | Non
     config = apply_overrides(config, edits) if edits else config
     config.train.seed = seed
     return config
-
-
-def command_line(name, out, epochs, overrides, nll_samples, points, seeds) -> str:
-    """The ``pyrovae reproduce`` command that (re)produces these rows."""
-    parts = ["pyrovae", "reproduce", name]
-    if out != "runs/reproduce":
-        parts += ["--out", out]
-    for flag, value in (("--epochs", epochs), ("--seeds", seeds)):
-        if value is not None:
-            parts += [flag, str(value)]
-    parts += [f"--set {o}" for o in overrides]
-    for flag, value in (("--nll-samples", nll_samples), ("--points", points)):
-        if value is not None:
-            parts += [flag, str(value)]
-    return " ".join(parts)
 
 
 def pair_row(rank: Ranking, better: str, other: str, results: dict) -> dict:

@@ -54,13 +54,16 @@ def recipe_config(name: str, epochs: int | None = None,
     return apply_overrides(config, edits) if edits else config
 
 
-def command_line(name: str, out: str, epochs, overrides, nll_samples, points) -> str:
-    """The ``pyrovae reproduce`` command that (re)produces this row."""
+def command_line(name: str, out: str, epochs, overrides, nll_samples, points,
+                 seeds=None) -> str:
+    """The ``pyrovae reproduce`` command that (re)produces this row (``seeds``: a ranking's
+    ``--seeds``, when not its default)."""
     parts = ["pyrovae", "reproduce", name]
     if out != "runs/reproduce":
         parts += ["--out", out]
-    if epochs is not None:
-        parts += ["--epochs", str(epochs)]
+    for flag, value in (("--epochs", epochs), ("--seeds", seeds)):
+        if value is not None:
+            parts += [flag, str(value)]
     parts += [f"--set {o}" for o in overrides]
     if nll_samples is not None:
         parts += ["--nll-samples", str(nll_samples)]
