@@ -110,8 +110,13 @@ class FactorTraining:
                                           lr=settings.factor_lr, betas=BETAS)
         self._z: torch.Tensor | None = None
         self.last_loss: torch.Tensor | None = None
-        # this epoch's sums: D's loss, its accuracy, its TC estimate mean logit D(z), steps
-        self._sums = torch.zeros(4, dtype=torch.float64)
+        # this epoch's sums: D's loss, its accuracy, its TC estimate mean logit D(z), steps;
+        # on D's device, read once an epoch (no device-to-host copy in the step)
+        self._sums = self._zeros()
+
+    def _zeros(self) -> torch.Tensor:
+        device = next(self.discriminator.parameters()).device
+        return torch.zeros(4, dtype=torch.float64, device=device)
 
     def parameters(self) -> list[torch.Tensor]:
         return list(self.discriminator.parameters())
@@ -147,9 +152,8 @@ class FactorTraining:
         self.last_loss = loss.detach()
         with torch.no_grad():
             right = 0.5 * ((pos > 0).double().mean() + (neg <= 0).double().mean())
-            self._sums += torch.stack([self.last_loss.double(), right,
-                                       pos.double().mean(), torch.ones((), dtype=torch.float64,
-                                                                       device=pos.device)]).cpu()
+            self._sums += torch.stack([self.last_loss.double(), right, pos.double().mean(),
+                                       torch.ones((), dtype=torch.float64, device=pos.device)])
 
     def epoch_metrics(self) -> dict:
         """The epoch's means, for history.csv, and a fresh start: ``disc_loss`` (D's binary
@@ -157,7 +161,7 @@ class FactorTraining:
         chance) and ``disc_tc`` (mean logit D(z) over q(z) draws: D's total-correlation
         estimate, nats, the quantity the VAE's penalty weights by gamma)."""
         loss, right, tc, n = self._sums.tolist()
-        self._sums = torch.zeros(4, dtype=torch.float64)
+        self._sums = self._zeros()
         if n == 0:
             return {"disc_loss": float("nan"), "disc_accuracy": float("nan"),
                     "disc_tc": float("nan")}
@@ -171,7 +175,7 @@ class FactorTraining:
         self.discriminator.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         if "epoch_sums" in state:  # (checkpoints written before it was recorded start at 0)
-            self._sums = state["epoch_sums"].clone().to(torch.float64).cpu()
+            self._sums = state["epoch_sums"].to(self._zeros(), copy=True)
 
 
 @torch.no_grad()
