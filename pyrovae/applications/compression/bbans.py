@@ -208,11 +208,14 @@ class BitsBack:
         p = torch.where(t[..., :-1] > 0, upper, lower).clamp(min=0)  # accurate in both tails
         return p.reshape(-1, self.K).numpy()
 
+    def z_centres(self, z_idx: np.ndarray) -> torch.Tensor:
+        """Bucket indices [B, L] of the latent the decoder reads -> its values c_j [B, L]."""
+        return self.centres[torch.from_numpy(z_idx).long()].float().to(self.device)
+
     @torch.no_grad()
     def x_probs(self, z_idx: np.ndarray) -> np.ndarray:
         """P(x_d = v | c_j) [B*D, V] float64 for bucket indices z_idx [B, L]."""
-        z = self.centres[torch.from_numpy(z_idx).long()].float().to(self.device)
-        base = self._distribution(z)
+        base = self._distribution(self.z_centres(z_idx))
         values = self.levels.to(self.device).reshape(-1, 1, 1)      # [V, 1, 1]
         lp = base.log_prob(values).double().cpu()                  # [V, B, D]
         return torch.softmax(lp.permute(1, 2, 0), dim=-1).reshape(-1, len(self.levels)).numpy()

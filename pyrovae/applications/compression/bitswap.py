@@ -88,13 +88,10 @@ class BitSwap(BitsBack):
         jj = torch.from_numpy(j).long().reshape(rows, -1)
         return c[torch.arange(c.shape[0]), jj].float().to(self.device)
 
-    @torch.no_grad()
-    def x_probs(self, z_idx: np.ndarray) -> np.ndarray:
-        """P(x_d = v | c_1(j_1)) [B*D, V] float64 for z_1's bucket indices [B, L_1]."""
-        base = self._distribution(self.centres_of(z_idx, len(z_idx), 0))
-        values = self.levels.to(self.device).reshape(-1, 1, 1)      # [V, 1, 1]
-        lp = base.log_prob(values).double().cpu()                  # [V, B, D]
-        return torch.softmax(lp.permute(1, 2, 0), dim=-1).reshape(-1, len(self.levels)).numpy()
+    def z_centres(self, z_idx: np.ndarray) -> torch.Tensor:
+        """z_1's bucket indices [B, L_1] -> their centres on z_1's grid (``x_probs`` reads
+        them)."""
+        return self.centres_of(z_idx, len(z_idx), 0)
 
     @torch.no_grad()
     def q_layer(self, layer: int, h: torch.Tensor) -> np.ndarray:
