@@ -39,7 +39,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from pyrovae.components.distributions import (LEVELS, LOG_SCALE_MIN, ContinuousBernoulli,  # noqa: F401
-                            DiscretizedLogistic, GRID_TOL, cb_mean)
+                            DiscretizedLogistic, GRID_TOL, bernoulli_image, cb_mean)
 from pyrovae.runtime.errors import ConfigError, DataError
 from pyrovae.runtime.registry import LIKELIHOODS
 from pyrovae.runtime.sizes import meta_count, on_meta
@@ -124,13 +124,14 @@ class Likelihood(nn.Module):
 class BernoulliLikelihood(Likelihood):
     """x_d ~ Bernoulli(sigmoid(out_d)), parameterised by logits for numerical stability.
 
-    log p(x|z) = sum_d x_d * out_d - softplus(out_d). Needs binary data x in {0, 1}.
+    log p(x|z) = sum_d x_d * out_d - softplus(out_d) (:class:`BernoulliImage`, two passes over
+    [..., D]). Needs binary data x in {0, 1}.
     """
 
     name = "bernoulli"
 
     def forward(self, out):
-        return dist.Bernoulli(logits=out, validate_args=False).to_event(1)
+        return bernoulli_image(out)
 
     def mean(self, out):
         return torch.sigmoid(out)

@@ -474,3 +474,63 @@ def test_vectorised_particles(case, digits):
     loss = make_elbo("trace", num_particles=4).differentiable_loss(vae.model, vae.guide,
                                                                     suited_data(case, digits))
     assert torch.isfinite(loss)
+
+
+# ---- the Bernoulli image's two-pass log-density ----------------------------------------------
+
+def test_bernoulli_image_equals_torch_bernoulli_in_float64_with_gradients():
+    """bernoulli_log_prob's sum_d (x_d - 1) l_d - softplus(-l_d) is torch's per-pixel
+    Bernoulli summed over pixels: values and gradients, broadcasting x [B, D] against
+    l [K, B, D], at logits from -100 to 100 (both of softplus's regimes, either side of torch's
+    default threshold 20)."""
+    from pyrovae.components.distributions import bernoulli_log_prob
+
+    torch.manual_seed(0)
+    logits = torch.cat([torch.randn(3, 4, 20, dtype=torch.float64) * 8,
+                        torch.tensor([-100., -30, -20.5, -20, -19.5, -1e-3, 0, 1e-3, 19.5, 20,
+                                      20.5, 30, 100, 5, -5, 2, -2, 0.5, -0.5, 1],
+                                     dtype=torch.float64).expand(3, 1, 20)], dim=1)
+    logits.requires_grad_(True)
+    x = (torch.rand(5, 20) < 0.4).double()
+    torch_ = pyro.distributions.Bernoulli(logits=logits).to_event(1)
+    a, b = bernoulli_log_prob(logits, x), torch_.log_prob(x)
+    assert a.shape == b.shape == (3, 5)
+    torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12)
+    ga, = torch.autograd.grad(a.sum(), logits)
+    gb, = torch.autograd.grad(b.sum(), logits)
+    torch.testing.assert_close(ga, gb, rtol=1e-12, atol=1e-12)
+    # x = 1 at l = 100 and x = 0 at l = -100 are certain: log p = 0 to float precision
+    edge = bernoulli_log_prob(torch.tensor([[100.0, -100.0]]), torch.tensor([[1.0, 0.0]]))
+    assert abs(edge.item()) < 1e-30
+
+
+def test_bernoulli_image_takes_the_two_pass_sum_above_its_size_threshold():
+    """Above DIRECT_ENTRIES the likelihood's log_prob is bernoulli_log_prob (float32 to
+    rounding of torch's sum), at or below it torch's own, bit for bit."""
+    from pyrovae.components import distributions as d
+
+    torch.manual_seed(1)
+    x = (torch.rand(50, 784) < 0.3).float()
+    big = torch.randn(60, 50, 784) * 6                   # 2,352,000 entries > 2^21
+    small = big[:1]
+    torch_ = pyro.distributions.Bernoulli
+    lik = pyrovae.components.likelihoods.BernoulliLikelihood()
+    assert torch.equal(lik(big).log_prob(x), d.bernoulli_log_prob(big, x))
+    torch.testing.assert_close(lik(big).log_prob(x), torch_(logits=big).to_event(1).log_prob(x))
+    assert torch.equal(lik(small).log_prob(x), torch_(logits=small).to_event(1).log_prob(x))
+
+
+def test_bernoulli_image_keeps_the_base_distribution_and_expands():
+    """Sampling, the mean, expand (Pyro's plates) and a further to_event stay those of
+    Bernoulli(logits).to_event(1); expand keeps the fast log_prob."""
+    from pyrovae.components.distributions import BernoulliImage, bernoulli_image
+
+    logits = torch.randn(4, 6)
+    d = bernoulli_image(logits)
+    assert torch.equal(d.mean, torch.sigmoid(logits))
+    wide = d.expand(torch.Size([2, 4]))
+    assert isinstance(wide, BernoulliImage) and wide.batch_shape == (2, 4)
+    x = (torch.rand(4, 6) < 0.5).float()
+    ref = pyro.distributions.Bernoulli(logits=logits).to_event(2).log_prob(x)
+    torch.testing.assert_close(d.to_event(1).log_prob(x), ref)
+    assert d.sample().shape == (4, 6)
