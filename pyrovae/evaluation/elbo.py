@@ -21,7 +21,7 @@ Shapes: x [B, D] -> terms [B] (or [K, B] inside a particle plate of K).
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 from torch.distributions import kl_divergence
@@ -38,6 +38,8 @@ class ElboTerms:
     kl: torch.Tensor
     weighted_kl: torch.Tensor
     analytic_kl: bool = False
+    #: latent site -> its KL_s per point (the terms ``kl`` sums), in the guide's site order
+    site_kl: dict[str, torch.Tensor] = field(default_factory=dict)
 
     @property
     def elbo(self) -> torch.Tensor:
@@ -82,17 +84,20 @@ def terms_of(t: PointTraces, analytic_kl: bool = True) -> ElboTerms:
     log_q = t.log_enum_prob()
     log_px = sum((t.lp_model[n] * _scale(t.model.nodes[n]) for n in t.observed), 0.0)
     kl, weighted, analytic = 0.0, 0.0, bool(t.sampled) and analytic_ok
+    sites = {}
     for name in t.sampled + t.enumerated:
         if name in t.sampled:
             term, closed = _site_kl(t, name, analytic_ok)
             analytic = analytic and closed
         else:
             term = t.lp_guide[name] - t.lp_model[name]
+        sites[name] = term
         kl = kl + term
         weighted = weighted + _scale(t.guide.nodes[name]) * term
     zero = torch.zeros_like(log_px)
     return ElboTerms(t.expect(log_px, log_q), t.expect(kl + zero, log_q),
-                     t.expect(weighted + zero, log_q), analytic)
+                     t.expect(weighted + zero, log_q), analytic,
+                     {name: t.expect(term + zero, log_q) for name, term in sites.items()})
 
 
 @torch.no_grad()
@@ -112,8 +117,8 @@ def evaluate_elbo(vae, x: torch.Tensor, batch_size: int = 1000, analytic_kl: boo
 
     Returns ``elbo`` (log p(x|z) - KL, the bound) and its standard error ``elbo_se`` (over
     data points), ``objective`` (log p(x|z) - beta KL, as trained; equal to ``elbo`` when the
-    KL is unweighted), ``log_px_z`` (reconstruction), ``kl`` (rate) and ``kl_estimator``
-    ("analytic" or "monte-carlo").
+    KL is unweighted), ``log_px_z`` (reconstruction), ``kl`` (rate), ``kl_estimator``
+    ("analytic" or "monte-carlo") and ``kl_sites`` ({latent site: its share of ``kl``}).
     Repeatable for a given ``seed`` and leaves the caller's random stream untouched.
     """
     parts = []
@@ -126,7 +131,10 @@ def evaluate_elbo(vae, x: torch.Tensor, batch_size: int = 1000, analytic_kl: boo
     elbo = log_px_z - kl
     n = elbo.numel()
     se = float(elbo.std() / math.sqrt(n)) if n > 1 else float("nan")
+    sites = {name: float(torch.cat([p.site_kl[name] for p in parts]).double().mean())
+             for name in parts[0].site_kl}
     return {"elbo": float(elbo.mean()), "elbo_se": se, "objective": float(objective.mean()),
             "log_px_z": float(log_px_z.mean()),
             "kl": float(kl.mean()),
-            "kl_estimator": "analytic" if parts[0].analytic_kl else "monte-carlo"}
+            "kl_estimator": "analytic" if parts[0].analytic_kl else "monte-carlo",
+            "kl_sites": sites}

@@ -149,10 +149,11 @@ def write_json(path: str | Path, obj) -> None:
 
 
 def write_csv(path: str | Path, rows: list[dict]) -> None:
-    """Rows of equal keys as CSV with a header line."""
+    """Rows as CSV with a header line: every key of any row, in the order first met (a row
+    without a key leaves its cell empty, e.g. history.csv's test_objective once beta is 1)."""
     buf = io.StringIO()
     if rows:
-        writer = csv.DictWriter(buf, fieldnames=list(rows[0]))
+        writer = csv.DictWriter(buf, fieldnames=list(dict.fromkeys(k for r in rows for k in r)))
         writer.writeheader()
         writer.writerows(rows)
     atomic_write(path, buf.getvalue())

@@ -308,6 +308,9 @@ class Trainer(Checkpointing):
                "test_kl": test["kl"]}
         if test.get("objective", test["elbo"]) != test["elbo"]:  # a weighted KL (beta != 1)
             row["test_objective"] = test["objective"]
+        layers = getattr(self.model, "latent_layers", ())
+        if len(layers) > 1 and "kl_sites" in test:  # a hierarchy: each layer's share of test_kl
+            row.update({f"test_kl_{name}": test["kl_sites"][name] for name in layers})
         if self.kl is not None:
             row["beta"] = beta_at(self.kl, self.step - 1)
         if self.side is not None:  # e.g. FactorVAE's discriminator: its loss, accuracy, TC

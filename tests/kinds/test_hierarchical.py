@@ -295,6 +295,22 @@ def test_per_layer_diagnostics_of_the_exact_hierarchy(lg):
     assert 0 < d["mutual_info_z1"] <= d["mutual_info_max"] and d["mutual_info_z2"] is None
 
 
+
+def test_each_layers_kl_in_the_elbo_matches_its_closed_form(lg):
+    """evaluate_elbo's kl_sites split the KL term by layer: they sum to ``kl``, z2's share is
+    E_{z1 ~ q} KL(q(z2|z1) || N(0, I)) in closed form, z1's the joint KL minus it (one draw
+    per point over 400 points: Monte Carlo tolerances)."""
+    p, _, x = lg
+    m = exact_hvae(p)
+    out = evaluate_elbo(m, x, seed=0)
+    sites = out["kl_sites"]
+    assert list(sites) == ["z1", "z2"]
+    assert sites["z1"] + sites["z2"] == pytest.approx(out["kl"], rel=1e-12)
+    mu2 = (x @ p["W1"].T + p["c1"]) @ p["W2"].T + p["c2"]
+    m2 = mu2.pow(2) + torch.diag(p["W2"] @ torch.diag(p["v1"]) @ p["W2"].T)
+    kl2 = float((0.5 * (p["v2"] + m2 - 1 - p["v2"].log())).mean(0).sum())
+    assert sites["z2"] == pytest.approx(kl2, rel=0.05)
+
 # ---- config ---------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("kw, message", [
@@ -422,6 +438,10 @@ def test_every_objective_trains_and_writes_the_run(runs):
             assert (path / png).is_file(), (name, png)
     history = load(runs["trace"]).history                  # beta_t multiplies kl_weights
     assert history[-1]["beta"] == 1.0 and load(runs["meanfield"]).history[-1]["beta"] == 1.0
+    for row in history:                                    # each layer's share of test_kl
+        assert row["test_kl_z1"] + row["test_kl_z2"] == pytest.approx(row["test_kl"], rel=1e-9)
+    header = (runs["trace"] / "history.csv").read_text().splitlines()[0].split(",")
+    assert "test_kl_z1" in header and "test_kl_z2" in header
     run = load(runs["freebits"])
     assert isinstance(run.vae, HVAE) and run.vae.weights == (1.0, 0.5)
     assert run.config.model.kl_free_bits == (0.1, 0.05)

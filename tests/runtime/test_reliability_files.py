@@ -460,3 +460,18 @@ def test_fingerprint_is_of_the_values_not_the_binarization():
     c = pyrovae.load_dataset("digits", train_size=50, test_size=21)
     assert data_fingerprint(a) != data_fingerprint(c)
     assert torch.equal(a.train_x, c.train_x)
+
+
+def test_csv_rows_with_keys_that_come_and_go_keep_every_column(tmp_path):
+    """history.csv's test_objective is there while beta != 1 and not after, or the other way
+    round (a cyclical schedule): every key of any row is a column, a missing one an empty
+    cell, and the file reads back."""
+    from pyrovae.runtime.files import read_csv, write_csv
+
+    rows = [{"epoch": 1, "test_elbo": -1.5}, {"epoch": 2, "test_elbo": -1.25, "test_objective": -1.0},
+            {"epoch": 3, "test_elbo": -1.0}]
+    write_csv(tmp_path / "h.csv", rows)
+    assert (tmp_path / "h.csv").read_text().splitlines()[0] == "epoch,test_elbo,test_objective"
+    back = read_csv(tmp_path / "h.csv")
+    assert [r["test_objective"] for r in back] == ["", -1.0, ""]
+    assert [r["epoch"] for r in back] == [1, 2, 3]
