@@ -22,6 +22,7 @@ import torch
 from tqdm.auto import tqdm
 
 from pyrovae.runtime import distributed, memory
+from pyrovae.runtime.allocator import reuse_freed_memory
 from pyrovae.runtime.rng import seeded
 from pyrovae.runtime.traces import eval_mode, log_mean_exp, point_traces, trace_bytes
 
@@ -89,7 +90,8 @@ def reduce_log_weights(vae, x: torch.Tensor, reduce, num_samples: int = 5000,
     """
     n = x.shape[0]
     check_sizes(vae, n, num_samples, batch_size)
-    with torch.no_grad(), eval_mode(vae):
+    # every chunk allocates the same large tensors: reuse the last chunk's pages (allocator.py)
+    with torch.no_grad(), eval_mode(vae), reuse_freed_memory():
         with seeded(seed):
             chunk = chunk_size(vae, x[:batch_size], memory_mb * 2**20)
         own = len(distributed.current().own_batches(n, batch_size))
