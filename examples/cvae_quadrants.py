@@ -27,7 +27,6 @@ pyrovae run folder per v (OUT/cvae-q{v}/, which `pyrovae evaluate` reads too).
 from __future__ import annotations
 
 import argparse
-import csv
 import math
 import sys
 import time
@@ -39,6 +38,7 @@ from pyrovae import CVAEConfig, evaluate_run, load_dataset, train
 from pyrovae.kinds.cvae import baseline_nll, save_predictions, train_baseline
 from pyrovae.config import DataConfig, RunConfig, TrainConfig
 from pyrovae.reports.numbers import format_estimate
+from pyrovae.runtime.files import write_csv
 
 
 def main(argv=None) -> int:
@@ -110,10 +110,7 @@ def main(argv=None) -> int:
 
 
 def write_table(rows: list[dict], out: Path, command: str, seconds: float) -> None:
-    with open(out / "results.csv", "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
+    write_csv(out / "results.csv", rows)
     heads = [f"{r['visible']} quadrant{'s' if r['visible'] > 1 else ''}" for r in rows]
     cell = lambda r, k: format_estimate(r[k], r[k + "_se"])  # noqa: E731
     lines = [f"`{command}` ({seconds / 60:.1f} min)", "",

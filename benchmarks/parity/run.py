@@ -27,7 +27,6 @@ set). OUT holds:
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import math
 import sys
@@ -208,6 +207,8 @@ def _pm(mean: float, se: float) -> str:
 
 def write_outputs(cells: list[dict], args, out: Path, command: str) -> str:
     """results.csv, results.md, curves.csv and curves.png; returns the markdown."""
+    from pyrovae.runtime.files import write_csv
+
     rows = []
     for c in cells:
         for ev in EVALUATORS:
@@ -218,16 +219,10 @@ def write_outputs(cells: list[dict], args, out: Path, command: str) -> str:
                          "final_test_elbo": c["history"][-1]["test_elbo"],
                          "sec_per_epoch": c["sec_per_epoch"], "points": args.points,
                          "nll_samples": args.nll_samples})
-    with open(out / "results.csv", "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
-    with open(out / "curves.csv", "w", newline="") as f:
-        writer = csv.writer(f)
-        writer.writerow(["impl", "seed", "epoch", "test_elbo", "seconds"])
-        for c in cells:
-            for r in c["history"]:
-                writer.writerow([c["impl"], c["seed"], r["epoch"], r["test_elbo"], r["seconds"]])
+    write_csv(out / "results.csv", rows)
+    write_csv(out / "curves.csv", [{"impl": c["impl"], "seed": c["seed"], "epoch": r["epoch"],
+                                    "test_elbo": r["test_elbo"], "seconds": r["seconds"]}
+                                   for c in cells for r in c["history"]])
     t = summarise(cells)
     by = {(c["impl"], c["seed"]): c for c in cells}
     lines = [f"`{command}`", "",

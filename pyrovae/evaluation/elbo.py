@@ -83,7 +83,7 @@ def terms_of(t: PointTraces, analytic_kl: bool = True) -> ElboTerms:
     analytic_ok = analytic_kl and len(t.sampled) == 1 and not t.prior_only
     log_q = t.log_enum_prob()
     log_px = sum((t.lp_model[n] * _scale(t.model.nodes[n]) for n in t.observed), 0.0)
-    kl, weighted, analytic = 0.0, 0.0, bool(t.sampled) and analytic_ok
+    weighted, analytic = 0.0, bool(t.sampled) and analytic_ok
     sites = {}
     for name in t.sampled + t.enumerated:
         if name in t.sampled:
@@ -92,8 +92,8 @@ def terms_of(t: PointTraces, analytic_kl: bool = True) -> ElboTerms:
         else:
             term = t.lp_guide[name] - t.lp_model[name]
         sites[name] = term
-        kl = kl + term
         weighted = weighted + _scale(t.guide.nodes[name]) * term
+    kl = sum(sites.values(), 0.0)  # the sites' terms added in order: the total's bits as before
     zero = torch.zeros_like(log_px)
     return ElboTerms(t.expect(log_px, log_q), t.expect(kl + zero, log_q),
                      t.expect(weighted + zero, log_q), analytic,
