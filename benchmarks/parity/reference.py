@@ -1,30 +1,37 @@
-"""An independent plain-PyTorch VAE / IWAE with one stochastic layer (Burda et al. 2015), to
-check pyrovae's ``burda-*-1`` recipes against at an equal budget (benchmarks/parity/run.py).
+"""An independent plain-PyTorch VAE / IWAE with one or two stochastic layers (Burda et al.
+2015), to check pyrovae's ``burda-*`` recipes against at an equal budget
+(benchmarks/parity/run.py).
 
 It shares nothing with pyrovae but the data loading (``load_data``): no Pyro, no pyrovae
 model, objective, optimizer, schedule, averaging or evaluator. The math, for x [B, D] in
-{0, 1}^D and z [L]::
+{0, 1}^D and L stochastic layers z_1 (next to x) .. z_L of sizes n_1 .. n_L (z_0 = x)::
 
-    q(z|x)  = N(z; m(x), diag s(x)^2),  (m, r) = enc(x),  s = softplus(r) + 1e-4
-    p(z)    = N(0, I)
-    p(x|z)  = prod_d Bernoulli(x_d; sigmoid(l_d)),  l = dec(z)
-    enc: D -> H1 -> H2 -> 2L,  dec: L -> H2 -> H1 -> D,  tanh between layers (not after
-         the last), Glorot-uniform weights W ~ U(+-sqrt(6 / (fan_in + fan_out))), zero biases
+    q(z_l | z_l-1) = N(m_l, diag s_l^2),  (m_l, r_l) = enc_l(z_l-1),  s_l = softplus(r_l) + 1e-4
+    p(z_L)         = N(0, I)
+    p(z_l | z_l+1) = N(mu_l, diag t_l^2), (mu_l, u_l) = dec_l(z_l+1), t_l = softplus(u_l) + 1e-4
+    p(x | z_1)     = prod_d Bernoulli(x_d; sigmoid(l_d)),  l = dec_0(z_1)
+    enc_l: n_l-1 -> hidden_l -> 2 n_l,  dec_l: n_l+1 -> reversed(hidden_l+1) -> 2 n_l (dec_0:
+         n_1 -> reversed(hidden_1) -> D), tanh between layers (not after the last),
+         Glorot-uniform weights W ~ U(+-sqrt(6 / (fan_in + fan_out))), zero biases
 
-    log w_k = log p(x|z_k) + log p(z_k) - log q(z_k|x),  z_k = m + s eps_k, eps_k ~ N(0, I)
+    KL_l,k  = log q(z_l,k | z_l-1,k) - log p(z_l,k | z_l+1,k)   (p(z_L | .) = N(0, I))
+    log w_k = log p(x|z_1,k) - beta sum_l KL_l,k,   z_l,k = m_l + s_l eps  drawn bottom-up
     ELBO_k  = (1/k) sum_k log w_k              (bound = "elbo", k draws averaged)
     IWAE_k  = log (1/k) sum_k exp(log w_k)     (bound = "iwae")
     loss    = -N mean_b bound_b                (the data set's bound from a minibatch of B)
 
-Training: Adam(lr, betas (0.9, 0.999), eps 1e-8); the rate at step t = 0..T-1 of
-T = epochs * (N // B) steps is lr_min + (lr - lr_min)(1 + cos(pi t / T)) / 2 (``cosine``) or
-lr (``constant``); the training images are binarized afresh each epoch (x ~ Bernoulli(grey
-level)) and shuffled, the last partial batch dropped; with ``ema`` > 0 the kept weights are
-the average theta_bar_t = d_t theta_bar_{t-1} + (1 - d_t) theta_t, d_t = min(ema,
-(1 + t) / (10 + t)), theta_bar_0 the initial weights. The per-epoch test ELBO (one draw, the
-closed-form KL) and the final model are those of the kept weights.
+beta is 1, or with ``warmup`` = W > 0 steps the linear warm-up beta_t = min(1, t / W) at step
+t = 0, 1, ... (beta_0 = 0 taken as 1e-20). Training: Adam(lr, betas (0.9, 0.999), eps 1e-8);
+the rate at step t = 0..T-1 of T = epochs * (N // B) steps is lr_min + (lr - lr_min)(1 +
+cos(pi t / T)) / 2 (``cosine``) or lr (``constant``); the training images are binarized afresh
+each epoch (x ~ Bernoulli(grey level)) and shuffled, the last partial batch dropped; with
+``ema`` > 0 the kept weights are the average theta_bar_t = d_t theta_bar_{t-1} + (1 - d_t)
+theta_t, d_t = min(ema, (1 + t) / (10 + t)), theta_bar_0 the initial weights. The per-epoch
+test ELBO (one draw; for one layer with the closed-form KL) and its per-layer KL terms, and
+the final model, are those of the kept weights.
 
-Evaluation (:func:`log_px`): log p(x) ~= logsumexp_k log w_k - log K, K draws from q(z|x).
+Evaluation (:func:`log_px`): log p(x) ~= logsumexp_k log w_k - log K (beta = 1), K draws
+from q(z|x).
 """
 
 from __future__ import annotations
@@ -40,7 +47,8 @@ from torch.nn import functional as F
 
 from pyrovae.data import load_dataset  # the data: the one thing shared with pyrovae
 
-MIN_STD = 1e-4  # floor on q's standard deviation, as the recipe's encoder
+MIN_STD = 1e-4  # floor on every standard deviation, as the recipe's networks
+MIN_BETA = 1e-20  # a warm-up's beta_0 = 0, taken as this (no effect at float32 resolution)
 LOG_2PI = math.log(2 * math.pi)
 
 
@@ -56,8 +64,8 @@ def load_data(source="mnist", **options):
 class Settings:
     """What the reference trains: sizes, bound, particles and the optimisation."""
 
-    hidden: tuple[int, ...] = (200, 200)
-    latent: int = 50
+    hidden: tuple[tuple[int, ...], ...] = ((200, 200),)   # one tuple per stochastic layer
+    stochastic: tuple[int, ...] = (50,)                     # n_1 (next to x) .. n_L
     bound: str = "elbo"        # "elbo" or "iwae"
     k: int = 1                 # draws per point in the training bound
     batch_size: int = 32
@@ -66,14 +74,25 @@ class Settings:
     schedule: str = "cosine"   # "cosine" or "constant"
     ema: float = 0.9995        # 0: keep the last weights
     eval_batch: int = 1000
+    warmup: int = 0            # steps of the linear KL warm-up (0: beta = 1 throughout)
 
     def __post_init__(self):
         if self.bound not in ("elbo", "iwae"):
             raise ValueError(f"bound = {self.bound!r}; choose 'elbo' or 'iwae'")
         if self.schedule not in ("cosine", "constant"):
             raise ValueError(f"schedule = {self.schedule!r}; choose 'cosine' or 'constant'")
-        if self.k < 1 or not 0.0 <= self.ema < 1.0:
-            raise ValueError(f"k = {self.k} must be >= 1 and ema = {self.ema} in [0, 1)")
+        if self.k < 1 or not 0.0 <= self.ema < 1.0 or self.warmup < 0:
+            raise ValueError(f"k = {self.k} must be >= 1, ema = {self.ema} in [0, 1) and "
+                             f"warmup = {self.warmup} >= 0")
+        if len(self.hidden) != len(self.stochastic) or not 1 <= len(self.stochastic) <= 2:
+            raise ValueError(f"one or two stochastic layers, with one hidden tuple each: got "
+                             f"stochastic = {self.stochastic}, hidden = {self.hidden}")
+
+    def beta(self, step: int) -> float:
+        """The KL weight at training step ``step`` (0-based)."""
+        if not self.warmup:
+            return 1.0
+        return max(min(1.0, step / self.warmup), MIN_BETA)
 
 
 def _mlp(sizes) -> nn.Sequential:
@@ -92,40 +111,79 @@ def _mlp(sizes) -> nn.Sequential:
     return nn.Sequential(*layers)
 
 
-class OneLayerVAE(nn.Module):
-    """enc: D -> hidden -> 2L (m, r), dec: L -> reversed(hidden) -> D (logits)."""
+def _gaussian(out: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(loc, softplus(raw) + 1e-4) from a network's output [..., 2n]."""
+    loc, raw = out.chunk(2, dim=-1)
+    return loc, F.softplus(raw) + MIN_STD
 
-    def __init__(self, dim: int, hidden=(200, 200), latent: int = 50):
+
+def _log_normal(z, loc, scale) -> torch.Tensor:
+    """log N(z; loc, diag scale^2) summed over the last dimension."""
+    return (-0.5 * ((z - loc) / scale).pow(2) - scale.log() - 0.5 * LOG_2PI).sum(-1)
+
+
+class BurdaVAE(nn.Module):
+    """``encoders[l]``: q(z_l+1 | z_l) (z_0 = x); ``decoders[0]``: the logits of p(x | z_1),
+    ``decoders[l]`` (l >= 1): p(z_l | z_l+1). Sizes as the module docstring."""
+
+    def __init__(self, dim: int, hidden=((200, 200),), stochastic=(50,)):
         super().__init__()
-        self.dim, self.latent = dim, latent
-        self.encoder = _mlp([dim, *hidden, 2 * latent])
-        self.decoder = _mlp([latent, *reversed(tuple(hidden)), dim])
+        hidden, stochastic = tuple(map(tuple, hidden)), tuple(stochastic)
+        self.dim, self.stochastic = dim, stochastic
+        sizes = (dim, *stochastic)
+        outs = (dim, *(2 * n for n in stochastic[:-1]))
+        self.encoders = nn.ModuleList()
+        self.decoders = nn.ModuleList()
+        for l in range(len(stochastic)):  # encoder then decoder of each layer, bottom up
+            self.encoders.append(_mlp([sizes[l], *hidden[l], 2 * sizes[l + 1]]))
+            self.decoders.append(_mlp([sizes[l + 1], *reversed(hidden[l]), outs[l]]))
 
     def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """x [B, D] -> m, s [B, L]."""
-        m, r = self.encoder(x).chunk(2, dim=-1)
-        return m, F.softplus(r) + MIN_STD
+        """loc and scale of q(z_1 | x): x [B, D] -> [B, n_1] each."""
+        return _gaussian(self.encoders[0](x))
 
-    def log_weights(self, x: torch.Tensor, k: int, generator=None) -> torch.Tensor:
-        """log w [k, B] of k reparameterised draws z = m + s eps per row of x [B, D]."""
-        m, s = self.encode(x)
-        eps = torch.randn((k, *m.shape), generator=generator, dtype=m.dtype)
-        z = m + s * eps                                                       # [k, B, L]
-        log_q = (-0.5 * eps.pow(2) - s.log() - 0.5 * LOG_2PI).sum(-1)          # [k, B]
-        log_pz = (-0.5 * z.pow(2) - 0.5 * LOG_2PI).sum(-1)
-        logits = self.decoder(z)                                              # [k, B, D]
+    def terms(self, x: torch.Tensor, k: int, generator=None):
+        """k draws z_1..z_L ~ q(.|x) per row of x [B, D] (reparameterised, bottom-up) and
+        their log-densities: (log p(x|z_1) [k, B], [log p(z_l | z_l+1)], [log q(z_l | z_l-1)],
+        l = 1..L, each [k, B])."""
+        h, zs, log_q = x, [], []
+        for l, enc in enumerate(self.encoders):
+            loc, scale = _gaussian(enc(h))
+            shape = (k, *loc.shape) if l == 0 else loc.shape
+            eps = torch.randn(shape, generator=generator, dtype=loc.dtype)
+            h = loc + scale * eps                                         # [k, B, n_l]
+            log_q.append((-0.5 * eps.pow(2) - scale.log() - 0.5 * LOG_2PI).sum(-1))
+            zs.append(h)
+        log_p = [None] * len(zs)
+        log_p[-1] = (-0.5 * zs[-1].pow(2) - 0.5 * LOG_2PI).sum(-1)        # p(z_L) = N(0, I)
+        for l in range(len(zs) - 1):
+            log_p[l] = _log_normal(zs[l], *_gaussian(self.decoders[l + 1](zs[l + 1])))
+        logits = self.decoders[0](zs[0])                                   # [k, B, D]
         log_px_z = (x * logits - F.softplus(logits)).sum(-1)
-        return log_px_z + log_pz - log_q
+        return log_px_z, log_p, log_q
 
-    def elbo_analytic(self, x: torch.Tensor, generator=None) -> tuple[torch.Tensor, ...]:
-        """(ELBO, log p(x|z), KL) [B] each, one draw and KL(q || N(0, I)) in closed form:
-        KL = sum_l (m^2 + s^2 - 1) / 2 - log s."""
-        m, s = self.encode(x)
-        z = m + s * torch.randn(m.shape, generator=generator, dtype=m.dtype)
-        logits = self.decoder(z)
-        rec = (x * logits - F.softplus(logits)).sum(-1)
-        kl = (0.5 * (m.pow(2) + s.pow(2) - 1.0) - s.log()).sum(-1)
-        return rec - kl, rec, kl
+    def log_weights(self, x: torch.Tensor, k: int, generator=None,
+                    beta: float = 1.0) -> torch.Tensor:
+        """log w [k, B] = log p(x|z_1) + beta (log p(z) - log q(z|x)) of k draws per row of
+        x [B, D]."""
+        log_px_z, log_p, log_q = self.terms(x, k, generator)
+        if beta == 1.0:
+            return log_px_z + sum(log_p) - sum(log_q)
+        return log_px_z + beta * (sum(log_p) - sum(log_q))
+
+    def elbo_terms(self, x: torch.Tensor, generator=None) -> tuple[torch.Tensor, ...]:
+        """(ELBO, log p(x|z), KL_1, .., KL_L) [B] each from one draw; with one layer KL_1 is
+        KL(q || N(0, I)) in closed form, sum_l (m^2 + s^2 - 1) / 2 - log s."""
+        if len(self.stochastic) == 1:
+            m, s = self.encode(x)
+            z = m + s * torch.randn(m.shape, generator=generator, dtype=m.dtype)
+            logits = self.decoders[0](z)
+            rec = (x * logits - F.softplus(logits)).sum(-1)
+            kls = [(0.5 * (m.pow(2) + s.pow(2) - 1.0) - s.log()).sum(-1)]
+        else:
+            rec, log_p, log_q = self.terms(x, 1, generator)
+            rec, kls = rec[0], [(q - p)[0] for p, q in zip(log_p, log_q)]
+        return (rec - sum(kls), rec, *kls)
 
 
 def elbo(log_w: torch.Tensor) -> torch.Tensor:
@@ -147,16 +205,20 @@ def cosine_lr(lr: float, lr_min: float, step: int, total: int) -> float:
 
 
 @torch.no_grad()
-def test_elbo(model: OneLayerVAE, x: torch.Tensor, batch: int = 1000, seed: int = 0) -> float:
-    """Mean one-draw ELBO (closed-form KL) per point over x [M, D], in nats."""
+def test_elbo(model: BurdaVAE, x: torch.Tensor, batch: int = 1000, seed: int = 0) -> dict:
+    """Mean one-draw ELBO and KL of each layer (``kl_z1``, ..) per point over x [M, D]."""
     gen = torch.Generator().manual_seed(seed)
-    total = sum(float(model.elbo_analytic(x[i:i + batch], gen)[0].sum())
-                for i in range(0, len(x), batch))
-    return total / len(x)
+    sums = None
+    for i in range(0, len(x), batch):
+        parts = [float(t.sum()) for t in model.elbo_terms(x[i:i + batch], gen)]
+        sums = parts if sums is None else [a + b for a, b in zip(sums, parts)]
+    names = ["test_elbo", "test_log_px_z", *(f"test_kl_z{l + 1}"
+                                             for l in range(len(model.stochastic)))]
+    return {name: total / len(x) for name, total in zip(names, sums)}
 
 
 @torch.no_grad()
-def log_px(model: OneLayerVAE, x: torch.Tensor, samples: int, seed: int = 0,
+def log_px(model: BurdaVAE, x: torch.Tensor, samples: int, seed: int = 0,
            rows: int = 20_000) -> torch.Tensor:
     """Importance-sampled log p(x) [M] of x [M, D] with K = ``samples`` draws from q(z|x):
     logsumexp_k log w_k - log K, the draws taken in chunks of at most ``rows`` (points x
@@ -181,7 +243,7 @@ def train(data, settings: Settings, epochs: int, seed: int = 0, progress=None):
     torch.manual_seed(seed)  # the initial weights
     grey, x_test = data.train_x, data.test_data()
     n, dim = grey.shape
-    model = OneLayerVAE(dim, settings.hidden, settings.latent)
+    model = BurdaVAE(dim, settings.hidden, settings.stochastic)
     kept = copy.deepcopy(model) if settings.ema > 0 else model
     live, avg = list(model.parameters()), list(kept.parameters())
     opt = torch.optim.Adam(live, lr=settings.lr, betas=(0.9, 0.999), eps=1e-8)
@@ -200,7 +262,7 @@ def train(data, settings: Settings, epochs: int, seed: int = 0, progress=None):
                 for group in opt.param_groups:
                     group["lr"] = cosine_lr(settings.lr, settings.lr_min, step, total)
             xb = x_epoch[order[i * bsz:(i + 1) * bsz]]
-            value = bound(model.log_weights(xb, settings.k, gen))
+            value = bound(model.log_weights(xb, settings.k, gen, settings.beta(step)))
             loss = -n * value.mean()
             opt.zero_grad(set_to_none=True)
             loss.backward()
@@ -214,8 +276,7 @@ def train(data, settings: Settings, epochs: int, seed: int = 0, progress=None):
             bound_sum += float(value.detach().sum())
         seconds = time.perf_counter() - start
         row = {"epoch": epoch, "step": step, "train_bound": bound_sum / (steps * bsz),
-               "test_elbo": test_elbo(kept, x_test, settings.eval_batch, seed),
-               "seconds": seconds}
+               **test_elbo(kept, x_test, settings.eval_batch, seed), "seconds": seconds}
         history.append(row)
         if progress is not None:
             progress(f"reference epoch {epoch}/{epochs}: train bound {row['train_bound']:.2f}"

@@ -1,7 +1,7 @@
-"""Parity at equal budget: pyrovae's ``burda-*-1`` recipe against the independent plain-torch
-reference (reference.py), trained for the same epochs, batch, Adam, schedule, initialisation
-scheme and averaging, each over several seeds, and both evaluated by both importance-sampling
-evaluators on the same test points.
+"""Parity at equal budget: pyrovae's ``burda-*`` recipe (one or two stochastic layers) against
+the independent plain-torch reference (reference.py), trained for the same epochs, batch, Adam,
+schedule, KL warm-up, initialisation scheme and averaging, each over several seeds, and both
+evaluated by both importance-sampling evaluators on the same test points.
 
     python -m benchmarks.parity.run --recipe burda-vae-1 --epochs 10 --seeds 3 \\
         --points 2000 --nll-samples 1000 --out runs/parity-vae
@@ -16,12 +16,16 @@ with the settings read from the same config), the trained (averaged) weights are
 with K = --nll-samples draws on the first --points test images (the fixed binarized test
 set). OUT holds:
 
-    cells/IMPL-seedS.json   one trained run: history (test ELBO per epoch), NLLs, timings
+    cells/IMPL-seedS.json   one trained run: history (test ELBO and each layer's KL per
+                            epoch), NLLs, active units per layer, timings
                             (a rerun with the same settings reads these, not retrains)
     results.csv             one row per implementation x seed x evaluator
     results.md              mean +- standard error over seeds per implementation x evaluator,
-                            and the paired differences (pyrovae - reference) over seeds
-    curves.png, curves.csv  test ELBO per epoch of every run (the kept, averaged weights)
+                            each layer's final KL and active units (pyrovae's evaluator, on
+                            either side's weights), and the paired differences (pyrovae -
+                            reference) over seeds
+    curves.png, curves.csv  test ELBO and each layer's KL per epoch of every run (the kept,
+                            averaged weights)
 """
 
 from __future__ import annotations
@@ -59,48 +63,59 @@ def reference_settings(config) -> ref.Settings:
     for something the reference does not implement (so parity is never claimed for a
     different model)."""
     m, t, d = config.model, config.train, config.data
-    checks = {"model.kind": (m.kind, "hvae"), "stochastic layers": (len(m.stochastic), 1),
+    checks = {"model.kind": (m.kind, "hvae"),
+              "stochastic layers": (len(m.stochastic) in (1, 2), True),
               "model.activation": (m.activation, "tanh"), "model.init": (m.init, "glorot"),
               "model.likelihood": (m.likelihood.name, "bernoulli"),
-              "model.kl.beta": (m.kl.beta, 1.0), "model.kl.schedule": (m.kl.schedule, "constant"),
-              "model.kl_weights": (tuple(m.kl_weights) in ((), (1.0,)), True),
+              "model.kl.beta": (m.kl.beta, 1.0),
+              "model.kl.schedule": (m.kl.schedule in ("constant", "linear"), True),
+              "model.kl.free_bits": (m.kl.free_bits, 0.0),
+              "model.kl_free_bits": (not any(getattr(m, "kl_free_bits", ())), True),
+              "model.kl.decomposition": (m.kl.decomposition, "none"),
+              "model.kl_weights": (all(w == 1.0 for w in m.kl_weights), True),
               "model.objective.gradient": (m.objective.gradient, "reparam"),
               "data.binarize": (d.binarize, "dynamic"), "train.clip_norm": (t.clip_norm, 0.0)}
     for key, (value, wanted) in checks.items():
         if value != wanted:
-            raise SystemExit(f"{key} = {value!r}: the reference implements only {wanted!r}; "
-                             f"choose a one-layer burda recipe or drop the --set that changed it")
+            shown = {"stochastic layers": len(m.stochastic), "model.kl.schedule": m.kl.schedule,
+                     "model.kl_weights": list(m.kl_weights),
+                     "model.kl_free_bits": list(getattr(m, "kl_free_bits", ()))}.get(key, value)
+            lacks = {"stochastic layers": "1 or 2", "model.kl.schedule": "constant or linear",
+                     "model.kl_weights": "all 1", "model.kl_free_bits": "none"}.get(key, repr(wanted))
+            raise SystemExit(f"{key} = {shown!r}: the reference implements only {lacks}; "
+                             f"choose a burda recipe or drop the --set that changed it")
     if m.objective.bound not in ("elbo", "iwae") or (m.objective.default and m.elbo != "trace"):
         raise SystemExit(f"model.objective.bound = {m.objective.bound!r}, elbo = {m.elbo!r}: "
                          f"the reference implements the trace ELBO and the IWAE bound only")
-    return ref.Settings(hidden=tuple(m.hidden[0]), latent=m.stochastic[0],
-                        bound=m.objective.bound, k=m.num_particles, batch_size=t.batch_size,
-                        lr=t.lr, lr_min=t.lr_min, schedule=t.lr_schedule, ema=t.ema)
+    warmup = m.kl.warmup if m.kl.schedule == "linear" else 0
+    return ref.Settings(hidden=tuple(tuple(h) for h in m.hidden),
+                        stochastic=tuple(m.stochastic), bound=m.objective.bound,
+                        k=m.num_particles, batch_size=t.batch_size, lr=t.lr, lr_min=t.lr_min,
+                        schedule=t.lr_schedule, ema=t.ema, warmup=warmup)
 
 
 # ---- moving weights between the two modules (for the cross-evaluation) ---------------------
 
-def _pairs(hvae, module: ref.OneLayerVAE):
-    pairs = [*zip(hvae.encoder[0].parameters(), module.encoder.parameters()),
-             *zip(hvae.decoder[0].parameters(), module.decoder.parameters())]
-    for a, b in pairs:
-        if a.shape != b.shape:
-            raise RuntimeError(f"weights of shape {tuple(a.shape)} and {tuple(b.shape)} do not "
-                               f"correspond; the two models differ")
+def _pairs(hvae, module: ref.BurdaVAE):
+    pairs = [pair for mine, theirs in ((hvae.encoder, module.encoders),
+                                       (hvae.decoder, module.decoders))
+             for a, b in zip(mine, theirs) for pair in zip(a.parameters(), b.parameters())]
+    if len(hvae.encoder) != len(module.encoders) or any(a.shape != b.shape for a, b in pairs):
+        raise RuntimeError("the two models' weights do not correspond; the two models differ")
     return pairs
 
 
 @torch.no_grad()
-def to_reference(hvae, settings: ref.Settings, dim: int) -> ref.OneLayerVAE:
-    """A reference module holding pyrovae's one-layer HVAE's weights."""
-    module = ref.OneLayerVAE(dim, settings.hidden, settings.latent)
+def to_reference(hvae, settings: ref.Settings, dim: int) -> ref.BurdaVAE:
+    """A reference module holding pyrovae's HVAE's weights."""
+    module = ref.BurdaVAE(dim, settings.hidden, settings.stochastic)
     for a, b in _pairs(hvae, module):
         b.copy_(a)
     return module
 
 
 @torch.no_grad()
-def to_pyrovae_run(module: ref.OneLayerVAE, config, shape):
+def to_pyrovae_run(module: ref.BurdaVAE, config, shape):
     """A pyrovae Run (no folder) whose HVAE holds the reference module's weights."""
     from pyrovae import HVAE, Run
     hvae = HVAE(config.model, shape)
@@ -119,13 +134,26 @@ def _evaluate(run, module, x, data, args) -> dict:
     result = evaluate_run(run, data, nll_samples=args.nll_samples, split="test",
                           max_points=args.points, progress=False)
     out["pyrovae"] = {"nll": result["test_nll"], "se": result["test_nll_se"],
-                      "seconds": time.perf_counter() - start}
+                      "seconds": time.perf_counter() - start,
+                      "active_units": {k[len("active_units_"):]: v for k, v in result.items()
+                                       if k.startswith("active_units_")}
+                      or {"z1": result["active_units"]}}
     start = time.perf_counter()
     lp = ref.log_px(module, x, args.nll_samples, seed=0)
     out["reference"] = {"nll": float(-lp.mean()),
                         "se": float(lp.std() / math.sqrt(len(lp))),
                         "seconds": time.perf_counter() - start}
     return out
+
+
+def _curve_row(row: dict) -> dict:
+    """epoch, test ELBO, seconds and each layer's KL term (``test_kl_z1``, ...) of a history
+    row (a one-layer pyrovae run's ``test_kl`` is its z1's)."""
+    kls = {k: v for k, v in row.items() if k.startswith("test_kl_z")}
+    if not kls and "test_kl" in row:
+        kls = {"test_kl_z1": row["test_kl"]}
+    return {"epoch": row["epoch"], "test_elbo": row["test_elbo"], **kls,
+            "seconds": row["seconds"]}
 
 
 def train_cell(impl: str, seed: int, args, data) -> dict:
@@ -137,13 +165,11 @@ def train_cell(impl: str, seed: int, args, data) -> dict:
     if impl == "pyrovae":
         from pyrovae import train
         run = train(config, data)
-        history = [{"epoch": r["epoch"], "test_elbo": r["test_elbo"], "seconds": r["seconds"]}
-                   for r in run.history]
+        history = [_curve_row(r) for r in run.history]
         module = to_reference(run.model, settings, data.dim)
     else:
         module, rows = ref.train(data, settings, args.epochs, seed, say)
-        history = [{"epoch": r["epoch"], "test_elbo": r["test_elbo"], "seconds": r["seconds"]}
-                   for r in rows]
+        history = [_curve_row(r) for r in rows]
         run = to_pyrovae_run(module, config, data.shape)
     wall = time.perf_counter() - start
     train_seconds = sum(r["seconds"] for r in history)
@@ -201,6 +227,15 @@ def summarise(cells: list[dict]) -> dict:
     return table
 
 
+def _layer_numbers(cell: dict) -> dict:
+    """The last epoch's KL term of each layer (``kl_z1``, ...) and each layer's active units
+    by pyrovae's evaluator (``active_units_z1``, ...) of one cell."""
+    last = cell["history"][-1]
+    kls = {k[len("test_"):]: v for k, v in last.items() if k.startswith("test_kl_z")}
+    units = cell["nll"]["pyrovae"].get("active_units", {})
+    return {**kls, **{f"active_units_{k}": v for k, v in units.items()}}
+
+
 def _pm(mean: float, se: float) -> str:
     return f"{mean:.2f} ± {se:.2f}" if not math.isnan(se) else f"{mean:.2f}"
 
@@ -217,11 +252,11 @@ def write_outputs(cells: list[dict], args, out: Path, command: str) -> str:
                          "test_nll_se_points": c["nll"][ev]["se"],
                          "eval_seconds": c["nll"][ev]["seconds"],
                          "final_test_elbo": c["history"][-1]["test_elbo"],
+                         **_layer_numbers(c),
                          "sec_per_epoch": c["sec_per_epoch"], "points": args.points,
                          "nll_samples": args.nll_samples})
     write_csv(out / "results.csv", rows)
-    write_csv(out / "curves.csv", [{"impl": c["impl"], "seed": c["seed"], "epoch": r["epoch"],
-                                    "test_elbo": r["test_elbo"], "seconds": r["seconds"]}
+    write_csv(out / "curves.csv", [{"impl": c["impl"], "seed": c["seed"], **r}
                                    for c in cells for r in c["history"]])
     t = summarise(cells)
     by = {(c["impl"], c["seed"]): c for c in cells}
@@ -230,7 +265,8 @@ def write_outputs(cells: list[dict], args, out: Path, command: str) -> str:
              f"with K = {args.nll_samples} on the first {args.points or 'all'} test images; "
              f"mean ± standard error over seeds.", "",
              "| implementation | seeds | NLL, pyrovae's evaluator | NLL, reference's evaluator "
-             "| final test ELBO | s/epoch |", "|---|---|---|---|---|---|"]
+             "| final test ELBO | final KL per layer | active units per layer | s/epoch |",
+             "|---|---|---|---|---|---|---|---|"]
     for impl in IMPLS:
         mine = [c for c in cells if c["impl"] == impl]
         if not mine:
@@ -238,8 +274,13 @@ def write_outputs(cells: list[dict], args, out: Path, command: str) -> str:
         elbo = mean_se([c["history"][-1]["test_elbo"] for c in mine])
         spe = sum(c["sec_per_epoch"] for c in mine) / len(mine)
         cols = [_pm(*t[impl, ev][:2]) if (impl, ev) in t else "" for ev in EVALUATORS]
-        lines.append(f"| {impl} | {len(mine)} | {cols[0]} | {cols[1]} | {_pm(*elbo)} | "
-                     f"{spe:.1f} |")
+        layers = [_layer_numbers(c) for c in mine]
+        kl = " / ".join(_pm(*mean_se([n[k] for n in layers])[:2]) for k in layers[0]
+                        if k.startswith("kl_"))
+        au = " / ".join(", ".join(str(n[k]) for n in layers) for k in layers[0]
+                        if k.startswith("active_"))
+        lines.append(f"| {impl} | {len(mine)} | {cols[0]} | {cols[1]} | {_pm(*elbo)} | {kl} "
+                     f"| {au} | {spe:.1f} |")
     lines += ["", "| difference | mean ± SE over seeds | per seed |", "|---|---|---|"]
     for ev in EVALUATORS:
         if ("diff", ev) in t:
@@ -264,20 +305,32 @@ def write_outputs(cells: list[dict], args, out: Path, command: str) -> str:
 
 
 def _plot(cells: list[dict], args, path: Path) -> None:
+    """Test ELBO per epoch (left) and each layer's KL term per epoch (right; z1 solid, z2
+    dashed) of every run, coloured by implementation."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    fig, ax = plt.subplots(figsize=(6, 4))
+    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4))
     colours = {"pyrovae": "tab:blue", "reference": "tab:orange"}
+    styles = {"test_kl_z1": "-", "test_kl_z2": "--"}
     for c in cells:
         epochs = [r["epoch"] for r in c["history"]]
-        ax.plot(epochs, [r["test_elbo"] for r in c["history"]], color=colours[c["impl"]],
-                alpha=0.8, label=c["impl"] if c["seed"] == min(
-                    d["seed"] for d in cells if d["impl"] == c["impl"]) else None)
-    ax.set_xlabel("epoch")
-    ax.set_ylabel("test ELBO (nats, averaged weights)")
-    ax.set_title(f"{args.recipe}: pyrovae vs plain-torch reference")
-    ax.legend()
+        first = c["seed"] == min(d["seed"] for d in cells if d["impl"] == c["impl"])
+        left.plot(epochs, [r["test_elbo"] for r in c["history"]], color=colours[c["impl"]],
+                  alpha=0.8, label=c["impl"] if first else None)
+        for key, style in styles.items():
+            if key in c["history"][-1]:
+                right.plot(epochs, [r.get(key) for r in c["history"]], style,
+                           color=colours[c["impl"]], alpha=0.8,
+                           label=f"{c['impl']} {key[len('test_kl_'):]}" if first else None)
+    left.set_xlabel("epoch")
+    left.set_ylabel("test ELBO (nats, averaged weights)")
+    left.set_title(f"{args.recipe}: pyrovae vs plain-torch reference")
+    left.legend()
+    right.set_xlabel("epoch")
+    right.set_ylabel("KL term per layer (nats)")
+    right.set_title("each stochastic layer's KL (z1 solid, z2 dashed)")
+    right.legend()
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
@@ -289,7 +342,8 @@ def parse(argv=None):
     p = argparse.ArgumentParser(prog="python -m benchmarks.parity.run", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--recipe", default="burda-vae-1",
-                   help="a one-stochastic-layer burda recipe (burda-vae-1, burda-iwae5-1, ...)")
+                   help="a burda recipe, one or two stochastic layers (burda-vae-1, "
+                        "burda-iwae5-1, burda-iwae5-2, ...)")
     p.add_argument("--epochs", type=int, default=10, help="epochs of each run (both sides)")
     p.add_argument("--seeds", type=int, default=3, help="seeds 0..S-1 of each side")
     p.add_argument("--points", type=int, default=2000, help="first N test images (0 = all)")
